@@ -1,0 +1,119 @@
+"""The annotated model: the source ONNX graph with the plan written on it, for Netron.
+
+Netron shows a node's ``doc_string`` and ``metadata_props``, and only the
+``doc_string`` of intermediate tensors. So every node and tensor gets a one-line
+human summary in ``doc_string`` (``tier=DDR offset=0x4000 bytes=64KiB live=[3,9]``)
+and the same facts under namespaced ``metadata_props`` keys (``tierplan.tier``,
+``tierplan.offset`` ...). Weight bytes are not copied: external-data references
+are kept, re-pointed relative to the folder the annotated model is written to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import onnx
+from tierplan.compiler.files import write_atomically
+from tierplan.compiler.ir import IRGraph, Operator, Tensor
+
+PREFIX = "tierplan."
+
+
+def human_bytes(count: int) -> str:
+    """``65536`` -> ``"64KiB"``; exact, in the largest unit that divides it evenly."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size and count % size == 0:
+            return f"{count // size}{unit}"
+    return f"{count}B"
+
+
+def tensor_facts(tensor: Tensor) -> dict[str, str]:
+    """The plan facts of one tensor, as metadata strings."""
+    facts = {"kind": tensor.kind, "bytes": str(tensor.nbytes), "dtype": tensor.dtype}
+    if tensor.needs_buffer:
+        facts.update(device=str(tensor.device), tier=str(tensor.tier), offset=str(tensor.offset))
+        facts.update(start=str(tensor.start), end=str(tensor.end))
+    if tensor.alias_of:
+        facts["alias_of"] = tensor.alias_of
+    return facts
+
+
+def tensor_summary(tensor: Tensor) -> str:
+    """One line for Netron, e.g. ``tier=DDR offset=0x4000 bytes=64KiB live=[3,9]``."""
+    if not tensor.needs_buffer:
+        return f"tierplan: no buffer (never read) bytes={human_bytes(tensor.nbytes)}"
+    text = (
+        f"tierplan: tier={tensor.tier} offset={tensor.offset or 0:#x} bytes={human_bytes(tensor.nbytes)} "
+        f"live=[{tensor.start},{tensor.end}] device={tensor.device}"
+    )
+    return text + (f" alias_of={tensor.alias_of}" if tensor.alias_of else "")
+
+
+def operator_facts(op: Operator) -> dict[str, str]:
+    """The plan facts of one operator, as metadata strings."""
+    facts = {"step": str(op.step), "device": str(op.device)}
+    if op.tiles is not None:
+        facts["tiles"] = json.dumps(
+            {"axes": op.tiles.axes, "count": op.tiles.count, "l1_bytes": op.tiles.l1_bytes,
+             "traffic_bytes": op.tiles.traffic_bytes}
+        )  # fmt: skip
+    return facts
+
+
+def _annotate(
+    proto: onnx.NodeProto | onnx.ValueInfoProto | onnx.TensorProto,
+    summary: str,
+    facts: dict[str, str],
+) -> None:
+    kept = [line for line in proto.doc_string.splitlines() if not line.startswith("tierplan:")]
+    proto.doc_string = "\n".join([summary, *kept])
+    entries = [e for e in proto.metadata_props if not e.key.startswith(PREFIX)]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(entries)
+    for key, value in facts.items():
+        proto.metadata_props.add(key=PREFIX + key, value=value)
+
+
+def annotate_model(
+    model: onnx.ModelProto, ir: IRGraph, source_dir: Path, out_dir: Path
+) -> onnx.ModelProto:
+    """A copy of ``model`` with the IR's plan facts on every node and tensor."""
+    annotated = onnx.ModelProto()
+    annotated.CopyFrom(model)
+    graph = annotated.graph
+    for node in graph.node:
+        if ir.has_operator(node.name):
+            op = ir.operator(node.name)
+            _annotate(node, f"tierplan: step={op.step} device={op.device}", operator_facts(op))
+    described = set()
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        if ir.has_tensor(value.name):
+            tensor = ir.tensor(value.name)
+            _annotate(value, tensor_summary(tensor), tensor_facts(tensor))
+            described.add(value.name)
+    for initializer in graph.initializer:
+        tensor = ir.tensor(initializer.name)
+        _annotate(initializer, tensor_summary(tensor), tensor_facts(tensor))
+        for entry in initializer.external_data:
+            if entry.key == "location" and not os.path.isabs(entry.value):
+                entry.value = os.path.relpath(source_dir / entry.value, out_dir)
+    for tensor in ir.tensors():
+        if tensor.name not in described and tensor.kind != "weight":
+            value = graph.value_info.add()
+            value.name = tensor.name
+            _annotate(value, tensor_summary(tensor), tensor_facts(tensor))
+    entries = [e for e in annotated.metadata_props if not e.key.startswith(PREFIX)]
+    del annotated.metadata_props[:]
+    annotated.metadata_props.extend(entries)
+    annotated.metadata_props.add(key=PREFIX + "plan", value="plan.json")
+    return annotated
+
+
+def write_annotated_model(
+    model: onnx.ModelProto, ir: IRGraph, source_dir: Path, path: Path
+) -> None:
+    """Write the annotated model to ``path`` atomically."""
+    annotated = annotate_model(model, ir, source_dir, path.parent)
+    write_atomically(path, annotated.SerializeToString(deterministic=True))

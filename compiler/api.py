@@ -1,0 +1,154 @@
+"""The Python API: :func:`compile_model` and what it returns.
+
+>>> from tierplan.compiler import compile_model                     # doctest: +SKIP
+>>> result = compile_model("models/real/resnet18.onnx")              # doctest: +SKIP
+>>> result.evaluation.peak_bytes, result.write("out/")                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+from tierplan.compiler.annotate import write_annotated_model
+from tierplan.compiler.errors import PipelineError
+from tierplan.compiler.evaluation import Evaluation
+from tierplan.compiler.frontend import load_model
+from tierplan.compiler.ir import IRGraph
+from tierplan.compiler.pass_manager import (
+    DumpAfter,
+    PassContext,
+    PassInstrument,
+    PassManager,
+    PassResult,
+    PassTimer,
+    VerifyEach,
+    load_plugin,
+    parse_pipeline,
+)
+from tierplan.compiler.plan import Plan, build_plan, plan_text, write_plan
+from tierplan.compiler.target import Target, load_target
+
+
+@dataclass
+class CompileResult:
+    """A compiled model: the annotated IR, the plan and the evaluator's verdict."""
+
+    ir: IRGraph
+    model: onnx.ModelProto
+    model_path: Path
+    target: Target
+    pass_results: list[PassResult]
+    pass_seconds: list[tuple[str, float]]
+    seconds: float
+    context: PassContext = field(repr=False)
+
+    @property
+    def evaluation(self) -> Evaluation | None:
+        """The ``evaluate`` pass's result (``None`` if the pipeline had no ``evaluate``)."""
+        result = self.context.results.get("evaluate")
+        return result if isinstance(result, Evaluation) else None
+
+    @property
+    def plan(self) -> Plan:
+        """The plan as JSON data (``plan-format.md``)."""
+        if self.evaluation is not None:
+            return self.evaluation.plan
+        if any(t.needs_buffer and t.offset is None for t in self.ir.tensors()):
+            raise PipelineError("the pipeline placed no buffers (add 'pack'), so there is no plan")
+        return build_plan(self.ir, self.target)
+
+    def plan_json(self) -> str:
+        """The plan file's exact text."""
+        return plan_text(self.plan)
+
+    def write(self, out_dir: str | Path) -> tuple[Path, Path]:
+        """Write ``plan.json`` and ``<model stem>.planned.onnx`` into ``out_dir``."""
+        out = Path(out_dir)
+        plan_path = out / "plan.json"
+        model_path = out / f"{self.model_path.stem}.planned.onnx"
+        plan = self.plan
+        write_annotated_model(self.model, self.ir, self.model_path.parent, model_path)
+        write_plan(plan, plan_path)
+        return plan_path, model_path
+
+
+def default_pipeline() -> tuple[str, ...]:
+    """Names of the passes run when no pipeline is given."""
+    passes = importlib.import_module("tierplan.passes")
+    pipeline: tuple[str, ...] = passes.DEFAULT_PIPELINE
+    return pipeline
+
+
+def compile_model(
+    model: str | Path,
+    target: str | Path | Target | None = None,
+    dims: Mapping[str, int] | None = None,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+    passes: str | Sequence[str] | None = None,
+    plugins: Iterable[str] = (),
+    dump_after: Iterable[str] = (),
+    dump_dir: str | Path | None = None,
+    verify_each: bool = False,
+    instruments: Iterable[PassInstrument] = (),
+) -> CompileResult:
+    """Compile an ONNX file into a memory plan.
+
+    Parameters
+    ----------
+    model:
+        Path of the .onnx file (its external weights are never read).
+    target:
+        A preset name, a TOML path or a :class:`Target` (default ``ascend-like``).
+    dims:
+        Values of symbolic dimensions, e.g. ``{"batch": 1}``.
+    shapes:
+        Shapes for tensors inference cannot give, e.g. ``{"x": (1, 3, 224, 224)}``.
+    passes:
+        Pipeline as a string (``"schedule,liveness,pack,evaluate"``) or list of
+        pass names; the default pipeline when ``None``.
+    plugins:
+        Modules (or ``.py`` files) to import first; they register extra passes.
+    dump_after, dump_dir:
+        Write the IR after these passes (``"all"`` for every one) into ``dump_dir``.
+    verify_each:
+        Check the IR invariants after every pass.
+    instruments:
+        Extra :class:`~tierplan.compiler.pass_manager.PassInstrument` objects.
+
+    Raises
+    ------
+    TierplanError
+        With a one-line message: bad input (exit code 2), a plan that cannot be
+        made (1), a bug in a pass (3).
+    """
+    began = time.perf_counter()
+    for plugin in plugins:
+        load_plugin(plugin)
+    pipeline = parse_pipeline(passes if passes is not None else default_pipeline())
+    chosen_target = target if isinstance(target, Target) else load_target(target)
+    timer = PassTimer()
+    active: list[PassInstrument] = [timer, *instruments]
+    dump_names = frozenset(dump_after)
+    if dump_names:
+        active.append(DumpAfter(dump_names, Path(dump_dir or f"{Path(model).stem}.tierplan/ir")))
+    if verify_each:
+        active.append(VerifyEach())
+    manager = PassManager(pipeline, active)
+    loaded = load_model(model, dims=dims, shapes=shapes)
+    context = PassContext(target=chosen_target)
+    results = manager.run(loaded.ir, context)
+    return CompileResult(
+        ir=loaded.ir,
+        model=loaded.proto,
+        model_path=loaded.path,
+        target=chosen_target,
+        pass_results=results,
+        pass_seconds=timer.seconds,
+        seconds=time.perf_counter() - began,
+        context=context,
+    )

@@ -1,0 +1,423 @@
+"""ONNX frontend: read a model file and lower it to the IR.
+
+Weight bytes are never read (``load_external_data=False``): shapes and element
+types are all the planner needs, so a model whose external weight file is absent
+still compiles. The steps, each of which reports bad input in one line:
+
+1. read the file and parse the protobuf;
+2. name unnamed operators ``<op_type>_<index>`` (duplicates get ``__<index>``);
+3. check the structure: every tensor read is produced once, and there is no cycle;
+4. bind symbolic dimensions (``dims``) and user-given shapes (``shapes``), then run
+   ONNX shape inference with data propagation;
+5. give every tensor a static shape, a dtype and an exact size, and build the IR.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import helper
+from tierplan.compiler.errors import InputError
+from tierplan.compiler.ir import AttributeValue, IRGraph, ModelInfo, Operator, Tensor, TensorKind
+
+# A tensor larger than this is a malformed model, not a workload (256 TiB).
+MAX_TENSOR_BYTES = 2**48
+
+_SUB_BYTE_BITS = {
+    name: bits
+    for name, bits in [("INT4", 4), ("UINT4", 4), ("FLOAT4E2M1", 4), ("INT2", 2), ("UINT2", 2)]
+    if hasattr(onnx.TensorProto, name)
+}
+
+
+@dataclass(slots=True)
+class LoadedModel:
+    """A parsed model: the annotated-ready ONNX proto (names assigned, shapes inferred) and its IR."""
+
+    proto: onnx.ModelProto
+    ir: IRGraph
+    path: Path
+
+
+def parse_input_shapes(specs: Iterable[str]) -> dict[str, tuple[int, ...]]:
+    """Read ``NAME:1,3,224,224`` specs (the onnxsim/onnxslim convention) into a dict."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for spec in specs:
+        name, sep, dims = spec.rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.split(",")) if dims else ()
+        except ValueError:
+            shape = (-1,)
+        if not sep or not name or any(d < 0 for d in shape):
+            raise InputError(
+                f"cannot read shape {spec!r}: expected NAME:D1,D2,... (e.g. x:1,3,224,224)"
+            )
+        shapes[name] = shape
+    return shapes
+
+
+def parse_dims(specs: Iterable[str]) -> dict[str, int]:
+    """Read ``NAME=VALUE`` specs for symbolic dimensions into a dict."""
+    dims: dict[str, int] = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not sep or not name or not value.strip().isdigit() or int(value) <= 0:
+            raise InputError(f"cannot read dimension {spec!r}: expected NAME=VALUE with VALUE > 0")
+        dims[name.strip()] = int(value)
+    return dims
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in chunks (large files are never loaded whole)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_model_proto(path: Path) -> onnx.ModelProto:
+    """Parse an ONNX file without its weights; one-line errors for unreadable or non-ONNX files."""
+    if not path.exists():
+        raise InputError(f"model file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise InputError(f"model path {str(path)!r} is not a file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except DecodeError:
+        raise InputError(
+            f"{str(path)!r} is not an ONNX model (protobuf parse failed; truncated?)"
+        ) from None
+    except OSError as error:
+        raise InputError(
+            f"cannot read model file {str(path)!r}: {error.strerror or error}"
+        ) from None
+    except Exception as error:
+        raise InputError(f"{str(path)!r} is not an ONNX model ({type(error).__name__})") from None
+    if model.ir_version <= 0 or not model.HasField("graph"):
+        raise InputError(f"{str(path)!r} is not an ONNX model (no IR version or graph)")
+    if not model.graph.node:
+        raise InputError(f"{str(path)!r}: the graph has no operators")
+    return model
+
+
+def load_model(
+    path: str | Path,
+    dims: Mapping[str, int] | None = None,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+) -> LoadedModel:
+    """Read an ONNX file and lower it to the IR.
+
+    Parameters
+    ----------
+    path:
+        The .onnx file. External weight files are never opened.
+    dims:
+        Values for symbolic dimensions, e.g. ``{"batch": 1, "seq": 128}``.
+    shapes:
+        Shapes for tensors whose shape cannot be inferred (graph inputs or any
+        intermediate), e.g. ``{"x": (1, 3, 224, 224)}``.
+
+    Raises
+    ------
+    InputError
+        With a one-line message, for any problem with the file or the graph.
+    """
+    path = Path(path)
+    dims = dict(dims or {})
+    bound_shapes = {name: tuple(shape) for name, shape in (shapes or {}).items()}
+    model = read_model_proto(path)
+    sha256 = file_sha256(path)
+    names = _assign_node_names(model.graph)
+    _check_structure(model.graph, names)
+    _bind(model.graph, dims, bound_shapes)
+    model = _infer_shapes(model)
+    ir = IRGraph(
+        ModelInfo(
+            path=path.name, sha256=sha256, dims=dict(sorted(dims.items())), opset=_opset(model)
+        )
+    )
+    _lower(model.graph, ir)
+    return LoadedModel(proto=model, ir=ir, path=path)
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _assign_node_names(graph: onnx.GraphProto) -> list[str]:
+    """Give every node a unique name (written into the proto) and return them in order."""
+    taken: set[str] = set()
+    names = []
+    for index, node in enumerate(graph.node):
+        name = node.name or f"{node.op_type}_{index}"
+        while name in taken:
+            name = f"{name}__{index}"
+        taken.add(name)
+        node.name = name
+        names.append(name)
+    return names
+
+
+def _outer_references(graph: onnx.GraphProto) -> list[str]:
+    """Names a subgraph reads from enclosing scopes (implicit inputs of its owner)."""
+    defined = {v.name for v in graph.input} | {t.name for t in graph.initializer}
+    for node in graph.node:
+        defined.update(node.output)
+    refs: list[str] = []
+    for node in graph.node:
+        used = list(node.input) + [n for sub in _subgraphs(node) for n in _outer_references(sub)]
+        refs.extend(name for name in used if name and name not in defined)
+    refs.extend(v.name for v in graph.output if v.name not in defined)
+    return list(dict.fromkeys(refs))
+
+
+def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    graphs = []
+    for attribute in node.attribute:
+        if attribute.type == onnx.AttributeProto.GRAPH:
+            graphs.append(attribute.g)
+        elif attribute.type == onnx.AttributeProto.GRAPHS:
+            graphs.extend(attribute.graphs)
+    return graphs
+
+
+def _check_structure(graph: onnx.GraphProto, names: list[str]) -> None:
+    """Every read tensor has exactly one source, and operators form no cycle."""
+    source: dict[str, str] = {v.name: "graph input" for v in graph.input}
+    source.update((t.name, "initializer") for t in graph.initializer)
+    producer: dict[str, int] = {}
+    for index, node in enumerate(graph.node):
+        for output in node.output:
+            if not output:
+                continue
+            if output in producer or source.get(output) == "graph input":
+                raise InputError(
+                    f"tensor {output!r} is written twice (again by node {names[index]!r})"
+                )
+            producer[output] = index
+    order = nx.DiGraph()
+    order.add_nodes_from(range(len(graph.node)))
+    for index, node in enumerate(graph.node):
+        reads = list(node.input) + [n for sub in _subgraphs(node) for n in _outer_references(sub)]
+        for name in reads:
+            if not name:
+                continue
+            if name in producer:
+                order.add_edge(producer[name], index)
+            elif name not in source:
+                raise InputError(
+                    f"node {names[index]!r} ({node.op_type}) reads tensor {name!r}, "
+                    "which no node, graph input or initializer provides"
+                )
+    for output in graph.output:
+        if output.name not in producer and output.name not in source:
+            raise InputError(f"graph output {output.name!r} is not produced by any node")
+    if not nx.is_directed_acyclic_graph(order):
+        cycle = [names[edge[0]] for edge in nx.find_cycle(order)]
+        raise InputError(f"the graph has a cycle: {' -> '.join([*cycle, cycle[0]])}")
+
+
+def _bind(graph: onnx.GraphProto, dims: dict[str, int], shapes: dict[str, tuple[int, ...]]) -> None:
+    """Replace symbolic dimensions by ``dims`` and set the shapes the user gave."""
+    symbols = {
+        d.dim_param
+        for value in [*graph.input, *graph.output, *graph.value_info]
+        for d in value.type.tensor_type.shape.dim
+        if d.dim_param
+    }
+    unknown = sorted(set(dims) - symbols)
+    if unknown:
+        listed = ", ".join(sorted(symbols)) or "none"
+        raise InputError(
+            f"--dim {unknown[0]!r} is not a dimension of this model (its symbolic dimensions: {listed})"
+        )
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for d in value.type.tensor_type.shape.dim:
+            if d.dim_param in dims:
+                d.dim_value = dims[d.dim_param]
+    values = {v.name: v for v in [*graph.input, *graph.value_info]}
+    produced = {name for node in graph.node for name in node.output}
+    for name, shape in shapes.items():
+        value = values.get(name)
+        if value is None:
+            if name not in produced:
+                raise InputError(
+                    f"--input-shape names {name!r}, which is not a tensor of this model"
+                )
+            value = graph.value_info.add()
+            value.name = name
+        tensor_type = value.type.tensor_type
+        tensor_type.ClearField("shape")
+        tensor_type.shape.dim.extend(onnx.TensorShapeProto.Dimension(dim_value=d) for d in shape)
+
+
+def _infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    try:
+        return onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    except (
+        onnx.shape_inference.InferenceError,
+        onnx.checker.ValidationError,
+        RuntimeError,
+    ) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"ONNX shape inference failed: {first}") from None
+
+
+def _lower(graph: onnx.GraphProto, ir: IRGraph) -> None:
+    types = {v.name: v.type for v in [*graph.input, *graph.value_info, *graph.output]}
+    initializers = {t.name: t for t in graph.initializer}
+    outputs = {v.name for v in graph.output}
+    producer_of = {
+        name: (node, slot) for node in graph.node for slot, name in enumerate(node.output) if name
+    }
+    model_dims = {
+        d.dim_param
+        for v in graph.input
+        if v.name not in initializers
+        for d in v.type.tensor_type.shape.dim
+        if d.dim_param
+    }
+    for value in graph.input:
+        if value.name not in initializers:
+            _check_bound(value.name, types[value.name], model_dims, None)
+
+    def add(name: str, kind: TensorKind) -> None:
+        if name in initializers:
+            init = initializers[name]
+            shape, elem_type = tuple(int(d) for d in init.dims), init.data_type
+        else:
+            shape, elem_type = _static_shape(
+                name, types.get(name), model_dims, producer_of.get(name)
+            )
+        ir.add_tensor(_tensor(name, kind, shape, elem_type, name in outputs))
+
+    for name in initializers:
+        add(name, "weight")
+    for value in graph.input:
+        if value.name not in initializers:
+            add(value.name, "input")
+    for node in graph.node:
+        for name in node.output:
+            if name:
+                add(name, "output" if name in outputs else "activation")
+    for index, node in enumerate(graph.node):
+        ir.add_operator(
+            Operator(
+                name=node.name,
+                op_type=node.op_type,
+                domain=node.domain,
+                inputs=list(node.input),
+                outputs=list(node.output),
+                implicit_inputs=[n for n in _outer_references_of(node) if n not in set(node.input)],
+                attributes=_attributes(node),
+                index=index,
+            )
+        )
+
+
+def _outer_references_of(node: onnx.NodeProto) -> list[str]:
+    return list(dict.fromkeys(n for sub in _subgraphs(node) for n in _outer_references(sub)))
+
+
+def _check_bound(
+    name: str, value_type: onnx.TypeProto, model_dims: set[str], origin: str | None
+) -> None:
+    for d in value_type.tensor_type.shape.dim:
+        if d.HasField("dim_value"):
+            if d.dim_value < 0:
+                raise InputError(f"tensor {name!r} has a negative dimension ({d.dim_value})")
+            continue
+        if d.dim_param in model_dims or origin is None:
+            symbol = d.dim_param or "?"
+            raise InputError(
+                f"symbolic dimension {symbol!r} (of tensor {name!r}) is not bound; "
+                f"give it with --dim {symbol}=VALUE"
+                if d.dim_param
+                else f"graph input {name!r} has an unknown dimension; give its shape with --input-shape {name}:D1,D2,..."
+            )
+        raise InputError(
+            f"cannot infer a static shape for {name!r} ({origin}): it depends on data or on an "
+            f"unsupported operator; give it with --input-shape {name}:D1,D2,..."
+        )
+
+
+def _static_shape(
+    name: str,
+    value_type: onnx.TypeProto | None,
+    model_dims: set[str],
+    produced_by: tuple[onnx.NodeProto, int] | None,
+) -> tuple[tuple[int, ...], int]:
+    origin = None
+    if produced_by is not None:
+        node, slot = produced_by
+        origin = f"output {slot} of {node.op_type} node {node.name!r}"
+    if value_type is None or not value_type.HasField("tensor_type"):
+        kind = "a non-tensor type" if value_type is not None else "no inferred type"
+        raise InputError(
+            f"cannot plan {name!r} ({origin or 'graph input'}): {kind}; "
+            f"give its shape with --input-shape {name}:D1,D2,..."
+        )
+    tensor_type = value_type.tensor_type
+    if not tensor_type.HasField("shape"):
+        raise InputError(
+            f"cannot infer the shape of {name!r} ({origin or 'graph input'}); "
+            f"give it with --input-shape {name}:D1,D2,..."
+        )
+    _check_bound(name, value_type, model_dims, origin)
+    return tuple(d.dim_value for d in tensor_type.shape.dim), tensor_type.elem_type
+
+
+def _tensor(
+    name: str, kind: TensorKind, shape: tuple[int, ...], elem_type: int, is_output: bool
+) -> Tensor:
+    if any(d < 0 for d in shape):
+        raise InputError(f"tensor {name!r} has a negative dimension in shape {list(shape)}")
+    type_name = (
+        onnx.TensorProto.DataType.Name(elem_type)
+        if elem_type in onnx.TensorProto.DataType.values()
+        else "?"
+    )
+    if elem_type in (onnx.TensorProto.UNDEFINED, onnx.TensorProto.STRING) or type_name == "?":
+        raise InputError(f"tensor {name!r} has element type {type_name}, which has no fixed size")
+    bits = _SUB_BYTE_BITS.get(type_name)
+    np_type = helper.tensor_dtype_to_np_dtype(elem_type)
+    elements = int(np.prod(shape, dtype=object)) if shape else 1
+    nbytes = (elements * bits + 7) // 8 if bits else elements * np_type.itemsize
+    if nbytes > MAX_TENSOR_BYTES:
+        raise InputError(
+            f"tensor {name!r} declares {nbytes} bytes (shape {list(shape)}), more than any target can hold"
+        )
+    dtype = type_name.lower() if bits or np_type == np.dtype(object) else np_type.name
+    return Tensor(
+        name=name, dtype=dtype, shape=shape, nbytes=nbytes, kind=kind, graph_output=is_output
+    )
+
+
+def _attributes(node: onnx.NodeProto) -> dict[str, AttributeValue]:
+    simple = {
+        onnx.AttributeProto.INT,
+        onnx.AttributeProto.FLOAT,
+        onnx.AttributeProto.STRING,
+        onnx.AttributeProto.INTS,
+        onnx.AttributeProto.FLOATS,
+        onnx.AttributeProto.STRINGS,
+    }
+    values: dict[str, AttributeValue] = {}
+    for attribute in node.attribute:
+        if attribute.type not in simple:
+            continue
+        value = helper.get_attribute_value(attribute)
+        if isinstance(value, bytes):
+            value = value.decode(errors="replace")
+        elif isinstance(value, list):
+            value = [v.decode(errors="replace") if isinstance(v, bytes) else v for v in value]
+        values[attribute.name] = value
+    return values

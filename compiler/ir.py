@@ -1,0 +1,407 @@
+"""The intermediate representation: one bipartite ``networkx.DiGraph``.
+
+Nodes are operators and tensors. Edges run operator -> tensor (the operator
+produces the tensor; edge attribute ``slot``: the output index) and tensor ->
+operator (the operator reads the tensor; edge attribute ``slots``: the input
+indices, a list because one operator may read the same tensor twice).
+
+This module is the single definition of the schema. Every node carries one
+attribute, ``data``, holding an :class:`Operator` or a :class:`Tensor`; passes
+read and write those typed fields, never ad-hoc keys. Node keys are
+``("op", name)`` and ``("tensor", name)`` so that an operator and a tensor may
+share a name, as they often do in ONNX files.
+
+Fields filled by passes start as ``None``; which pass fills which field is in
+the table of ``docs/design.md`` and in each pass's docstring.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import networkx as nx
+from tierplan.compiler.errors import InputError, InvariantError
+from tierplan.compiler.files import write_atomically
+
+TensorKind = Literal["input", "output", "activation", "weight", "scratch"]
+AttributeValue = int | float | str | list[int] | list[float] | list[str] | None
+NodeKey = tuple[str, str]
+
+IR_FORMAT = "tierplan-ir/1"
+
+
+@dataclass(slots=True)
+class Tiles:
+    """How an operator is split to fit the fastest tier (``ops[*].tiles`` in a plan)."""
+
+    axes: dict[str, int]
+    count: int
+    l1_bytes: int
+    traffic_bytes: int
+
+
+@dataclass(slots=True)
+class Operator:
+    """An operator node.
+
+    Attributes
+    ----------
+    name:
+        Unique node name (unnamed ONNX nodes are named ``<op_type>_<index>``).
+    op_type, domain:
+        As in ONNX (``domain`` is ``""`` for the default domain).
+    inputs, outputs:
+        Tensor names in slot order; ``""`` marks an omitted optional input.
+    implicit_inputs:
+        Outer-scope tensors read by a subgraph (If/Loop/Scan body); they must stay
+        alive until this operator runs, although they are no input slot.
+    attributes:
+        The ONNX attributes that are numbers, strings or lists of them.
+    index:
+        Position in the ONNX ``graph.node`` list; ``None`` for inserted operators.
+    step:
+        Position in the schedule (``schedule`` pass).
+    device:
+        Device that runs the operator (``partition`` pass; 0 on one device).
+    tiles:
+        Tiling of the operator (``tiling`` pass); ``None`` when not tiled.
+    """
+
+    name: str
+    op_type: str
+    domain: str = ""
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    implicit_inputs: list[str] = field(default_factory=list)
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    index: int | None = None
+    step: int | None = None
+    device: int = 0
+    tiles: Tiles | None = None
+
+    @property
+    def inserted(self) -> bool:
+        """True for an operator the compiler added (it is not in the input model)."""
+        return self.index is None
+
+    def read_tensors(self) -> list[str]:
+        """Every tensor the operator reads, input slots first, without repeats."""
+        names = [name for name in self.inputs if name] + self.implicit_inputs
+        return list(dict.fromkeys(names))
+
+
+@dataclass(slots=True)
+class Tensor:
+    """A tensor node: a value of the model and, once planned, its buffer.
+
+    Attributes
+    ----------
+    name:
+        The ONNX value name.
+    dtype:
+        Element type as the numpy-style name (``float32``, ``int64``, ``float8e4m3fn``).
+    shape:
+        Static shape; every dimension is bound.
+    nbytes:
+        Exact size: element count times element size, sub-byte types packed and
+        rounded up to a whole byte. Alignment padding is never included.
+    kind:
+        ``input``, ``output``, ``activation``, ``weight`` or ``scratch``.
+    graph_output:
+        True when the tensor is a graph output (it may also be a graph input).
+    start, end:
+        Inclusive range of steps during which the bytes must stay intact
+        (``liveness`` pass); ``None`` for a tensor that needs no buffer.
+    alias_of:
+        Name of a tensor whose bytes this one reuses (``inplace`` pass).
+    device, tier, offset:
+        Where the buffer lives (``partition``, ``tiers`` and ``pack`` passes).
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+    kind: TensorKind
+    graph_output: bool = False
+    start: int | None = None
+    end: int | None = None
+    alias_of: str | None = None
+    device: int = 0
+    tier: str | None = None
+    offset: int | None = None
+
+    @property
+    def needs_buffer(self) -> bool:
+        """True once liveness has given the tensor a range of steps."""
+        return self.start is not None and self.end is not None
+
+
+def op_key(name: str) -> NodeKey:
+    """Node key of the operator called ``name``."""
+    return ("op", name)
+
+
+def tensor_key(name: str) -> NodeKey:
+    """Node key of the tensor called ``name``."""
+    return ("tensor", name)
+
+
+@dataclass(slots=True)
+class ModelInfo:
+    """Facts about the source model that the plan records."""
+
+    path: str
+    sha256: str
+    dims: dict[str, int] = field(default_factory=dict)
+    opset: int = 0
+
+
+class IRGraph:
+    """The IR: a bipartite DiGraph of :class:`Operator` and :class:`Tensor` nodes.
+
+    Parameters
+    ----------
+    model:
+        Where the graph came from.
+
+    Examples
+    --------
+    >>> ir = IRGraph(ModelInfo(path="m.onnx", sha256=""))
+    >>> ir.add_tensor(Tensor("x", "float32", (4,), 16, "input"))
+    >>> ir.add_tensor(Tensor("y", "float32", (4,), 16, "output", graph_output=True))
+    >>> ir.add_operator(Operator("relu", "Relu", inputs=["x"], outputs=["y"], index=0))
+    >>> [op.name for op in ir.operators()], ir.producer("y").name
+    (['relu'], 'relu')
+    """
+
+    def __init__(self, model: ModelInfo) -> None:
+        self.graph: nx.DiGraph = nx.DiGraph()
+        self.model = model
+
+    # -- building -------------------------------------------------------------
+
+    def add_tensor(self, tensor: Tensor) -> None:
+        """Add a tensor node; its name must be new."""
+        key = tensor_key(tensor.name)
+        if key in self.graph:
+            raise InputError(f"duplicate tensor name {tensor.name!r}")
+        self.graph.add_node(key, data=tensor)
+
+    def add_operator(self, op: Operator) -> None:
+        """Add an operator and its edges; every tensor it names must already exist."""
+        key = op_key(op.name)
+        if key in self.graph:
+            raise InputError(f"duplicate operator name {op.name!r}")
+        self.graph.add_node(key, data=op)
+        for slot, name in enumerate(op.inputs):
+            if name:
+                self._connect_input(name, op, slot)
+        for name in op.implicit_inputs:
+            self._connect_input(name, op, None)
+        for slot, name in enumerate(op.outputs):
+            if not name:
+                continue
+            out = tensor_key(name)
+            if out not in self.graph:
+                raise InputError(f"operator {op.name!r} writes unknown tensor {name!r}")
+            if self.graph.in_degree(out):
+                other = self.producer(name)
+                raise InputError(
+                    f"tensor {name!r} is written by both {other.name!r} and {op.name!r}"
+                )
+            self.graph.add_edge(key, out, slot=slot)
+
+    def _connect_input(self, name: str, op: Operator, slot: int | None) -> None:
+        source = tensor_key(name)
+        if source not in self.graph:
+            raise InputError(
+                f"operator {op.name!r} ({op.op_type}) reads tensor {name!r}, "
+                "which no operator, graph input or initializer provides"
+            )
+        edge = self.graph.get_edge_data(source, op_key(op.name))
+        if edge is None:
+            self.graph.add_edge(source, op_key(op.name), slots=[])
+            edge = self.graph.edges[source, op_key(op.name)]
+        if slot is not None:
+            edge["slots"].append(slot)
+
+    # -- reading --------------------------------------------------------------
+
+    def operator(self, name: str) -> Operator:
+        """The operator called ``name``."""
+        data: Operator = self.graph.nodes[op_key(name)]["data"]
+        return data
+
+    def tensor(self, name: str) -> Tensor:
+        """The tensor called ``name``."""
+        data: Tensor = self.graph.nodes[tensor_key(name)]["data"]
+        return data
+
+    def has_operator(self, name: str) -> bool:
+        """True when an operator called ``name`` exists."""
+        return op_key(name) in self.graph
+
+    def has_tensor(self, name: str) -> bool:
+        """True when a tensor called ``name`` exists."""
+        return tensor_key(name) in self.graph
+
+    def operators(self) -> Iterator[Operator]:
+        """All operators, in insertion order (the ONNX order, then inserted ones)."""
+        for key, data in self.graph.nodes(data="data"):
+            if key[0] == "op":
+                yield data
+
+    def tensors(self) -> Iterator[Tensor]:
+        """All tensors, in insertion order."""
+        for key, data in self.graph.nodes(data="data"):
+            if key[0] == "tensor":
+                yield data
+
+    def scheduled_operators(self) -> list[Operator]:
+        """Operators sorted by ``step``; raises if the graph is not scheduled."""
+        ops = list(self.operators())
+        if any(op.step is None for op in ops):
+            raise InvariantError("the graph has no schedule yet (run the 'schedule' pass)")
+        return sorted(ops, key=lambda op: op.step or 0)
+
+    def producer(self, tensor: str) -> Operator:
+        """The operator that writes ``tensor`` (raises if none does)."""
+        for key in self.graph.predecessors(tensor_key(tensor)):
+            data: Operator = self.graph.nodes[key]["data"]
+            return data
+        raise KeyError(f"tensor {tensor!r} has no producer")
+
+    def has_producer(self, tensor: str) -> bool:
+        """True when an operator writes ``tensor``."""
+        return bool(self.graph.in_degree(tensor_key(tensor)))
+
+    def consumers(self, tensor: str) -> list[Operator]:
+        """Operators that read ``tensor``, in insertion order."""
+        return [self.graph.nodes[key]["data"] for key in self.graph.successors(tensor_key(tensor))]
+
+    def operator_count(self) -> int:
+        """Number of operator nodes."""
+        return sum(1 for key in self.graph if key[0] == "op")
+
+    # -- invariants -----------------------------------------------------------
+
+    def verify(self) -> None:
+        """Check the invariants every pass must keep; raise :class:`InvariantError`.
+
+        Structure: bipartite edges, one producer per tensor, slot lists that match
+        the edges, no cycle. Once scheduled: steps are ``0..n-1`` and topological.
+        Once live ranges exist: they cover producer and readers. Placement fields
+        are checked by the plan validator, which knows the target.
+        """
+        problems: list[str] = []
+        for source, dest in self.graph.edges:
+            if source[0] == dest[0]:
+                problems.append(f"edge {source[1]!r} -> {dest[1]!r} joins two {source[0]} nodes")
+        for op in self.operators():
+            key = op_key(op.name)
+            expected_in = set(op.read_tensors())
+            actual_in = {source[1] for source in self.graph.predecessors(key)}
+            if expected_in != actual_in:
+                problems.append(f"operator {op.name!r}: input edges differ from its input list")
+            expected_out = {name for name in op.outputs if name}
+            actual_out = {dest[1] for dest in self.graph.successors(key)}
+            if expected_out != actual_out:
+                problems.append(f"operator {op.name!r}: output edges differ from its output list")
+        for tensor in self.tensors():
+            if self.graph.in_degree(tensor_key(tensor.name)) > 1:
+                problems.append(f"tensor {tensor.name!r} has several producers")
+        if not problems and not nx.is_directed_acyclic_graph(self.graph):
+            problems.append("the graph has a cycle")
+        if not problems:
+            problems += self._schedule_problems()
+        if problems:
+            raise InvariantError("; ".join(problems[:5]))
+
+    def _schedule_problems(self) -> list[str]:
+        ops = list(self.operators())
+        steps = [op.step for op in ops]
+        if all(step is None for step in steps):
+            return []
+        if any(step is None for step in steps) or sorted(steps) != list(range(len(ops))):  # type: ignore[type-var]
+            return ["operator steps are not exactly 0..n-1"]
+        problems = []
+        for tensor in self.tensors():
+            if not self.has_producer(tensor.name):
+                continue
+            made = self.producer(tensor.name).step or 0
+            for reader in self.consumers(tensor.name):
+                if (reader.step or 0) <= made:
+                    problems.append(
+                        f"operator {reader.name!r} runs before the producer of {tensor.name!r}"
+                    )
+            if tensor.needs_buffer and (tensor.start or 0) > made:
+                problems.append(f"tensor {tensor.name!r} is live only after it is written")
+        return problems
+
+    # -- serialization --------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """The whole IR as JSON-ready data (the format of ``--dump-after`` files)."""
+        return {
+            "format": IR_FORMAT,
+            "model": dataclasses.asdict(self.model),
+            "tensors": [_tensor_json(t) for t in self.tensors()],
+            "operators": [dataclasses.asdict(op) for op in self.operators()],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IRGraph:
+        """Rebuild an IR written by :meth:`to_json`."""
+        if data.get("format") != IR_FORMAT:
+            raise InputError(f"not a tierplan IR dump (expected format {IR_FORMAT!r})")
+        ir = cls(ModelInfo(**data["model"]))
+        for item in data["tensors"]:
+            ir.add_tensor(Tensor(**{**item, "shape": tuple(item["shape"])}))
+        for item in data["operators"]:
+            tiles = Tiles(**item["tiles"]) if item.get("tiles") else None
+            ir.add_operator(Operator(**{**item, "tiles": tiles}))
+        return ir
+
+    def dump(self, path: Path) -> None:
+        """Write :meth:`to_json` to ``path`` (atomically)."""
+        write_atomically(path, json.dumps(self.to_json(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> IRGraph:
+        """Read an IR dump written by :meth:`dump`."""
+        try:
+            return cls.from_json(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise InputError(f"cannot read IR dump {str(path)!r}: {error}") from None
+
+    def write_graphml(self, path: Path) -> None:
+        """Export for graph tools (yEd, Gephi): scalar fields become node attributes."""
+        flat = nx.DiGraph()
+        for key, data in self.graph.nodes(data="data"):
+            fields = {
+                name: value if isinstance(value, (int, float, str)) else json.dumps(value)
+                for name, value in _node_json(data).items()
+                if value is not None
+            }
+            flat.add_node(f"{key[0]}:{key[1]}", node_type=key[0], **fields)
+        for source, dest in self.graph.edges:
+            flat.add_edge(f"{source[0]}:{source[1]}", f"{dest[0]}:{dest[1]}")
+        write_atomically(path, "\n".join(nx.generate_graphml(flat)) + "\n")
+
+
+def _tensor_json(tensor: Tensor) -> dict[str, Any]:
+    data = dataclasses.asdict(tensor)
+    data["shape"] = list(tensor.shape)
+    return data
+
+
+def _node_json(data: Operator | Tensor) -> dict[str, Any]:
+    if isinstance(data, Tensor):
+        return _tensor_json(data)
+    return dataclasses.asdict(data)

@@ -1,0 +1,184 @@
+"""The plan file (``tierplan-plan/1``, see ``plan-format.md``): build it from the IR, write it.
+
+The plan is a public contract read without tierplan, so it is plain JSON data
+(``dict``). :func:`build_plan` turns a planned IR into it; :func:`write_plan`
+writes it deterministically (same plan, same bytes) and atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tierplan.compiler.errors import InputError
+from tierplan.compiler.files import write_atomically
+from tierplan.compiler.ir import IRGraph
+from tierplan.compiler.target import Target
+
+PLAN_FORMAT = "tierplan-plan/1"
+Plan = dict[str, Any]
+
+
+def region_key(device: int, tier: str) -> str:
+    """The ``"<device>/<tier>"`` key of ``summary`` dicts."""
+    return f"{device}/{tier}"
+
+
+def max_live_bytes(ranges: Iterable[tuple[int, int, int]]) -> int:
+    """Largest total of bytes alive at one step, for inclusive ``(start, end, bytes)`` ranges.
+
+    >>> max_live_bytes([(0, 1, 10), (1, 2, 5), (2, 3, 7)])
+    15
+    """
+    array = np.array(list(ranges), dtype=np.int64).reshape(-1, 3)
+    if not len(array):
+        return 0
+    steps = int(array[:, 1].max()) + 2
+    delta = np.zeros(steps, dtype=np.int64)
+    np.add.at(delta, array[:, 0], array[:, 2])
+    np.add.at(delta, array[:, 1] + 1, -array[:, 2])
+    return int(np.cumsum(delta).max())
+
+
+def alias_groups(buffers: list[dict[str, Any]]) -> dict[str, str]:
+    """Map each tensor to the root of its ``alias_of`` chain (cycles end at the first repeat)."""
+    parent = {b["tensor"]: b.get("alias_of") for b in buffers}
+    roots: dict[str, str] = {}
+    for name in parent:
+        seen = [name]
+        while parent.get(seen[-1]) and parent[seen[-1]] not in seen:
+            seen.append(parent[seen[-1]])
+        roots[name] = seen[-1]
+    return roots
+
+
+def memory_summary(
+    buffers: list[dict[str, Any]], kinds: set[str] | None = None
+) -> tuple[dict[str, int], dict[str, int]]:
+    """``(peak, lower_bound)`` bytes per ``"<device>/<tier>"`` as plan-format.md defines them.
+
+    ``kinds`` restricts both to buffers of those kinds (e.g. activations only);
+    the peak is then measured from the lowest such buffer's offset.
+    """
+    chosen = [b for b in buffers if kinds is None or b["kind"] in kinds]
+    roots = alias_groups(chosen)
+    regions: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for buffer in chosen:
+        regions[region_key(buffer["device"], buffer["tier"])].append(buffer)
+    peaks, bounds = {}, {}
+    for key, members in sorted(regions.items()):
+        floor = 0 if kinds is None else min(b["offset"] for b in members)
+        peaks[key] = max(b["offset"] + b["bytes"] for b in members) - floor
+        groups: dict[str, list[int]] = {}
+        for b in members:
+            span = groups.setdefault(roots[b["tensor"]], [b["start"], b["end"], b["bytes"]])
+            span[0], span[1], span[2] = (
+                min(span[0], b["start"]),
+                max(span[1], b["end"]),
+                max(span[2], b["bytes"]),
+            )
+        bounds[key] = max_live_bytes((s, e, n) for s, e, n in groups.values())
+    return peaks, bounds
+
+
+def build_plan(ir: IRGraph, target: Target, latency_s: float | None = None) -> Plan:
+    """The plan of a scheduled, live and packed IR."""
+    ops = ir.scheduled_operators()
+    buffers = [
+        {
+            "tensor": t.name,
+            "kind": t.kind,
+            "bytes": t.nbytes,
+            "device": t.device,
+            "tier": t.tier,
+            "offset": t.offset,
+            "start": t.start,
+            "end": t.end,
+            "alias_of": t.alias_of,
+        }
+        for t in ir.tensors()
+        if t.needs_buffer
+    ]
+    op_entries = []
+    for op in ops:
+        entry: dict[str, Any] = {
+            "node": op.name,
+            "op_type": op.op_type,
+            "device": op.device,
+            "step": op.step,
+            "inputs": op.inputs,
+            "outputs": op.outputs,
+            "tiles": None,
+        }
+        if op.tiles is not None:
+            tiles = op.tiles
+            entry["tiles"] = {
+                "axes": tiles.axes,
+                "count": tiles.count,
+                "l1_bytes": tiles.l1_bytes,
+                "traffic_bytes": tiles.traffic_bytes,
+            }
+        if op.inserted:
+            entry["inserted"] = True
+        if op.implicit_inputs:
+            entry["implicit_inputs"] = op.implicit_inputs
+        op_entries.append(entry)
+    peaks, bounds = memory_summary(buffers)
+    summary: dict[str, Any] = {"peak_bytes": peaks, "lower_bound_bytes": bounds}
+    if latency_s is not None:
+        summary["latency_s"] = latency_s
+    plan: Plan = {
+        "format": PLAN_FORMAT,
+        "model": {"path": ir.model.path, "sha256": ir.model.sha256},
+        "target": target.to_json(),
+    }
+    if ir.model.dims:
+        plan["dims"] = ir.model.dims
+    plan.update(schedule=[op.name for op in ops], buffers=buffers, ops=op_entries, summary=summary)
+    return plan
+
+
+def plan_text(plan: Plan) -> str:
+    """Deterministic JSON: indented, one line per buffer and per operator (diff-friendly)."""
+    lines = ["{"]
+    keys = list(plan)
+    for position, key in enumerate(keys):
+        value = plan[key]
+        comma = "," if position < len(keys) - 1 else ""
+        if key in ("buffers", "ops", "schedule") and isinstance(value, list):
+            items = [f"    {json.dumps(item, ensure_ascii=False)}" for item in value]
+            body = ",\n".join(items)
+            lines.append(
+                f"  {json.dumps(key)}: [\n{body}\n  ]{comma}"
+                if items
+                else f"  {json.dumps(key)}: []{comma}"
+            )
+        else:
+            text = json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+            lines.append(f"  {json.dumps(key)}: {text}{comma}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def write_plan(plan: Plan, path: Path) -> None:
+    """Write ``plan`` to ``path`` atomically."""
+    write_atomically(path, plan_text(plan))
+
+
+def read_plan(path: Path) -> Plan:
+    """Read a plan file; raises :class:`~tierplan.compiler.errors.InputError` if it is not JSON."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"plan file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read plan file {str(path)!r}: {error}") from None
+    except json.JSONDecodeError as error:
+        raise InputError(f"plan file {str(path)!r} is not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"plan file {str(path)!r} does not hold a JSON object")
+    return data

@@ -1,0 +1,1 @@
+"""Target presets shipped with tierplan (TOML files, one per target)."""

@@ -1,0 +1,535 @@
+"""The plan validator: every rule of ``plan-format.md``, checked against the model.
+
+:func:`validate_plan` reads a plan as plain JSON data (it may come from any tool)
+and the model's IR as the frontend built it, and returns the list of
+:class:`Violation` found; an empty list means the plan is valid. Each violation
+names its rule and the buffers or operators involved. The evaluator runs it before
+costing a plan, and ``tierplan check`` runs it on any plan file.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tierplan.compiler.ir import IRGraph
+from tierplan.compiler.plan import PLAN_FORMAT, memory_summary
+
+VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+BUFFER_KINDS = frozenset({"input", "output", "activation", "weight", "scratch"})
+MAX_REPORTED = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken rule: ``rule`` is a short identifier, ``message`` says which buffers or ops."""
+
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.rule}] {self.message}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass
+class _Buffer:
+    index: int
+    tensor: str
+    kind: str
+    nbytes: int
+    device: int
+    tier: str
+    offset: int
+    start: int
+    end: int
+    alias_of: str | None
+
+    def label(self) -> str:
+        return f"{self.tensor!r} ({self.device}/{self.tier} bytes [{self.offset}, {self.offset + self.nbytes}) steps [{self.start}, {self.end}])"
+
+
+class _Checker:
+    def __init__(self, plan: Any, model: IRGraph) -> None:
+        self.plan = plan
+        self.model = model
+        self.violations: list[Violation] = []
+
+    def add(self, rule: str, message: str) -> None:
+        self.violations.append(Violation(rule, message))
+
+    # -- structure ---------------------------------------------------------------
+
+    def structure(self) -> bool:
+        plan = self.plan
+        if not isinstance(plan, dict):
+            self.add("format", "the plan is not a JSON object")
+            return False
+        if plan.get("format") != PLAN_FORMAT:
+            self.add("format", f"'format' must be {PLAN_FORMAT!r}, found {plan.get('format')!r}")
+        target = plan.get("target")
+        if not isinstance(target, dict):
+            self.add("format", "'target' must be an object")
+            return False
+        tiers = target.get("tiers")
+        if (
+            not isinstance(tiers, list)
+            or not tiers
+            or not all(
+                isinstance(t, dict)
+                and isinstance(t.get("name"), str)
+                and _is_int(t.get("capacity"))
+                for t in tiers
+            )
+        ):
+            self.add(
+                "format", "'target.tiers' must list objects with a name and an integer capacity"
+            )
+        if not _is_int(target.get("alignment")) or target.get("alignment", 0) <= 0:
+            self.add("format", "'target.alignment' must be a positive integer")
+        if not _is_int(target.get("devices")) or target.get("devices", 0) <= 0:
+            self.add("format", "'target.devices' must be a positive integer")
+        if not isinstance(plan.get("schedule"), list) or not all(
+            isinstance(n, str) for n in plan["schedule"]
+        ):
+            self.add("format", "'schedule' must be a list of operator names")
+        if not isinstance(plan.get("ops"), list) or not all(
+            isinstance(o, dict) for o in plan["ops"]
+        ):
+            self.add("format", "'ops' must be a list of objects")
+        if not isinstance(plan.get("buffers"), list):
+            self.add("format", "'buffers' must be a list")
+        if not isinstance(plan.get("model"), dict):
+            self.add("format", "'model' must be an object with 'path' and 'sha256'")
+        if not isinstance(plan.get("summary"), dict):
+            self.add("format", "'summary' must be an object")
+        if self.violations:
+            return False
+        self.buffers = list(self._read_buffers())
+        return not self.violations
+
+    def _read_buffers(self) -> Iterator[_Buffer]:
+        ints = ("bytes", "device", "offset", "start", "end")
+        for index, item in enumerate(self.plan["buffers"]):
+            if not isinstance(item, dict) or not isinstance(item.get("tensor"), str):
+                self.add("format", f"buffer {index} is not an object with a 'tensor' name")
+                continue
+            bad = [key for key in ints if not _is_int(item.get(key))]
+            if bad or not isinstance(item.get("tier"), str) or item.get("kind") not in BUFFER_KINDS:
+                what = ", ".join(bad) or "tier/kind"
+                self.add(
+                    "format", f"buffer {index} ({item['tensor']!r}): missing or invalid {what}"
+                )
+                continue
+            alias = item.get("alias_of")
+            if alias is not None and not isinstance(alias, str):
+                self.add(
+                    "format",
+                    f"buffer {index} ({item['tensor']!r}): alias_of must be a name or null",
+                )
+                continue
+            yield _Buffer(
+                index, item["tensor"], item["kind"], item["bytes"], item["device"], item["tier"],
+                item["offset"], item["start"], item["end"], alias,
+            )  # fmt: skip
+
+    # -- schedule and operators -------------------------------------------------
+
+    def schedule(self) -> None:
+        plan, model = self.plan, self.model
+        self.steps: dict[str, int] = {}
+        for step, name in enumerate(plan["schedule"]):
+            if name in self.steps:
+                self.add(
+                    "schedule",
+                    f"operator {name!r} is scheduled twice (steps {self.steps[name]} and {step})",
+                )
+            else:
+                self.steps[name] = step
+        self.last_step = len(plan["schedule"]) - 1
+        model_ops = {op.name: op for op in model.operators()}
+        missing = [name for name in model_ops if name not in self.steps]
+        if missing:
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            self.add("schedule", f"operator {missing[0]!r}{more} of the model is not scheduled")
+        self.ops: dict[str, dict[str, Any]] = {}
+        for entry in plan["ops"]:
+            name = entry.get("node")
+            if name in self.ops:
+                self.add("ops", f"operator {name!r} has two entries in 'ops'")
+            self.ops[name] = entry
+        devices = plan["target"]["devices"]
+        for name, step in self.steps.items():
+            entry = self.ops.get(name)
+            if entry is None:
+                self.add("ops", f"scheduled operator {name!r} has no entry in 'ops'")
+                continue
+            if entry.get("step") != step:
+                self.add(
+                    "ops",
+                    f"operator {name!r} has step {entry.get('step')!r} but is at position {step} of the schedule",
+                )
+            if not _is_int(entry.get("device")) or not 0 <= entry["device"] < devices:
+                self.add(
+                    "ops",
+                    f"operator {name!r} runs on device {entry.get('device')!r}, outside 0..{devices - 1}",
+                )
+            model_op = model_ops.get(name)
+            if model_op is None:
+                if entry.get("inserted") is not True:
+                    self.add(
+                        "ops",
+                        f'operator {name!r} is not in the model and not marked "inserted": true',
+                    )
+                continue
+            if entry.get("op_type") != model_op.op_type:
+                self.add(
+                    "ops",
+                    f"operator {name!r} is {model_op.op_type} in the model, not {entry.get('op_type')!r}",
+                )
+            if entry.get("inputs") != model_op.inputs or entry.get("outputs") != model_op.outputs:
+                self.add("ops", f"operator {name!r}: inputs/outputs differ from the model")
+        for name in self.ops:
+            if name not in self.steps:
+                self.add("ops", f"'ops' has an entry for {name!r}, which is not scheduled")
+
+    def reads(self, name: str) -> list[str]:
+        entry = self.ops.get(name, {})
+        names = [n for n in entry.get("inputs") or [] if isinstance(n, str) and n]
+        if self.model.has_operator(name):
+            names += self.model.operator(name).implicit_inputs
+        return list(dict.fromkeys(names))
+
+    def topological(self) -> None:
+        self.producer_step: dict[str, int] = {}
+        self.readers: dict[str, list[int]] = defaultdict(list)
+        self.op_device: dict[int, int] = {}
+        for name, step in self.steps.items():
+            entry = self.ops.get(name, {})
+            self.op_device[step] = entry.get("device", 0) if _is_int(entry.get("device")) else 0
+            for output in entry.get("outputs") or []:
+                if isinstance(output, str) and output:
+                    self.producer_step[output] = step
+        for name, step in self.steps.items():
+            for tensor in self.reads(name):
+                self.readers[tensor].append(step)
+                made = self.producer_step.get(tensor)
+                if made is not None and made >= step:
+                    self.add(
+                        "topological",
+                        f"operator {name!r} at step {step} reads {tensor!r}, written only at step {made}",
+                    )
+
+    # -- buffers ------------------------------------------------------------------
+
+    def buffer_fields(self) -> None:
+        target = self.plan["target"]
+        capacity = {t["name"]: t["capacity"] for t in target["tiers"]}
+        alignment, devices = target["alignment"], target["devices"]
+        for b in self.buffers:
+            if b.tier not in capacity:
+                self.add("tier", f"buffer {b.label()} is in unknown tier {b.tier!r}")
+            elif b.offset < 0 or b.offset + b.nbytes > capacity[b.tier]:
+                self.add(
+                    "capacity", f"buffer {b.label()} exceeds {b.tier} capacity {capacity[b.tier]}"
+                )
+            if b.offset % alignment:
+                self.add(
+                    "alignment",
+                    f"buffer {b.label()}: offset {b.offset} is not a multiple of {alignment}",
+                )
+            if not 0 <= b.device < devices:
+                self.add(
+                    "device",
+                    f"buffer {b.label()} is on device {b.device}, outside 0..{devices - 1}",
+                )
+            if not 0 <= b.start <= b.end <= self.last_step:
+                self.add(
+                    "lifetime",
+                    f"buffer {b.label()}: steps must satisfy 0 <= start <= end <= {self.last_step}",
+                )
+            if b.kind == "scratch":
+                if b.start != b.end:
+                    self.add("scratch", f"scratch buffer {b.label()} must have start == end")
+                continue
+            if not self.model.has_tensor(b.tensor):
+                if b.tensor not in self.producer_step:
+                    self.add(
+                        "tensor",
+                        f"buffer {b.index} names {b.tensor!r}, which no operator writes and the model lacks",
+                    )
+                continue
+            tensor = self.model.tensor(b.tensor)
+            if b.nbytes != tensor.nbytes:
+                self.add(
+                    "bytes",
+                    f"buffer {b.label()}: the tensor has {tensor.nbytes} bytes, not {b.nbytes}",
+                )
+            if b.kind != tensor.kind:
+                self.add(
+                    "kind", f"buffer {b.label()}: kind {b.kind!r}, the tensor is {tensor.kind!r}"
+                )
+
+    def coverage(self) -> None:
+        by_tensor: dict[str, list[_Buffer]] = defaultdict(list)
+        for b in self.buffers:
+            if b.kind != "scratch":
+                by_tensor[b.tensor].append(b)
+        for tensor in self.model.tensors():
+            name = tensor.name
+            readers = self.readers.get(name, [])
+            if tensor.kind == "weight":
+                low, high = 0, self.last_step
+            elif name in self.producer_step:
+                if not readers and not tensor.graph_output:
+                    continue
+                low = self.producer_step[name]
+                high = self.last_step if tensor.graph_output else max(readers)
+            elif readers or tensor.graph_output:
+                low = 0
+                high = self.last_step if tensor.graph_output else max(readers)
+            else:
+                continue
+            copies = by_tensor.get(name)
+            if not copies:
+                source = self.view_source(name)
+                if source is not None and not tensor.graph_output:
+                    self.require_live(
+                        source, by_tensor.get(source, []), readers, f"view {name!r} read"
+                    )
+                    continue
+                self.add(
+                    "coverage",
+                    f"tensor {name!r} ({tensor.kind}) needs a buffer for steps [{low}, {high}] and has none",
+                )
+                continue
+            self.check_range(name, copies, low, high)
+            made = self.producer_step.get(name)
+            self.require_live(name, copies, [made] if made is not None else [], "written")
+            self.require_live(name, copies, readers, "read")
+
+    def view_source(self, name: str) -> str | None:
+        """For a buffer-less view output, the tensor whose buffers serve its readers."""
+        seen = set()
+        while name not in seen:
+            seen.add(name)
+            step = self.producer_step.get(name)
+            if step is None:
+                return None
+            entry = self.ops.get(self.plan["schedule"][step], {})
+            inputs = entry.get("inputs") or []
+            if (
+                entry.get("op_type") not in VIEW_OPS
+                or not inputs
+                or not self.model.has_tensor(inputs[0])
+            ):
+                return None
+            if self.model.tensor(inputs[0]).nbytes != self.model.tensor(name).nbytes:
+                return None
+            name = inputs[0]
+            if any(b.tensor == name for b in self.buffers):
+                return name
+        return None
+
+    def check_range(self, name: str, copies: list[_Buffer], low: int, high: int) -> None:
+        ordered = sorted(copies, key=lambda b: (b.start, b.end))
+        if ordered[0].start > low:
+            self.add(
+                "lifetime",
+                f"tensor {name!r} is live from step {low}, its buffer starts at {ordered[0].start}",
+            )
+        reach = ordered[0].end
+        for b in ordered[1:]:
+            if b.start > reach:
+                self.add(
+                    "lifetime",
+                    f"tensor {name!r}: copies leave steps {reach + 1}..{b.start - 1} uncovered",
+                )
+            reach = max(reach, b.end)
+        if reach < high:
+            self.add(
+                "lifetime",
+                f"tensor {name!r} must stay live until step {high}, its buffers end at step {reach}",
+            )
+
+    def require_live(self, name: str, copies: list[_Buffer], steps: list[int], verb: str) -> None:
+        for step in steps:
+            device = self.op_device.get(step, 0)
+            if not any(b.device == device and b.start <= step <= b.end for b in copies):
+                self.add(
+                    "lifetime",
+                    f"tensor {name!r} is {verb} at step {step} on device {device} with no live buffer there",
+                )
+                return
+
+    # -- aliasing and overlap --------------------------------------------------
+
+    def aliases(self) -> dict[int, str]:
+        """Validate each alias; return the alias-group root of each buffer allowed to share bytes."""
+        first: dict[tuple[str, int, str], _Buffer] = {}
+        for b in self.buffers:
+            first.setdefault((b.tensor, b.device, b.tier), b)
+        parent: dict[int, str] = {}
+        for b in self.buffers:
+            if b.alias_of is None:
+                continue
+            target = first.get((b.alias_of, b.device, b.tier))
+            if target is None:
+                self.add(
+                    "alias",
+                    f"buffer {b.label()} aliases {b.alias_of!r}, which has no buffer on {b.device}/{b.tier}",
+                )
+            elif target.offset != b.offset:
+                self.add(
+                    "alias", f"buffer {b.label()} aliases {target.label()} at a different offset"
+                )
+            elif not (self.in_place(b, target) or self.is_view(b, target)):
+                self.add(
+                    "alias",
+                    f"buffer {b.label()} aliases {b.alias_of!r} but is neither an in-place result "
+                    "(starting where the aliased buffer ends, written by the operator that reads it) "
+                    "nor a view of it",
+                )
+            else:
+                parent[b.index] = b.alias_of
+        names = {b.index: b.tensor for b in self.buffers}
+        by_name = {name: index for index, name in reversed(list(names.items()))}
+        roots = {}
+        for b in self.buffers:
+            seen, index = set(), b.index
+            while index in parent and index not in seen:
+                seen.add(index)
+                index = by_name.get(parent[index], index)
+            roots[b.index] = names[index]
+        return roots
+
+    def in_place(self, b: _Buffer, target: _Buffer) -> bool:
+        if b.start != target.end or not 0 <= b.start <= self.last_step:
+            return False
+        entry = self.ops.get(self.plan["schedule"][b.start], {})
+        return target.tensor in (entry.get("inputs") or []) and b.tensor in (
+            entry.get("outputs") or []
+        )
+
+    def is_view(self, b: _Buffer, target: _Buffer) -> bool:
+        step = self.producer_step.get(b.tensor)
+        if step is None:
+            return False
+        entry = self.ops.get(self.plan["schedule"][step], {})
+        inputs = entry.get("inputs") or []
+        return (
+            entry.get("op_type") in VIEW_OPS
+            and bool(inputs)
+            and inputs[0] == target.tensor
+            and b.nbytes == target.nbytes
+        )
+
+    def overlaps(self, roots: dict[int, str]) -> None:
+        regions: dict[tuple[int, str], list[_Buffer]] = defaultdict(list)
+        for b in self.buffers:
+            if b.nbytes:
+                regions[(b.device, b.tier)].append(b)
+        reported = 0
+        for members in regions.values():
+            for a, b in _overlapping_pairs(members, self.last_step):
+                if roots[a.index] == roots[b.index] and a.offset == b.offset:
+                    continue
+                self.add(
+                    "overlap", f"buffers {a.label()} and {b.label()} share bytes at a common step"
+                )
+                reported += 1
+                if reported >= MAX_REPORTED:
+                    return
+
+    def summary(self) -> None:
+        summary = self.plan["summary"]
+        items = [
+            {"tensor": b.tensor, "kind": b.kind, "bytes": b.nbytes, "device": b.device, "tier": b.tier,
+             "offset": b.offset, "start": b.start, "end": b.end, "alias_of": b.alias_of}
+            for b in self.buffers
+        ]  # fmt: skip
+        peaks, bounds = memory_summary(items)
+        for key, expected, found in (
+            ("peak_bytes", peaks, summary.get("peak_bytes")),
+            ("lower_bound_bytes", bounds, summary.get("lower_bound_bytes")),
+        ):
+            if found != expected:
+                self.add("summary", f"summary.{key} is {found!r}, the buffers give {expected!r}")
+
+
+def _overlapping_pairs(buffers: list[_Buffer], last_step: int) -> Iterator[tuple[_Buffer, _Buffer]]:
+    """Pairs of buffers that share a step and a byte.
+
+    Buffers alive for the whole schedule are compared through their offsets
+    (sorted, so each needs a binary search); the others by a sweep over steps.
+    """
+    whole = sorted(
+        (b for b in buffers if b.start <= 0 and b.end >= last_step), key=lambda b: b.offset
+    )
+    partial = sorted(
+        (b for b in buffers if not (b.start <= 0 and b.end >= last_step)), key=lambda b: b.start
+    )
+    reach = -1
+    previous: _Buffer | None = None
+    for b in whole:
+        if previous is not None and b.offset < reach:
+            yield previous, b
+        if b.offset + b.nbytes > reach:
+            reach, previous = b.offset + b.nbytes, b
+    lows = [b.offset for b in whole]
+    for b in partial:
+        # Whole-schedule buffers that start below b's end; with disjoint ones (any
+        # overlap among them is reported above) only a run just before it can meet b.
+        for index in range(bisect.bisect_left(lows, b.offset + b.nbytes) - 1, -1, -1):
+            other = whole[index]
+            if other.offset + other.nbytes <= b.offset:
+                break
+            yield other, b
+    active: list[_Buffer] = []
+    for b in partial:
+        active = [a for a in active if a.end >= b.start]
+        for a in active:
+            if a.offset < b.offset + b.nbytes and b.offset < a.offset + a.nbytes:
+                yield a, b
+        active.append(b)
+
+
+def validate_plan(plan: Any, model: IRGraph, model_sha256: str | None = None) -> list[Violation]:
+    """Check ``plan`` against every rule of plan-format.md for ``model``.
+
+    Parameters
+    ----------
+    plan:
+        The plan as JSON data.
+    model:
+        The model's IR as the frontend built it (passes' annotations are ignored).
+    model_sha256:
+        When given, the plan must name this hash of the model file.
+
+    Returns
+    -------
+    list[Violation]
+        Empty when the plan is valid.
+    """
+    checker = _Checker(plan, model)
+    if not checker.structure():
+        return checker.violations
+    found = plan["model"].get("sha256")
+    if model_sha256 is not None and found != model_sha256:
+        checker.add(
+            "model",
+            f"the plan is for a model with sha256 {found!r}, not this file ({model_sha256})",
+        )
+    checker.schedule()
+    checker.topological()
+    checker.buffer_fields()
+    checker.coverage()
+    checker.overlaps(checker.aliases())
+    checker.summary()
+    return checker.violations

@@ -1,0 +1,1 @@
+"""Model corpus for tierplan: synthetic graph builders and weight-stripped real exports."""

@@ -1,0 +1,548 @@
+#!/usr/bin/env python3
+"""Export small, weight-stripped real-world ONNX models for tierplan's test corpus.
+
+Each network is built from its architecture definition only -- torchvision
+models with ``weights=None`` and Hugging Face models from their default
+``*Config()`` -- so parameters are randomly initialised and nothing is fetched
+from a model hub. It is exported with the dynamo-based exporter
+(``torch.onnx.export(..., dynamo=True)``, the exporter's default opset, 20 with
+torch 2.14) and then *stripped*: initializer data goes to an external-data
+file ``<stem>.weights`` that is deleted right after saving. The committed
+``.onnx`` keeps the whole graph -- nodes, ``value_info`` shapes and dtypes,
+initializer names/dims/dtypes, inline ``Constant`` nodes -- but no weight
+bytes, and refers to the absent weights file. Load it with
+``onnx.load(path, load_external_data=False)``.
+
+Integer/bool initializers of at most ``--inline-int-elems`` elements (default
+64) stay inline: they are Reshape targets, axes and similar shape constants,
+a few hundred bytes in all, and without their values ONNX shape inference
+cannot re-derive shapes from scratch (e.g. for a pass that drops
+``value_info``). Pass ``--inline-int-elems 0`` to strip every initializer,
+which is exactly ``onnx.save_model(..., save_as_external_data=True,
+size_threshold=0)``.
+
+The heavy dependencies (torch, torchvision, transformers, onnx, onnxscript)
+are the optional extra ``tierplan[export]``. They are only needed to
+*regenerate* ``models/real/*.onnx``; tierplan's tests and CI read the
+committed files and never import this script. Use a separate virtual
+environment (torch alone is several GB), for example::
+
+    python3 -m venv /tmp/exportvenv
+    /tmp/exportvenv/bin/pip install torch==2.14.1 torchvision==0.29.1 \
+        transformers==5.24.0 onnx==1.23.2 onnxscript==0.7.2
+    /tmp/exportvenv/bin/python models/export_real_models.py              # all
+    /tmp/exportvenv/bin/python models/export_real_models.py resnet18 gpt2
+    /tmp/exportvenv/bin/python models/export_real_models.py --out-dir /tmp/x
+    /tmp/exportvenv/bin/python models/export_real_models.py --check-only
+
+``--check-only`` only loads and summarises existing files (needs only
+``onnx``). Exporting everything takes about a minute on 2 CPU cores and a
+few GB of RAM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import logging
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import onnx
+
+if TYPE_CHECKING:
+    import torch
+
+#: Fixed seed so re-exports are reproducible.
+SEED = 0
+#: Static sequence length of the transformer models.
+SEQ_LEN = 128
+#: Attention implementation for the Hugging Face models. ``"eager"`` gives the
+#: classic MatMul -> scale -> mask Add -> Softmax -> MatMul pattern whose
+#: shapes stay expressible in the symbolic ``batch``/``seq`` dims. The
+#: transformers default, ``"sdpa"``, is decomposed by the exporter into extra
+#: IsNaN/Where nodes and (with dynamic shapes) 3-D ``batch*heads`` reshapes
+#: that ONNX shape inference can only name ``unk__N``.
+ATTN_IMPLEMENTATION = "eager"
+#: Default for ``--inline-int-elems`` (see the module docstring).
+INLINE_INT_ELEMS = 64
+#: A stripped model should be tiny; warn above these sizes.
+WARN_BYTES = 1 << 20
+MAX_BYTES = 2 << 20
+
+BERT_VOCAB = 30522
+GPT2_VOCAB = 50257
+
+
+@dataclasses.dataclass(frozen=True)
+class Export:
+    """Everything ``torch.onnx.export`` needs for one network."""
+
+    module: torch.nn.Module
+    args: tuple[Any, ...]
+    input_names: list[str]
+    output_names: list[str]
+    dynamic_shapes: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A named network and how to build its :class:`Export`."""
+
+    name: str
+    description: str
+    build: Callable[[], Export]
+
+
+def _torchvision(arch: str) -> Callable[[], Export]:
+    """Return a builder for a randomly initialised torchvision classifier."""
+
+    def build() -> Export:
+        import torch
+        import torchvision
+
+        module = getattr(torchvision.models, arch)(weights=None).eval()
+        image = torch.randn(1, 3, 224, 224)
+        return Export(module, (image,), ["input"], ["logits"])
+
+    return build
+
+
+# The Hugging Face wrappers take positional tensors and return plain tuples,
+# so the ONNX graph gets stable input/output names instead of names of
+# flattened ModelOutput fields. They are built inside functions because
+# torch is an optional dependency of this module.
+
+
+def _bert_module() -> torch.nn.Module:
+    """``BertModel(BertConfig())`` (bert-base: 12 layers, 768 hidden) in eval mode."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    class BertWrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            config = BertConfig(attn_implementation=ATTN_IMPLEMENTATION)
+            self.bert = BertModel(config)
+
+        def forward(
+            self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            out = self.bert(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+            return out.last_hidden_state, out.pooler_output
+
+    return BertWrapper().eval()
+
+
+def _gpt2_module() -> torch.nn.Module:
+    """``GPT2Model(GPT2Config())`` (gpt2-small) without KV cache, in eval mode."""
+    import torch
+    from transformers import GPT2Config, GPT2Model
+
+    class GPT2Wrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            config = GPT2Config(use_cache=False, attn_implementation=ATTN_IMPLEMENTATION)
+            self.gpt2 = GPT2Model(config)
+
+        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+            out = self.gpt2(input_ids=input_ids, use_cache=False, return_dict=True)
+            return out.last_hidden_state
+
+    return GPT2Wrapper().eval()
+
+
+def _token_inputs(batch: int, seq: int, vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random ``input_ids`` and an all-ones ``attention_mask``."""
+    import torch
+
+    input_ids = torch.randint(0, vocab, (batch, seq), dtype=torch.long)
+    attention_mask = torch.ones(batch, seq, dtype=torch.long)
+    return input_ids, attention_mask
+
+
+def _bert_static() -> Export:
+    return Export(
+        _bert_module(),
+        _token_inputs(1, SEQ_LEN, BERT_VOCAB),
+        ["input_ids", "attention_mask"],
+        ["last_hidden_state", "pooler_output"],
+    )
+
+
+def _bert_dynamic() -> Export:
+    from torch.export import Dim
+
+    batch = Dim("batch", min=1, max=1024)
+    seq = Dim("seq", min=2, max=512)  # BERT has 512 position embeddings.
+    dims = {0: batch, 1: seq}
+    return Export(
+        _bert_module(),
+        # Example sizes must not be 0 or 1, or torch.export specialises them.
+        _token_inputs(2, SEQ_LEN, BERT_VOCAB),
+        ["input_ids", "attention_mask"],
+        ["last_hidden_state", "pooler_output"],
+        dynamic_shapes={"input_ids": dims, "attention_mask": dims},
+    )
+
+
+def _gpt2_static() -> Export:
+    input_ids, _ = _token_inputs(1, SEQ_LEN, GPT2_VOCAB)
+    return Export(_gpt2_module(), (input_ids,), ["input_ids"], ["last_hidden_state"])
+
+
+SPECS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("resnet18", "torchvision resnet18, 1x3x224x224", _torchvision("resnet18")),
+        ModelSpec("resnet50", "torchvision resnet50, 1x3x224x224", _torchvision("resnet50")),
+        ModelSpec(
+            "mobilenet_v2",
+            "torchvision mobilenet_v2, 1x3x224x224",
+            _torchvision("mobilenet_v2"),
+        ),
+        ModelSpec("bert_base", f"HF BertModel(BertConfig()), 1x{SEQ_LEN}", _bert_static),
+        ModelSpec("gpt2", f"HF GPT2Model(GPT2Config()), 1x{SEQ_LEN}", _gpt2_static),
+        ModelSpec(
+            "bert_base_dynamic",
+            "HF BertModel(BertConfig()), symbolic batch x seq",
+            _bert_dynamic,
+        ),
+    )
+}
+
+
+def export_model(
+    spec: ModelSpec,
+    out_dir: Path,
+    opset: int | None = None,
+    inline_int_elems: int = INLINE_INT_ELEMS,
+) -> Path:
+    """Export ``spec`` to ``out_dir/<name>.onnx`` with its weights stripped."""
+    import torch
+
+    # Benign noise: failed constant-folding attempts, and the note that the two
+    # inputs share the "batch"/"seq" dims (the names are kept regardless).
+    logging.getLogger("onnxscript.optimizer._constant_folding").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*The axis name: .* will not be used")
+
+    torch.manual_seed(SEED)
+    job = spec.build()
+    _perturb_state(job.module)
+    with torch.no_grad():
+        program = torch.onnx.export(
+            job.module,
+            job.args,
+            dynamo=True,
+            input_names=job.input_names,
+            output_names=job.output_names,
+            dynamic_shapes=job.dynamic_shapes,
+            opset_version=opset,
+            optimize=True,
+            verbose=False,
+        )
+    if program is None:  # pragma: no cover - only for the legacy exporter
+        raise RuntimeError(f"{spec.name}: exporter returned no program")
+    model = program.model_proto
+    _strip_metadata(model)
+    model.doc_string = f"tierplan test model (weights stripped): {spec.description}"
+    path = out_dir / f"{spec.name}.onnx"
+    save_stripped(model, path, inline_int_elems)
+    return path
+
+
+def _perturb_state(module: torch.nn.Module) -> None:
+    """Nudge every floating-point parameter and buffer by small random noise.
+
+    Fresh initialisations are full of exact zeros and ones (BatchNorm and
+    LayerNorm affine terms, running statistics, biases). The exporter's
+    optimizer would fold those away -- e.g. a Conv with BatchNorm fused in
+    loses its all-zero bias -- giving graphs that a trained checkpoint would
+    never produce. Noise keeps the graph structure value-independent.
+    """
+    import torch
+
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if not tensor.is_floating_point():
+                continue
+            # Strictly positive noise: moves exact 0/1 away, keeps variances > 0.
+            tensor.add_(torch.rand_like(tensor) * 0.01 + 0.001)
+
+
+#: Node metadata worth keeping: the module path a node came from. Stack
+#: traces, FX node dumps and rewrite-rule names only bloat the file and embed
+#: the exporting machine's paths.
+_KEPT_NODE_METADATA = frozenset({"namespace"})
+
+
+def _strip_metadata(model: onnx.ModelProto) -> None:
+    """Drop bulky, machine-specific per-node metadata in place."""
+    for container in (model.graph, *model.functions):
+        for node in container.node:
+            kept = [p for p in node.metadata_props if p.key in _KEPT_NODE_METADATA]
+            del node.metadata_props[:]
+            node.metadata_props.extend(kept)
+            node.doc_string = ""
+
+
+#: Integer and boolean element types: shape, axes and index constants.
+_INDEX_TYPES = frozenset(
+    {
+        onnx.TensorProto.INT8,
+        onnx.TensorProto.INT16,
+        onnx.TensorProto.INT32,
+        onnx.TensorProto.INT64,
+        onnx.TensorProto.UINT8,
+        onnx.TensorProto.UINT16,
+        onnx.TensorProto.UINT32,
+        onnx.TensorProto.UINT64,
+        onnx.TensorProto.BOOL,
+    }
+)
+
+
+def _keep_inline(tensor: onnx.TensorProto, inline_int_elems: int) -> bool:
+    """Whether ``tensor`` is a small integer constant worth keeping in the file."""
+    elems = 1
+    for dim in tensor.dims:
+        elems *= dim
+    return tensor.data_type in _INDEX_TYPES and elems <= inline_int_elems
+
+
+def save_stripped(
+    model: onnx.ModelProto, path: Path, inline_int_elems: int = INLINE_INT_ELEMS
+) -> None:
+    """Save ``model`` with initializer data external, then delete that data.
+
+    Every initializer is written to ``<stem>.weights`` -- the equivalent of
+    ``onnx.save_model(..., save_as_external_data=True, size_threshold=0)`` --
+    except integer/bool initializers with at most ``inline_int_elems``
+    elements, which stay inline when ``inline_int_elems > 0``; those are the
+    shape/axes constants (Reshape targets etc.) that ONNX shape inference
+    needs values for. ``Constant`` nodes are always left inline. The weights
+    file is deleted afterwards, so the saved model refers to an absent file.
+    """
+    from onnx import external_data_helper, numpy_helper
+
+    weights = path.with_suffix(".weights")
+    for stale in (path, weights):
+        stale.unlink(missing_ok=True)
+    for index, tensor in enumerate(model.graph.initializer):
+        if _keep_inline(tensor, inline_int_elems):
+            continue
+        if not tensor.HasField("raw_data"):
+            # Typed fields (float_data, int64_data, ...) -> raw_data, which is
+            # the only form ONNX can move to an external file.
+            tensor = numpy_helper.from_array(numpy_helper.to_array(tensor), tensor.name)
+            model.graph.initializer[index].CopyFrom(tensor)
+            tensor = model.graph.initializer[index]
+        external_data_helper.set_external_data(tensor, weights.name)
+    onnx.save_model(model, str(path))  # writes the marked tensors to `weights`
+    weights.unlink(missing_ok=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    """Summary of one stripped model, as checked by :func:`inspect_model`."""
+
+    name: str
+    size_bytes: int
+    opset: int
+    nodes: int
+    initializers: int
+    external_initializers: int
+    value_infos: int
+    non_static_value_infos: int
+    non_static_outputs: int
+    non_static_outputs_from_scratch: int
+    unknown_outputs: int
+    dim_params: list[str]
+    graph_inputs: list[str]
+    graph_outputs: list[str]
+    op_types: dict[str, int]
+
+
+def _dim_str(dim: onnx.TensorShapeProto.Dimension) -> str:
+    if dim.HasField("dim_value"):
+        return str(dim.dim_value)
+    return dim.dim_param or "?"
+
+
+def _shape_str(value: onnx.ValueInfoProto) -> str:
+    tensor = value.type.tensor_type
+    if not tensor.HasField("shape"):
+        return f"{value.name}[?]"
+    return f"{value.name}[{','.join(_dim_str(d) for d in tensor.shape.dim)}]"
+
+
+def _is_static(value: onnx.ValueInfoProto) -> bool:
+    tensor = value.type.tensor_type
+    return tensor.HasField("shape") and all(d.HasField("dim_value") for d in tensor.shape.dim)
+
+
+def _non_static_outputs(graph: onnx.GraphProto) -> int:
+    """Count node outputs whose shape is missing or not fully static."""
+    known = {v.name: v for v in (*graph.input, *graph.value_info, *graph.output)}
+    outputs = [o for node in graph.node for o in node.output if o]
+    return sum(1 for o in outputs if o not in known or not _is_static(known[o]))
+
+
+def _has_unknown_dim(value: onnx.ValueInfoProto | None) -> bool:
+    """Whether ``value`` lacks a shape or has a dim that is neither value nor name."""
+    if value is None or not value.type.tensor_type.HasField("shape"):
+        return True
+    dims = value.type.tensor_type.shape.dim
+    return any(not (d.HasField("dim_value") or d.dim_param) for d in dims)
+
+
+def _unknown_outputs(graph: onnx.GraphProto) -> int:
+    """Count node outputs whose shape is missing or has an unknown dim."""
+    known = {v.name: v for v in (*graph.input, *graph.value_info, *graph.output)}
+    outputs = [o for node in graph.node for o in node.output if o]
+    return sum(1 for o in outputs if _has_unknown_dim(known.get(o)))
+
+
+def _dim_params(graph: onnx.GraphProto) -> list[str]:
+    """All symbolic dimension names used by the graph's values."""
+    values = (*graph.input, *graph.value_info, *graph.output)
+    return sorted(
+        {d.dim_param for v in values for d in v.type.tensor_type.shape.dim if d.dim_param}
+    )
+
+
+def inspect_model(path: Path) -> Stats:
+    """Load ``path`` without external data, run shape inference, summarise.
+
+    Besides inference on the file as saved (which keeps the exporter's own
+    ``value_info``), inference is rerun "from scratch" on a copy without any
+    ``value_info`` to see what ONNX derives on its own from the inputs and
+    whatever constants kept their data.
+    """
+    if path.with_suffix(".weights").exists():
+        raise RuntimeError(f"{path}: weights file still present")
+    model = onnx.load(str(path), load_external_data=False)
+    graph = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
+    bare = onnx.ModelProto()
+    bare.CopyFrom(model)
+    del bare.graph.value_info[:]
+    bare_graph = onnx.shape_inference.infer_shapes(bare, data_prop=True).graph
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    external = sum(1 for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL)
+    return Stats(
+        name=path.stem,
+        size_bytes=path.stat().st_size,
+        opset=opset,
+        nodes=len(graph.node),
+        initializers=len(graph.initializer),
+        external_initializers=external,
+        value_infos=len(graph.value_info),
+        non_static_value_infos=sum(1 for v in graph.value_info if not _is_static(v)),
+        non_static_outputs=_non_static_outputs(graph),
+        non_static_outputs_from_scratch=_non_static_outputs(bare_graph),
+        unknown_outputs=_unknown_outputs(graph),
+        dim_params=_dim_params(graph),
+        graph_inputs=[_shape_str(v) for v in graph.input],
+        graph_outputs=[_shape_str(v) for v in graph.output],
+        op_types=dict(sorted(collections.Counter(n.op_type for n in graph.node).items())),
+    )
+
+
+def _report(stats: Stats) -> None:
+    size_note = ""
+    if stats.size_bytes > MAX_BYTES:
+        size_note = "  (WARNING: over 2 MB)"
+    elif stats.size_bytes > WARN_BYTES:
+        size_note = "  (note: over 1 MB)"
+    print(f"== {stats.name}.onnx  {stats.size_bytes / 1024:.1f} KiB{size_note}")
+    print(
+        f"   opset {stats.opset}, {stats.nodes} nodes, {stats.initializers} initializers "
+        f"({stats.external_initializers} external)"
+    )
+    print(f"   inputs: {', '.join(stats.graph_inputs)}")
+    print(f"   outputs: {', '.join(stats.graph_outputs)}")
+    print(
+        f"   value_info: {stats.value_infos}, not fully static: "
+        f"{stats.non_static_value_infos}; node outputs not static: "
+        f"{stats.non_static_outputs} (from scratch: {stats.non_static_outputs_from_scratch})"
+    )
+    if stats.dim_params:
+        print(
+            f"   symbolic dims: {', '.join(stats.dim_params)}; node outputs with an "
+            f"unknown dim or rank: {stats.unknown_outputs}"
+        )
+    print(f"   ops: {', '.join(f'{k}x{v}' for k, v in stats.op_types.items())}")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "models",
+        nargs="*",
+        metavar="MODEL",
+        help=f"models to export (default: all of {', '.join(SPECS)})",
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=Path(__file__).resolve().parent / "real",
+        help="output directory (default: models/real next to this script)",
+    )
+    parser.add_argument(
+        "--opset",
+        type=int,
+        default=None,
+        help="ONNX opset to target (default: the exporter's default)",
+    )
+    parser.add_argument(
+        "--inline-int-elems",
+        type=int,
+        default=INLINE_INT_ELEMS,
+        metavar="N",
+        help="keep integer/bool initializers with at most N elements inline "
+        f"(shape constants; default {INLINE_INT_ELEMS}); 0 strips every initializer",
+    )
+    parser.add_argument(
+        "--check-only",
+        action="store_true",
+        help="only load and summarise existing files; do not export",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    names: list[str] = list(args.models) or list(SPECS)
+    unknown = sorted(set(names) - set(SPECS))
+    if unknown:
+        print(
+            f"unknown model(s): {', '.join(unknown)}; choose from {', '.join(SPECS)}",
+            file=sys.stderr,
+        )
+        return 2
+    out_dir: Path = args.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed: list[str] = []
+    for name in names:
+        path = out_dir / f"{name}.onnx"
+        if not args.check_only:
+            print(f"-- exporting {name} ...", flush=True)
+            try:
+                export_model(SPECS[name], out_dir, args.opset, args.inline_int_elems)
+            except Exception as exc:  # report it and go on with the others
+                print(f"!! {name}: export failed: {type(exc).__name__}: {exc}")
+                failed.append(name)
+                continue
+        _report(inspect_model(path))
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

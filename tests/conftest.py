@@ -1,0 +1,30 @@
+"""Shared fixtures: the model files every end-to-end test runs on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+
+
+def model_files() -> list[Path]:
+    """Every bundled .onnx model (synthetic and real), sorted."""
+    return sorted(MODELS.glob("synthetic/*.onnx")) + sorted(
+        p for p in MODELS.glob("real/*.onnx") if "dynamic" not in p.name
+    )
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,122 @@
+"""End to end: every bundled model compiles to a valid, deterministic plan."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+from tierplan.compiler import compile_model, validate_plan
+from tierplan.compiler.cli import main
+from tierplan.compiler.frontend import load_model
+from tierplan.compiler.plan import max_live_bytes
+
+from tests.conftest import MODELS, model_files
+
+
+@pytest.mark.parametrize("path", model_files(), ids=lambda p: p.stem)
+def test_model_compiles_to_a_valid_plan_near_the_bound(path: Path, tmp_path: Path) -> None:
+    result = compile_model(path, verify_each=True)
+    evaluation = result.evaluation
+    assert evaluation is not None
+    # Independent check: a fresh frontend IR, the plan as JSON written to disk and read back.
+    plan_path, _ = result.write(tmp_path)
+    assert main(["check", str(path), str(plan_path)]) == 0
+    for key, peak in evaluation.activation_peak_bytes.items():
+        bound = evaluation.activation_lower_bound_bytes[key]
+        assert peak <= 1.10 * bound, f"{key}: activation peak {peak} > 1.10 x bound {bound}"
+        assert peak <= evaluation.no_reuse_bytes[key]
+    assert evaluation.latency_s > 0
+
+
+def test_lower_bound_is_max_live_of_the_schedule() -> None:
+    result = compile_model(MODELS / "synthetic" / "diamond.onnx")
+    buffers = result.plan["buffers"]
+    expected = max_live_bytes((b["start"], b["end"], b["bytes"]) for b in buffers)
+    assert result.plan["summary"]["lower_bound_bytes"] == {"0/DDR": expected}
+    assert result.plan["summary"]["peak_bytes"]["0/DDR"] == max(
+        b["offset"] + b["bytes"] for b in buffers
+    )
+
+
+def test_same_compile_twice_gives_identical_bytes(tmp_path: Path) -> None:
+    model = MODELS / "synthetic" / "unet.onnx"
+    assert main(["compile", str(model), "-o", str(tmp_path / "a"), "-q"]) == 0
+    assert main(["compile", str(model), "-o", str(tmp_path / "b"), "-q"]) == 0
+    for name in ("plan.json", "unet.planned.onnx"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_plans_do_not_depend_on_the_hash_seed(tmp_path: Path) -> None:
+    model = MODELS / "synthetic" / "wide_branchy.onnx"
+    outputs = []
+    for seed in ("1", "2"):
+        out = tmp_path / seed
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tierplan.compiler.cli",
+                "compile",
+                str(model),
+                "-o",
+                str(out),
+                "-q",
+            ],
+            check=True,
+            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"},
+        )
+        outputs.append((out / "plan.json").read_bytes())
+    assert outputs[0] == outputs[1]
+
+
+def test_annotated_model_round_trips_with_the_plan_facts(tmp_path: Path) -> None:
+    result = compile_model(MODELS / "synthetic" / "residual_block.onnx")
+    _, model_path = result.write(tmp_path)
+    annotated = onnx.load(str(model_path), load_external_data=False)
+    for node in annotated.graph.node:
+        facts = {e.key: e.value for e in node.metadata_props}
+        assert facts["tierplan.step"] == str(result.ir.operator(node.name).step)
+        assert node.doc_string.startswith("tierplan: step=")
+    described = {v.name: v.doc_string for v in annotated.graph.value_info}
+    for tensor in result.ir.tensors():
+        if tensor.kind == "activation":
+            assert f"offset={tensor.offset:#x}" in described[tensor.name]
+    weights = {
+        t.name: {e.key: e.value for e in t.metadata_props} for t in annotated.graph.initializer
+    }
+    for name, facts in weights.items():
+        assert facts["tierplan.tier"] == "DDR"
+        assert int(facts["tierplan.offset"]) == result.ir.tensor(name).offset
+
+
+def test_unnamed_nodes_get_deterministic_names_written_back(tmp_path: Path) -> None:
+    model = MODELS / "synthetic" / "chain.onnx"
+    raw = onnx.load(str(model), load_external_data=False)
+    unnamed = [(i, n.op_type) for i, n in enumerate(raw.graph.node) if not n.name]
+    assert unnamed, "the chain model leaves nodes unnamed on purpose"
+    result = compile_model(model)
+    _, model_path = result.write(tmp_path)
+    annotated = onnx.load(str(model_path), load_external_data=False)
+    for index, op_type in unnamed:
+        assert annotated.graph.node[index].name == f"{op_type}_{index}"
+        assert f"{op_type}_{index}" in result.plan["schedule"]
+
+
+def test_duplicate_node_names_get_the_index_appended(tmp_path: Path) -> None:
+    graph = onnx.parser.parse_graph(
+        """g (float[4] x) => (float[4] z) { y = Relu(x) z = Relu(y) }"""
+    )
+    graph.node[0].name = graph.node[1].name = "act"
+    path = tmp_path / "dup.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)]), path)
+    assert [op.name for op in load_model(path).ir.operators()] == ["act", "act__1"]
+
+
+def test_validator_accepts_the_plan_it_was_given_for_the_model() -> None:
+    path = MODELS / "synthetic" / "transformer_block.onnx"
+    result = compile_model(path)
+    fresh = load_model(path).ir
+    assert validate_plan(result.plan, fresh, model_sha256=fresh.model.sha256) == []

@@ -1,0 +1,65 @@
+"""The IR: schema, invariants, JSON and GraphML round trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import networkx as nx
+import pytest
+from tierplan.compiler import IRGraph, ModelInfo, Operator, Tensor, compile_model
+from tierplan.compiler.errors import InputError, InvariantError
+
+from tests.conftest import MODELS
+
+
+def small_ir() -> IRGraph:
+    ir = IRGraph(ModelInfo(path="m.onnx", sha256="0"))
+    ir.add_tensor(Tensor("x", "float32", (4,), 16, "input"))
+    ir.add_tensor(Tensor("w", "float32", (4,), 16, "weight"))
+    ir.add_tensor(Tensor("y", "float32", (4,), 16, "activation"))
+    ir.add_tensor(Tensor("z", "float32", (4,), 16, "output", graph_output=True))
+    ir.add_operator(Operator("mul", "Mul", inputs=["x", "x"], outputs=["y"], index=0))
+    ir.add_operator(Operator("add", "Add", inputs=["y", "w"], outputs=["z"], index=1))
+    return ir
+
+
+def test_edges_follow_the_schema() -> None:
+    ir = small_ir()
+    assert ir.graph.edges[("tensor", "x"), ("op", "mul")]["slots"] == [0, 1]
+    assert ir.graph.edges[("op", "add"), ("tensor", "z")]["slot"] == 0
+    assert ir.producer("y").name == "mul"
+    assert [op.name for op in ir.consumers("y")] == ["add"]
+    assert nx.is_bipartite(ir.graph)
+    ir.verify()
+
+
+def test_building_rejects_unknown_and_doubly_written_tensors() -> None:
+    ir = small_ir()
+    with pytest.raises(InputError, match="reads tensor 'nope'"):
+        ir.add_operator(Operator("bad", "Relu", inputs=["nope"], outputs=[], index=2))
+    with pytest.raises(InputError, match="written by both 'mul' and 'again'"):
+        ir.add_operator(Operator("again", "Relu", inputs=["x"], outputs=["y"], index=3))
+
+
+def test_verify_catches_a_schedule_that_is_not_topological() -> None:
+    ir = small_ir()
+    ir.operator("mul").step, ir.operator("add").step = 1, 0
+    with pytest.raises(InvariantError, match="runs before the producer of 'y'"):
+        ir.verify()
+
+
+def test_json_dump_round_trips(tmp_path: Path) -> None:
+    result = compile_model(MODELS / "synthetic" / "transformer_block.onnx")
+    result.ir.dump(tmp_path / "ir.json")
+    loaded = IRGraph.load(tmp_path / "ir.json")
+    assert loaded.to_json() == result.ir.to_json()
+    loaded.verify()
+
+
+def test_graphml_export_opens_in_networkx(tmp_path: Path) -> None:
+    result = compile_model(MODELS / "synthetic" / "diamond.onnx")
+    result.ir.write_graphml(tmp_path / "g.graphml")
+    graph = nx.read_graphml(tmp_path / "g.graphml")
+    assert graph.number_of_nodes() == result.ir.graph.number_of_nodes()
+    offsets = {n: d["offset"] for n, d in graph.nodes(data=True) if d.get("node_type") == "tensor"}
+    assert offsets["tensor:" + next(iter(result.ir.tensors())).name] == 0
