@@ -139,6 +139,8 @@ def load_model(
     _check_structure(model.graph, names)
     _bind(model.graph, dims, bound_shapes)
     model = _infer_shapes(model)
+    if _type_user_shapes(model.graph, set(bound_shapes)):
+        model = _infer_shapes(model)
     ir = IRGraph(
         ModelInfo(
             path=path.name, sha256=sha256, dims=dict(sorted(dims.items())), opset=_opset(model)
@@ -321,6 +323,27 @@ def _lower(graph: onnx.GraphProto, ir: IRGraph) -> None:
                 index=index,
             )
         )
+
+
+def _type_user_shapes(graph: onnx.GraphProto, names: set[str]) -> bool:
+    """Give user-shaped outputs of untyped operators their first input's element type.
+
+    A shape given with ``--input-shape`` carries no element type; for the output of
+    an operator inference does not know, the first input's type is the best guess.
+    Returns True when a type was filled in (inference must run again).
+    """
+    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.input, *graph.value_info]}
+    types.update((t.name, t.data_type) for t in graph.initializer)
+    producers = {name: node for node in graph.node for name in node.output}
+    filled = False
+    for value in graph.value_info:
+        tensor_type = value.type.tensor_type
+        if value.name in names and not tensor_type.elem_type and value.name in producers:
+            known = [types[n] for n in producers[value.name].input if types.get(n)]
+            if known:
+                tensor_type.elem_type = known[0]
+                filled = True
+    return filled
 
 
 def _outer_references_of(node: onnx.NodeProto) -> list[str]:

@@ -100,9 +100,19 @@ class _Checker:
         ):
             self.add("format", "'schedule' must be a list of operator names")
         if not isinstance(plan.get("ops"), list) or not all(
-            isinstance(o, dict) for o in plan["ops"]
+            isinstance(o, dict)
+            and isinstance(o.get("node"), str)
+            and isinstance(o.get("op_type"), str)
+            and isinstance(o.get("inputs"), list)
+            and isinstance(o.get("outputs"), list)
+            and all(isinstance(n, str) for n in [*o["inputs"], *o["outputs"]])
+            for o in plan["ops"]
         ):
-            self.add("format", "'ops' must be a list of objects")
+            self.add(
+                "format",
+                "'ops' must be a list of objects with a string 'node' and 'op_type' "
+                "and lists of tensor names 'inputs' and 'outputs'",
+            )
         if not isinstance(plan.get("buffers"), list):
             self.add("format", "'buffers' must be a list")
         if not isinstance(plan.get("model"), dict):
@@ -156,8 +166,8 @@ class _Checker:
         model_ops = {op.name: op for op in model.operators()}
         missing = [name for name in model_ops if name not in self.steps]
         if missing:
-            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-            self.add("schedule", f"operator {missing[0]!r}{more} of the model is not scheduled")
+            more = f" and {len(missing) - 1} more are" if len(missing) > 1 else " is"
+            self.add("schedule", f"the model's operator {missing[0]!r}{more} not scheduled")
         self.ops: dict[str, dict[str, Any]] = {}
         for entry in plan["ops"]:
             name = entry.get("node")
@@ -453,6 +463,7 @@ class _Checker:
             {"tensor": b.tensor, "kind": b.kind, "bytes": b.nbytes, "device": b.device, "tier": b.tier,
              "offset": b.offset, "start": b.start, "end": b.end, "alias_of": b.alias_of}
             for b in self.buffers
+            if 0 <= b.start <= b.end <= self.last_step  # others are reported as lifetime violations
         ]  # fmt: skip
         peaks, bounds = memory_summary(items)
         for key, expected, found in (

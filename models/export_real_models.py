@@ -126,8 +126,8 @@ def _bert_module() -> torch.nn.Module:
     class BertWrapper(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            config = BertConfig(attn_implementation=ATTN_IMPLEMENTATION)
-            self.bert = BertModel(config)
+            self.bert = BertModel(BertConfig())
+            self.bert.set_attn_implementation(ATTN_IMPLEMENTATION)
 
         def forward(
             self, input_ids: torch.Tensor, attention_mask: torch.Tensor
@@ -146,12 +146,13 @@ def _gpt2_module() -> torch.nn.Module:
     class GPT2Wrapper(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            config = GPT2Config(use_cache=False, attn_implementation=ATTN_IMPLEMENTATION)
-            self.gpt2 = GPT2Model(config)
+            self.gpt2 = GPT2Model(GPT2Config(use_cache=False))
+            self.gpt2.set_attn_implementation(ATTN_IMPLEMENTATION)
 
         def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
             out = self.gpt2(input_ids=input_ids, use_cache=False, return_dict=True)
-            return out.last_hidden_state
+            hidden: torch.Tensor = out.last_hidden_state
+            return hidden
 
     return GPT2Wrapper().eval()
 

@@ -120,3 +120,21 @@ def test_validator_accepts_the_plan_it_was_given_for_the_model() -> None:
     result = compile_model(path)
     fresh = load_model(path).ir
     assert validate_plan(result.plan, fresh, model_sha256=fresh.model.sha256) == []
+
+
+def test_symbolic_dimensions_must_be_bound(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = MODELS / "real" / "bert_base_dynamic.onnx"
+    out = tmp_path / "out"
+    assert main(["compile", str(model), "-o", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "symbolic dimension 'batch'" in err and "--dim batch=VALUE" in err
+    assert not out.exists()
+    assert (
+        main(["compile", str(model), "-o", str(out), "-q", "--dim", "batch=2", "--dim", "seq=32"])
+        == 0
+    )
+    plan = (out / "plan.json").read_text()
+    assert '"dims": {\n    "batch": 2,\n    "seq": 32\n  }' in plan
+    assert main(["check", str(model), str(out / "plan.json")]) == 0
