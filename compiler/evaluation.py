@@ -26,8 +26,10 @@ class Evaluation:
 
     ``peak_bytes`` and ``lower_bound_bytes`` are those of the plan summary, per
     ``"<device>/<tier>"``; the ``activation_*`` ones count only non-weight buffers
-    (the region that packing decides); ``no_reuse_bytes`` is the naive arena that
-    gives every activation its own aligned bytes.
+    (the region that packing decides); ``activation_bound_without_aliasing`` is
+    that region's max-live when no tensor reuses another's bytes (the bound that
+    in-place reuse goes below); ``no_reuse_bytes`` is the naive arena that gives
+    every activation its own aligned bytes.
     """
 
     plan: Plan
@@ -35,6 +37,7 @@ class Evaluation:
     lower_bound_bytes: dict[str, int]
     activation_peak_bytes: dict[str, int]
     activation_lower_bound_bytes: dict[str, int]
+    activation_bound_without_aliasing: dict[str, int]
     no_reuse_bytes: dict[str, int]
     latency_s: float
     op_costs: list[OpCost] = field(default_factory=list)
@@ -59,6 +62,8 @@ def evaluate(ir: IRGraph, target: Target) -> Evaluation:
     latency = sum(cost.seconds for cost in costs)
     plan["summary"]["latency_s"] = latency
     activation_peak, activation_bound = memory_summary(plan["buffers"], set(ACTIVATION_KINDS))
+    unaliased = [{**buffer, "alias_of": None} for buffer in plan["buffers"]]
+    _, bound_without_aliasing = memory_summary(unaliased, set(ACTIVATION_KINDS))
     no_reuse: dict[str, int] = defaultdict(int)
     for buffer in plan["buffers"]:
         if buffer["kind"] in ACTIVATION_KINDS:
@@ -70,6 +75,7 @@ def evaluate(ir: IRGraph, target: Target) -> Evaluation:
         lower_bound_bytes=plan["summary"]["lower_bound_bytes"],
         activation_peak_bytes=activation_peak,
         activation_lower_bound_bytes=activation_bound,
+        activation_bound_without_aliasing=bound_without_aliasing,
         no_reuse_bytes=dict(sorted(no_reuse.items())),
         latency_s=latency,
         op_costs=costs,

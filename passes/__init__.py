@@ -3,8 +3,8 @@
 The default pipeline is :data:`DEFAULT_PIPELINE`, in the order of ``docs/design.md``.
 """
 
-from tierplan.passes import evaluate, liveness, pack, schedule
+from tierplan.passes import evaluate, inplace, liveness, pack, schedule
 
-DEFAULT_PIPELINE: tuple[str, ...] = ("schedule", "liveness", "pack", "evaluate")
+DEFAULT_PIPELINE: tuple[str, ...] = ("schedule", "liveness", "inplace", "pack", "evaluate")
 
-__all__ = ["DEFAULT_PIPELINE", "evaluate", "liveness", "pack", "schedule"]
+__all__ = ["DEFAULT_PIPELINE", "evaluate", "inplace", "liveness", "pack", "schedule"]

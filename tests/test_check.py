@@ -30,8 +30,12 @@ Breakage = Callable[[Plan], tuple[str, list[str]]]
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Plan, Path]:
-    """The model's plan (as data) and the plan.json the compiler wrote for it."""
-    result = compile_model(MODEL)
+    """The model's plan (as data) and the plan.json the compiler wrote for it.
+
+    Compiled without ``inplace``, so that every activation has bytes of its own and
+    each breakage below has exactly the effect its test describes.
+    """
+    result = compile_model(MODEL, passes="schedule,liveness,pack,evaluate")
     plan_path, _ = result.write(tmp_path_factory.mktemp("compiled"))
     return copy.deepcopy(result.plan), plan_path
 
