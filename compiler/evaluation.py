@@ -67,8 +67,9 @@ def evaluate(ir: IRGraph, target: Target) -> Evaluation:
     no_reuse: dict[str, int] = defaultdict(int)
     for buffer in plan["buffers"]:
         if buffer["kind"] in ACTIVATION_KINDS:
-            aligned = -(-buffer["bytes"] // target.alignment) * target.alignment
-            no_reuse[region_key(buffer["device"], buffer["tier"])] += aligned
+            no_reuse[region_key(buffer["device"], buffer["tier"])] += target.align_up(
+                buffer["bytes"]
+            )
     return Evaluation(
         plan=plan,
         peak_bytes=plan["summary"]["peak_bytes"],

@@ -58,6 +58,10 @@ class Target:
         """The last, largest tier: where buffers live unless a pass moves them."""
         return self.tiers[-1]
 
+    def align_up(self, nbytes: int) -> int:
+        """``nbytes`` rounded up to a multiple of the alignment."""
+        return -(-nbytes // self.alignment) * self.alignment
+
     def peak_flops(self, dtype: str) -> float:
         """Peak FLOP/s for operations on ``dtype``."""
         return self.compute.get(dtype, self.compute.get("default", 1e12))

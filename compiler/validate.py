@@ -18,6 +18,7 @@ from typing import Any
 from tierplan.compiler.ir import IRGraph
 from tierplan.compiler.plan import PLAN_FORMAT, memory_summary
 
+# Operators whose output may be declared a view of input 0 (plan-format.md).
 VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 BUFFER_KINDS = frozenset({"input", "output", "activation", "weight", "scratch"})
 MAX_REPORTED = 50

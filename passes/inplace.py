@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 from tierplan.compiler.ir import IRGraph, Operator, Tensor
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
+from tierplan.compiler.validate import VIEW_OPS
 
-VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 IN_PLACE_OPS = frozenset(
     {
         # unary elementwise and activations

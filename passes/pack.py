@@ -21,6 +21,7 @@ import numpy as np
 from tierplan.compiler.errors import PassFailure
 from tierplan.compiler.ir import IRGraph, Tensor
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
+from tierplan.compiler.target import Target
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +32,6 @@ class Item:
     start: int
     end: int
     size: int
-
-
-def align_up(value: int, alignment: int) -> int:
-    """Smallest multiple of ``alignment`` that is >= ``value``."""
-    return -(-value // alignment) * alignment
 
 
 def alias_root(ir: IRGraph, tensor: Tensor) -> str:
@@ -82,7 +78,7 @@ def _lowest_gap(lows: np.ndarray, highs: np.ndarray, size: int, base: int) -> in
     return candidate
 
 
-def packing_items(ir: IRGraph, tensors: list[Tensor], alignment: int) -> list[Item]:
+def packing_items(ir: IRGraph, tensors: list[Tensor], target: Target) -> list[Item]:
     """One item per alias group: the union of its members' steps, the largest member's bytes."""
     groups: dict[str, list[Tensor]] = defaultdict(list)
     for tensor in tensors:
@@ -92,7 +88,7 @@ def packing_items(ir: IRGraph, tensors: list[Tensor], alignment: int) -> list[It
             tensors=tuple(t.name for t in members),
             start=min(t.start or 0 for t in members),
             end=max(t.end or 0 for t in members),
-            size=align_up(max(t.nbytes for t in members), alignment),
+            size=target.align_up(max(t.nbytes for t in members)),
         )
         for members in groups.values()
     ]
@@ -123,9 +119,9 @@ class Pack(Pass):
             for tensor in tensors:
                 if tensor.kind == "weight":
                     tensor.offset = base
-                    base += align_up(tensor.nbytes, target.alignment)
+                    base += target.align_up(tensor.nbytes)
             activations = [t for t in tensors if t.kind != "weight"]
-            offsets = pack_items(packing_items(ir, activations, target.alignment), base)
+            offsets = pack_items(packing_items(ir, activations, target), base)
             for tensor in activations:
                 tensor.offset = offsets[tensor.name]
             peak = max((t.offset or 0) + t.nbytes for t in tensors)
