@@ -1,9 +1,12 @@
 """Benchmark: compile every model in models/ and print one table.
 
 Each model is compiled in its own process so that the compiler's peak memory
-(max RSS) is measured alone. Columns: operators, tensors, the naive no-reuse
-activation arena, the max-live lower bound of the activation region, the peak
-the planner reached, their ratio, compile seconds and peak RSS.
+(max RSS) is measured alone: once with the default pipeline (compile seconds, RSS,
+total peak) and once in one activation arena (``ARENA_PIPELINE``) for the reuse
+columns: naive no-reuse arena, buddy and pool runtime allocators replaying the same
+schedule, each placement heuristic (peak over its own max-live), the max-live of
+the ONNX order and of the chosen order (no aliasing), the bound with aliasing, the
+final peak and the share of activation bytes aliased.
 
 Usage: ``python benchmarks/compile_models.py [--out benchmarks/results/compile_models.md]``
 """
@@ -26,29 +29,48 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 # Models with symbolic dimensions, and the values the benchmark binds.
 DIMS = {"bert_base_dynamic": {"batch": 1, "seq": 128}}
+# Reuse is measured in one activation arena (no tiling or tiers), as the runtime
+# allocators it is compared with would see it.
+ARENA_PIPELINE = "schedule,liveness,inplace,pack,evaluate"
 
 
 def measure(path: Path) -> dict[str, object]:
     """Compile ``path`` in this process; return the table row as JSON data."""
     from tierplan.compiler import compile_model
+    from tierplan.compiler.allocators import ALLOCATORS, requests, simulate
+    from tierplan.compiler.evaluation import ACTIVATION_KINDS
+    from tierplan.compiler.packing import PLACERS, Item, max_live, place
 
     began = time.perf_counter()
     result = compile_model(path, dims=DIMS.get(path.stem))
     seconds = time.perf_counter() - began
-    evaluation = result.evaluation
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert result.evaluation is not None
+    arena = compile_model(path, dims=DIMS.get(path.stem), passes=ARENA_PIPELINE)
+    evaluation, schedule = arena.evaluation, arena.context.results["schedule"]
     assert evaluation is not None
     key = "0/DDR"
+    found = requests(evaluation.plan, ACTIVATION_KINDS)[key]
+    items = [
+        Item(str(i), r.start, r.end, arena.target.align_up(r.size)) for i, r in enumerate(found)
+    ]
+    activations = [b for b in evaluation.plan["buffers"] if b["kind"] in ACTIVATION_KINDS]
     return {
         "model": f"{path.parent.name}/{path.stem}",
         "ops": result.ir.operator_count(),
-        "tensors": sum(1 for _ in result.ir.tensors()),
-        "no_reuse": evaluation.no_reuse_bytes[key],
+        "naive": evaluation.no_reuse_bytes[key],
+        **{name: simulate(name, found, 2**62).footprint for name in ALLOCATORS},
+        **{name: place(items, name).peak / max_live(items) for name in PLACERS},
+        "onnx_bound": evaluation.onnx_order_bound_bytes,
+        "order_bound": evaluation.activation_bound_without_aliasing[key],
+        "order": f"{schedule.order} ({schedule.method})",
         "bound": evaluation.activation_lower_bound_bytes[key],
-        "bound_no_alias": evaluation.activation_bound_without_aliasing[key],
         "peak": evaluation.activation_peak_bytes[key],
-        "total_peak": evaluation.peak_bytes[key],
+        "aliased": sum(b["bytes"] for b in activations if b["alias_of"])
+        / sum(b["bytes"] for b in activations),
+        "total_peak": sum(result.evaluation.peak_bytes.values()),
         "seconds": seconds,
-        "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_mib": rss,
     }
 
 
@@ -90,34 +112,32 @@ def main() -> None:
             )
         else:
             rows.append(json.loads(done.stdout))
+    heuristics = ["greedy-size", "greedy-breadth", "best-fit-conflicts", "first-fit-schedule"]
     headers = [
-        "model",
-        "ops",
-        "tensors",
-        "no-reuse MiB",
-        "bound w/o aliasing MiB",
-        "bound MiB",
-        "peak MiB",
-        "peak/bound",
-        "total peak MiB",
-        "compile s",
-        "RSS MiB",
-    ]
+        "model", "ops", "naive", "buddy", "pool", *heuristics, "ONNX-order bound",
+        "chosen-order bound", "order", "bound", "final peak", "final/ONNX bound", "aliased",
+        "total peak", "compile s", "RSS MiB",
+    ]  # fmt: skip
     table = Table(
-        title="compile every model (activation region of 0/DDR; bound: max-live with the plan's "
-        "aliasing; total includes weights)"
+        title="compile every model. MiB of the activation arena (one tier, no tiling): naive "
+        "no reuse, runtime buddy and pool allocators, each heuristic as peak/its bound, max-live "
+        "without aliasing in the ONNX and the chosen order, the bound with aliasing and the final "
+        "peak; aliased: share of activation bytes reusing another's; total peak: default "
+        "pipeline, all tiers and weights"
     )
     for header in headers:
-        table.add_column(header, justify="left" if header == "model" else "right")
+        table.add_column(header, justify="left" if header in ("model", "order") else "right")
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in rows:
         if "error" in row:
             cells = [str(row["model"]), "error: " + str(row["error"])] + [""] * (len(headers) - 2)
         else:
             cells = [
-                str(row["model"]), str(row["ops"]), str(row["tensors"]), mib(row["no_reuse"]), mib(row["bound_no_alias"]), mib(row["bound"]),
-                mib(row["peak"]), f"{row['peak'] / row['bound']:.3f}", mib(row["total_peak"]),
-                f"{row['seconds']:.2f}", f"{row['rss_mib']:.0f}",
+                str(row["model"]), str(row["ops"]), mib(row["naive"]), mib(row["buddy"]),
+                mib(row["pool"]), *(f"{row[h]:.3f}" for h in heuristics), mib(row["onnx_bound"]),
+                mib(row["order_bound"]), str(row["order"]), mib(row["bound"]), mib(row["peak"]),
+                f"{row['peak'] / row['onnx_bound']:.3f}", f"{row['aliased']:.0%}",
+                mib(row["total_peak"]), f"{row['seconds']:.2f}", f"{row['rss_mib']:.0f}",
             ]  # fmt: skip
         table.add_row(*cells)
         lines.append("| " + " | ".join(cells) + " |")

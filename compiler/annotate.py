@@ -86,7 +86,10 @@ def annotate_model(
     for node in graph.node:
         if ir.has_operator(node.name):
             op = ir.operator(node.name)
-            _annotate(node, f"tierplan: step={op.step} device={op.device}", operator_facts(op))
+            tiles = "" if op.tiles is None else f" tiles={op.tiles.count}"
+            _annotate(
+                node, f"tierplan: step={op.step} device={op.device}{tiles}", operator_facts(op)
+            )
     described = set()
     for value in [*graph.input, *graph.output, *graph.value_info]:
         if ir.has_tensor(value.name):
@@ -100,7 +103,12 @@ def annotate_model(
             if entry.key == "location" and not os.path.isabs(entry.value):
                 entry.value = os.path.relpath(source_dir / entry.value, out_dir)
     for tensor in ir.tensors():
-        if tensor.name not in described and tensor.kind != "weight":
+        # Weights are initializers; scratch tiles and device copies are no ONNX values.
+        if (
+            tensor.name not in described
+            and tensor.kind not in ("weight", "scratch")
+            and not tensor.copy_of
+        ):
             value = graph.value_info.add()
             value.name = tensor.name
             _annotate(value, tensor_summary(tensor), tensor_facts(tensor))

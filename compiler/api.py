@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from tierplan.compiler.frontend import load_model
 from tierplan.compiler.ir import IRGraph
 from tierplan.compiler.pass_manager import (
     DumpAfter,
+    Pass,
     PassContext,
     PassInstrument,
     PassManager,
@@ -95,6 +96,7 @@ def compile_model(
     dump_dir: str | Path | None = None,
     verify_each: bool = False,
     instruments: Iterable[PassInstrument] = (),
+    on_pass_start: Callable[[int, Pass], None] | None = None,
 ) -> CompileResult:
     """Compile an ONNX file into a memory plan.
 
@@ -119,6 +121,8 @@ def compile_model(
         Check the IR invariants after every pass.
     instruments:
         Extra :class:`~tierplan.compiler.pass_manager.PassInstrument` objects.
+    on_pass_start:
+        Called with (1-based position, pass) before each pass runs (progress display).
 
     Raises
     ------
@@ -138,7 +142,7 @@ def compile_model(
         active.append(DumpAfter(dump_names, Path(dump_dir or f"{Path(model).stem}.tierplan/ir")))
     if verify_each:
         active.append(VerifyEach())
-    manager = PassManager(pipeline, active)
+    manager = PassManager(pipeline, active, on_pass_start)
     loaded = load_model(model, dims=dims, shapes=shapes)
     context = PassContext(target=chosen_target)
     results = manager.run(loaded.ir, context)

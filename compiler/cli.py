@@ -2,7 +2,8 @@
 
 Commands: ``compile`` (model -> plan.json + annotated model + summary table),
 ``check`` (validate any plan file against its model), ``passes`` and ``targets``
-(list what is registered and shipped).
+(list what is registered and shipped), and the views of a plan: ``report`` (HTML),
+``plot`` (PNG timeline), ``inspect`` (terminal tables).
 
 Exit codes: 0 success; 1 the plan is invalid or cannot be made; 2 bad usage or
 bad input; 3 a bug in tierplan or in a plugin. Errors are one line on stderr;
@@ -12,6 +13,8 @@ set ``TIERPLAN_DEBUG=1`` to get the traceback of an internal error.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -21,12 +24,23 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from tierplan.compiler.allocators import ALLOCATORS, requests, simulate
 from tierplan.compiler.api import CompileResult, compile_model, default_pipeline
-from tierplan.compiler.errors import TierplanError
+from tierplan.compiler.errors import PipelineError, TierplanError
+from tierplan.compiler.evaluation import ACTIVATION_KINDS
+from tierplan.compiler.files import write_atomically
 from tierplan.compiler.frontend import load_model, parse_dims, parse_input_shapes
-from tierplan.compiler.pass_manager import load_plugin, registered_passes
+from tierplan.compiler.packing import SOLVERS, SolveReport, place, solve
+from tierplan.compiler.packing.traces import read_trace, write_trace
+from tierplan.compiler.pass_manager import load_plugin, parse_pipeline, registered_passes
 from tierplan.compiler.plan import read_plan
-from tierplan.compiler.target import load_target, preset_names
+from tierplan.compiler.report import inspect
+from tierplan.compiler.report.data import PlanView
+from tierplan.compiler.report.html import render_html
+from tierplan.compiler.report.plot import write_timeline_png
+from tierplan.compiler.report.progress import compile_progress, progress_wanted
+from tierplan.compiler.report.source import view_of_plan_file
+from tierplan.compiler.target import load_target, parse_size, preset_names
 from tierplan.compiler.validate import validate_plan
 
 log = logging.getLogger("tierplan")
@@ -60,6 +74,27 @@ def _parser() -> argparse.ArgumentParser:
         "--passes",
         default=",".join(default_pipeline()),
         help="pipeline: pass names, options in braces, e.g. 'schedule,liveness,pack,evaluate'",
+    )
+    _solver_options(compile_cmd, default=None)
+    compile_cmd.add_argument(
+        "--solver-report",
+        action="store_true",
+        help="print, per region, the exact packing's peak, bound, gap, status and time",
+    )
+    compile_cmd.add_argument(
+        "--devices",
+        metavar="K|auto",
+        help="split over K devices, or the fewest whose memory fits (partition{devices=...})",
+    )
+    compile_cmd.add_argument(
+        "--partition",
+        choices=("pipeline", "graph"),
+        help="contiguous pipeline stages, or any operator anywhere (partition{mode=...})",
+    )
+    compile_cmd.add_argument(
+        "--balance",
+        choices=("memory", "time"),
+        help="what pipeline stages balance first (partition{balance=...})",
     )
     compile_cmd.add_argument(
         "--plugin",
@@ -103,7 +138,118 @@ def _parser() -> argparse.ArgumentParser:
         "--plugin", action="append", default=[], metavar="MODULE", help="load a plugin first"
     )
     commands.add_parser("targets", help="list the shipped target presets")
+    _view_parsers(commands)
+    _pack_parser(commands)
+    _simulate_parser(commands)
     return parser
+
+
+def _solver_options(command: argparse.ArgumentParser, default: str | None) -> None:
+    """``--solver``, ``--solver-budget``, ``--workers``: None leaves the pack pass's own."""
+    command.add_argument(
+        "--solver",
+        choices=SOLVERS,
+        default=default,
+        help="offset engine after the heuristics: greedy (none), search, cpsat or auto (pack{solver=...})",
+    )
+    command.add_argument(
+        "--solver-budget",
+        type=float,
+        default=None,
+        metavar="UNITS",
+        help="deterministic work per region (CP-SAT deterministic seconds) (pack{budget=...})",
+    )
+    command.add_argument(
+        "--workers", type=int, default=None, help="CP-SAT threads (pack{workers=...})"
+    )
+
+
+def _pack_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    pack_cmd = commands.add_parser(
+        "pack",
+        help="pack a lifetime trace (MiniMalloc CSV or 'size first last' lines) and write offsets",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    pack_cmd.add_argument("trace", type=Path, help="the trace file")
+    pack_cmd.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="output file (default: <stem>.packed<suffix>)",
+    )
+    _solver_options(pack_cmd, default="auto")
+    pack_cmd.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+
+def _pack(args: argparse.Namespace, console: Console) -> int:
+    trace = read_trace(args.trace)
+    # The pack pass's options (and their checks and defaults) apply to traces too.
+    pack = parse_pipeline(_with_pack_options(args, "pack"))[0]
+    solver, budget, workers = (getattr(pack, name) for name in ("solver", "budget", "workers"))
+    items = [item for item in trace.items if item.size > 0]
+    status = Console(stderr=True).status(f"packing {len(items)} buffers ({solver})")
+    with status if not args.quiet else contextlib.nullcontext():
+        placement, report = solve(items, place(items), solver, budget, workers)
+    offsets = {item.key: placement.offsets.get(item.key, 0) for item in trace.items}
+    output = args.output or args.trace.with_name(f"{args.trace.stem}.packed{args.trace.suffix}")
+    write_trace(output, trace, offsets)
+    if not args.quiet:
+        console.print(_solve_table({str(args.trace.name): report}, "packing"))
+        console.print(
+            f"arena {report.peak} bytes, bound {report.bound}, gap {report.gap:.2%} "
+            f"({report.status}); wrote {output}"
+        )
+    return 0
+
+
+def _view_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report_cmd = commands.add_parser(
+        "report",
+        help="write a self-contained HTML report (memory timeline, consumers, latency)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    report_cmd.add_argument(
+        "source", type=Path, help="a model (.onnx, compiled first) or a plan.json"
+    )
+    report_cmd.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="the .html file (default: report.html beside a plan, <stem>.report.html for a model)",
+    )
+    report_cmd.add_argument(
+        "--model", type=Path, default=None, help="the plan's model (default: found from the plan)"
+    )
+    report_cmd.add_argument("--target", default="ascend-like", help="preset or TOML (for a model)")
+    _model_options(report_cmd)
+    report_cmd.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    plot_cmd = commands.add_parser(
+        "plot",
+        help="draw the memory timeline of a plan as a PNG (needs tierplan[plot])",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    plot_cmd.add_argument("plan", type=Path, help="the plan.json file")
+    plot_cmd.add_argument(
+        "-o", "--output", type=Path, default=None, help="the .png file (default: beside the plan)"
+    )
+    plot_cmd.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    inspect_cmd = commands.add_parser(
+        "inspect",
+        help="print a plan's summary, or one tensor's life, one step, one operator",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    inspect_cmd.add_argument("plan", type=Path, help="the plan.json file")
+    asked = inspect_cmd.add_mutually_exclusive_group()
+    asked.add_argument("--tensor", metavar="NAME", help="a tensor: producer, readers, steps, place")
+    asked.add_argument(
+        "--step", type=int, metavar="N", help="what is live at step N, biggest first"
+    )
+    asked.add_argument("--op", metavar="NAME", help="an operator: tensors, tiles and traffic")
+    inspect_cmd.add_argument(
+        "--model", type=Path, default=None, help="the plan's model, to add latency and traffic"
+    )
 
 
 def _model_options(command: argparse.ArgumentParser, dims_help: str = "") -> None:
@@ -169,28 +315,102 @@ def _summary_table(result: CompileResult) -> Table:
         f"compiled in {result.seconds:.2f} s\nbound: max-live for this schedule; act.: the activation "
         "region above the weights; no reuse: every activation in its own bytes"
     )
+    if len(evaluation.device_seconds) > 1:
+        busy = ", ".join(f"{d}: {s * 1e3:.3f} ms" for d, s in evaluation.device_seconds.items())
+        links = ", ".join(f"{k} {_format_bytes(n)}" for k, n in evaluation.transfer_bytes.items())
+        table.caption += (
+            f"\nper device (operators + received transfers): {busy}; pipeline throughput "
+            f"{evaluation.throughput:.1f}/s; transfers: {links or 'none'}"
+        )
+    return table
+
+
+def _with_pass_options(pipeline: str, name: str, given: dict[str, object], flags: str) -> str:
+    """``pipeline`` with the options ``given`` (None: not given) set on its pass ``name``:
+    CLI flags are spellings of pass options, the pipeline stays the one source of truth."""
+    options = {option: value for option, value in given.items() if value is not None}
+    if not options:
+        return pipeline
+    passes = parse_pipeline(pipeline)
+    if not any(item.name == name for item in passes):
+        raise PipelineError(
+            f"{flags} are options of the {name!r} pass, which the --passes pipeline lacks"
+        )
+    return ",".join(
+        (dataclasses.replace(item, **options) if item.name == name else item).spelled()
+        for item in passes
+    )
+
+
+def _with_partition_options(args: argparse.Namespace) -> str:
+    """``--passes`` with ``--devices``/``--partition``/``--balance`` set on its partition pass."""
+    given = {"devices": args.devices, "mode": args.partition, "balance": args.balance}
+    return _with_pass_options(
+        str(args.passes), "partition", given, "--devices, --partition and --balance"
+    )
+
+
+def _with_pack_options(args: argparse.Namespace, pipeline: str) -> str:
+    """``pipeline`` with ``--solver``/``--solver-budget``/``--workers`` set on its pack pass."""
+    given = {"solver": args.solver, "budget": args.solver_budget, "workers": args.workers}
+    return _with_pass_options(pipeline, "pack", given, "--solver, --solver-budget and --workers")
+
+
+def _solve_table(reports: dict[str, SolveReport], title: str) -> Table:
+    """One row per packed region: what the exact engines proved, and at what cost."""
+    table = Table(title=title)
+    table.add_column("region")
+    for column in (
+        "items",
+        "exact items",
+        "heuristic",
+        "peak",
+        "bound",
+        "gap",
+        "status",
+        "seconds",
+    ):
+        table.add_column(column, justify="right")
+    for region, report in reports.items():
+        table.add_row(
+            region,
+            str(report.items),
+            f"{report.exact_items} in {report.exact_sections} sections",
+            _format_bytes(report.heuristic_peak),
+            _format_bytes(report.peak),
+            _format_bytes(report.bound),
+            f"{report.gap:.2%}",
+            f"{report.status} ({report.solver})",
+            f"{report.seconds:.2f}",
+        )
     return table
 
 
 def _compile(args: argparse.Namespace, console: Console) -> int:
     out_dir = args.output or Path(f"{args.model.stem}.tierplan")
-    result = compile_model(
-        args.model,
-        target=args.target,
-        dims=parse_dims(args.dim),
-        shapes=parse_input_shapes(args.input_shape),
-        passes=args.passes,
-        plugins=args.plugin,
-        dump_after=args.dump_after,
-        dump_dir=args.dump_dir or out_dir / "ir",
-        verify_each=args.verify_each,
-    )
+    for plugin in args.plugin:
+        load_plugin(plugin)
+    passes = _with_pack_options(args, _with_partition_options(args))
+    with compile_progress(progress_wanted(args.quiet), len(parse_pipeline(passes))) as hook:
+        result = compile_model(
+            args.model,
+            target=args.target,
+            dims=parse_dims(args.dim),
+            shapes=parse_input_shapes(args.input_shape),
+            passes=passes,
+            dump_after=args.dump_after,
+            dump_dir=args.dump_dir or out_dir / "ir",
+            verify_each=args.verify_each,
+            on_pass_start=hook,
+        )
     plan_path, model_path = result.write(out_dir)
     if args.graphml:
         result.ir.write_graphml(out_dir / f"{args.model.stem}.graphml")
     if args.quiet:
         return 0
     console.print(_summary_table(result))
+    if args.solver_report:
+        console.print(_solve_table(result.context.results.get("pack", {}), "exact packing"))
     if args.time_passes:
         timing = Table(title="time per pass")
         timing.add_column("pass")
@@ -253,12 +473,130 @@ def _targets(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace, console: Console) -> int:
+    is_plan = args.source.suffix == ".json"
+    default = (
+        args.source.with_name("report.html") if is_plan else Path(f"{args.source.stem}.report.html")
+    )
+    output = args.output or default
+    with compile_progress(progress_wanted(args.quiet), len(default_pipeline())) as hook:
+        if is_plan:
+            view = view_of_plan_file(args.source, args.model)
+            title = str(view.plan.get("model", {}).get("path", args.source.name))
+        else:
+            result = compile_model(
+                args.source,
+                target=args.target,
+                dims=parse_dims(args.dim),
+                shapes=parse_input_shapes(args.input_shape),
+                on_pass_start=hook,
+            )
+            costs = result.evaluation.op_costs if result.evaluation else None
+            view, title = PlanView(result.plan, costs), args.source.name
+    write_atomically(output, render_html(view, title))
+    if not args.quiet:
+        console.print(f"wrote {output} ({output.stat().st_size} bytes)")
+    return 0
+
+
+def _plot(args: argparse.Namespace, console: Console) -> int:
+    view = PlanView(read_plan(args.plan))
+    output = args.output or args.plan.with_name("timeline.png")
+    title = f"{view.plan.get('model', {}).get('path', args.plan.name)} on {view.plan.get('target', {}).get('name', '?')}"
+    write_timeline_png(view, title, output)
+    if not args.quiet:
+        console.print(f"wrote {output}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace, console: Console) -> int:
+    view = (
+        view_of_plan_file(args.plan, args.model) if args.model else PlanView(read_plan(args.plan))
+    )
+    if args.tensor is not None:
+        tables = [inspect.tensor_table(view, args.tensor)]
+    elif args.step is not None:
+        tables = [inspect.step_table(view, args.step)]
+    elif args.op is not None:
+        tables = [inspect.op_table(view, args.op)]
+    else:
+        tables = inspect.summary_tables(view, str(view.plan.get("model", {}).get("path", "")))
+    for table in tables:
+        console.print(table)
+    return 0
+
+
+def _simulate_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    simulate_cmd = commands.add_parser(
+        "simulate",
+        help="replay the schedule through runtime allocators (pool, buddy) beside the static plan",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    simulate_cmd.add_argument("model", type=Path, help="the .onnx file (compiled first)")
+    simulate_cmd.add_argument(
+        "--allocator", choices=[*ALLOCATORS, "all"], default="all", help="which runtime allocator"
+    )
+    simulate_cmd.add_argument(
+        "--capacity",
+        default=None,
+        metavar="BYTES",
+        help="bytes for the activations, e.g. 8MiB (default: the tier's capacity)",
+    )
+    simulate_cmd.add_argument("--target", default="ascend-like", help="preset name or TOML file")
+    _model_options(simulate_cmd)
+
+
+def _simulate(args: argparse.Namespace, console: Console) -> int:
+    result = compile_model(
+        args.model,
+        target=args.target,
+        dims=parse_dims(args.dim),
+        shapes=parse_input_shapes(args.input_shape),
+    )
+    evaluation = result.evaluation
+    assert evaluation is not None  # the default pipeline ends with evaluate
+    names = list(ALLOCATORS) if args.allocator == "all" else [args.allocator]
+    table = Table(title=f"tierplan simulate: {args.model.name}: static plan vs runtime allocators")
+    for column in ("region", "allocator", "capacity", "footprint", "max-live", "fragmentation"):
+        table.add_column(column, justify="left" if column in ("region", "allocator") else "right")
+    table.add_column("failed allocs", justify="right")
+    table.add_column("static plan saves", justify="right")
+    for region, region_requests in requests(evaluation.plan, ACTIVATION_KINDS).items():
+        capacity = (
+            parse_size(args.capacity, "--capacity")
+            if args.capacity
+            else result.target.tier(region.split("/", 1)[1]).capacity
+        )
+        static = evaluation.activation_peak_bytes[region]
+        bound = evaluation.activation_lower_bound_bytes[region]
+        fits = "0" if static <= capacity else "does not fit"
+        cells = [_format_bytes(capacity), _format_bytes(static), _format_bytes(bound)]
+        table.add_row(region, "static plan", *cells, f"{static / bound - 1:.1%}", fits, "")
+        for name in names:
+            run = simulate(name, region_requests, capacity)
+            # With failed allocations the footprint is not comparable: nothing saved.
+            saves = f"{1 - static / run.footprint:.1%}" if run.footprint and not run.failed else "-"
+            table.add_row(
+                region, name, _format_bytes(capacity), _format_bytes(run.footprint),
+                _format_bytes(run.requested_peak), f"{run.fragmentation:.1%}", str(run.failed), saves,
+            )  # fmt: skip
+    table.caption = (
+        "footprint: highest byte used; max-live: the requests' peak (no allocator beats it); "
+        "fragmentation: footprint / max-live - 1; alias groups are one allocation"
+    )
+    console.print(table)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tierplan`` console script; returns the exit code."""
     logging.basicConfig(format="tierplan: %(levelname)s: %(message)s", level=logging.WARNING)
     args = _parser().parse_args(argv)
     console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 120)
     handlers = {"compile": _compile, "check": _check, "passes": _passes, "targets": _targets}
+    handlers.update(report=_report, plot=_plot, inspect=_inspect)
+    handlers.update(simulate=_simulate)
+    handlers.update(pack=_pack)
     try:
         return handlers[args.command](args, console)
     except TierplanError as error:

@@ -3,7 +3,8 @@
 Per operator: FLOPs from its shapes; bytes read and written per tier (a tiled
 operator's DDR/L2<->L1 traffic comes from its tiling); time = max(compute time,
 sum of tier bytes / tier bandwidth) + the tier latency of each tensor transfer.
-The latency of one inference is the sum over operators (one device).
+The latency of one inference is the sum over operators, on several devices the
+transfers between them included (one inference runs through the stages in turn).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
-from tierplan.compiler.ir import IRGraph, Operator, Tensor
+from tierplan.compiler.ir import TRANSFER_OP, IRGraph, Operator, Tensor
 from tierplan.compiler.target import Target
 
 
@@ -49,17 +50,33 @@ def operator_flops(ir: IRGraph, op: Operator) -> int:
     return max([out_elements, *(_elements(t) for t in inputs)])
 
 
+def moved_bytes(ir: IRGraph, op: Operator) -> dict[str, int]:
+    """Bytes ``op`` moves per tensor it reads or writes, from or to the tensor's tier.
+
+    A tiled operator moves each tensor as often as its tiling reloads it; an
+    untiled one moves each tensor once.
+    """
+    tiled = op.tiles.traffic_by_tensor if op.tiles is not None else {}
+    names = [*op.read_tensors(), *(n for n in op.outputs if n)]
+    return {name: tiled.get(name, ir.tensor(name).nbytes) for name in dict.fromkeys(names)}
+
+
 def operator_cost(ir: IRGraph, op: Operator, target: Target) -> OpCost:
-    """Roofline estimate of ``op`` with its tensors in the tiers the plan gave them."""
+    """Roofline estimate of ``op`` with its tensors in the tiers the plan gave them.
+
+    A ``Transfer`` (inserted at a device cut) takes its bytes over the link.
+    """
+    if op.op_type == TRANSFER_OP:
+        seconds = ir.tensor(op.inputs[0]).nbytes / target.link_bandwidth
+        return OpCost(op.name, op.op_type, op.device, 0, {}, seconds)
     traffic: dict[str, int] = defaultdict(int)
     latency = 0.0
     default_tier = target.memory_tier.name
-    for name in [*op.read_tensors(), *(n for n in op.outputs if n)]:
-        tensor = ir.tensor(name)
-        tier = target.tier(tensor.tier or default_tier)
-        traffic[tier.name] += tensor.nbytes
+    for name, count in moved_bytes(ir, op).items():
+        tier = target.tier(ir.tensor(name).tier or default_tier)
+        traffic[tier.name] += count
         latency += tier.latency
-    if op.tiles is not None:
+    if op.tiles is not None and not op.tiles.traffic_by_tensor:  # no per-tensor split
         traffic[default_tier] = max(traffic[default_tier], op.tiles.traffic_bytes)
     flops = operator_flops(ir, op)
     dtype = ir.tensor(op.outputs[0]).dtype if op.outputs and op.outputs[0] else "default"

@@ -6,15 +6,20 @@ still compiles. The steps, each of which reports bad input in one line:
 
 1. read the file and parse the protobuf;
 2. name unnamed operators ``<op_type>_<index>`` (duplicates get ``__<index>``);
-3. check the structure: every tensor read is produced once, and there is no cycle;
+3. check the structure: names are declared once, every tensor read is produced once,
+   and there is no cycle;
 4. bind symbolic dimensions (``dims``) and user-given shapes (``shapes``), then run
    ONNX shape inference with data propagation;
-5. give every tensor a static shape, a dtype and an exact size, and build the IR.
+5. fold the shape computations inside the graph (``shape_folding``) where inference
+   left a tensor without a static shape;
+6. give every tensor a static shape, a dtype and an exact size, and build the IR.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +31,13 @@ from google.protobuf.message import DecodeError
 from onnx import helper
 from tierplan.compiler.errors import InputError
 from tierplan.compiler.ir import AttributeValue, IRGraph, ModelInfo, Operator, Tensor, TensorKind
+from tierplan.compiler.shape_folding import fold_shapes
 
 # A tensor larger than this is a malformed model, not a workload (256 TiB).
 MAX_TENSOR_BYTES = 2**48
+
+# Element type number -> name; built once (the enum lookup is slow per tensor).
+_TYPE_NAMES = {number: name for name, number in onnx.TensorProto.DataType.items()}
 
 _SUB_BYTE_BITS = {
     name: bits
@@ -141,6 +150,7 @@ def load_model(
     model = _infer_shapes(model)
     if _type_user_shapes(model.graph, set(bound_shapes)):
         model = _infer_shapes(model)
+    _fold_shapes(model)
     ir = IRGraph(
         ModelInfo(
             path=path.name, sha256=sha256, dims=dict(sorted(dims.items())), opset=_opset(model)
@@ -191,8 +201,42 @@ def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
     return graphs
 
 
+def _check_names(graph: onnx.GraphProto) -> None:
+    """Graph inputs, initializers and graph outputs are each declared once, and agree."""
+    for kind, declared in [
+        ("graph input", [v.name for v in graph.input]),
+        ("initializer", [t.name for t in graph.initializer]),
+        ("graph output", [v.name for v in graph.output]),
+    ]:
+        twice = next((name for name, n in Counter(declared).items() if n > 1), None)
+        if twice is not None:
+            raise InputError(f"{kind} {twice!r} is declared {Counter(declared)[twice]} times")
+    inputs = {v.name: v.type.tensor_type for v in graph.input}
+    for init in graph.initializer:
+        declared_type = inputs.get(init.name)
+        if declared_type is None:
+            continue
+        if declared_type.elem_type and declared_type.elem_type != init.data_type:
+            raise InputError(
+                f"initializer {init.name!r} has element type "
+                f"{onnx.TensorProto.DataType.Name(init.data_type)} but the graph input of that "
+                f"name declares {onnx.TensorProto.DataType.Name(declared_type.elem_type)}"
+            )
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in declared_type.shape.dim]
+        if declared_type.HasField("shape") and (
+            len(dims) != len(init.dims)
+            or any(d is not None and d != i for d, i in zip(dims, init.dims, strict=True))
+        ):
+            shown = [d if d is not None else "?" for d in dims]
+            raise InputError(
+                f"initializer {init.name!r} has shape {list(init.dims)} but the graph input "
+                f"of that name declares {shown}"
+            )
+
+
 def _check_structure(graph: onnx.GraphProto, names: list[str]) -> None:
-    """Every read tensor has exactly one source, and operators form no cycle."""
+    """Names are declared once, every read tensor has one source, and there is no cycle."""
+    _check_names(graph)
     source: dict[str, str] = {v.name: "graph input" for v in graph.input}
     source.update((t.name, "initializer") for t in graph.initializer)
     producer: dict[str, int] = {}
@@ -200,9 +244,10 @@ def _check_structure(graph: onnx.GraphProto, names: list[str]) -> None:
         for output in node.output:
             if not output:
                 continue
-            if output in producer or source.get(output) == "graph input":
+            if output in producer or output in source:
+                first = source.get(output) or f"node {names[producer[output]]!r}"
                 raise InputError(
-                    f"tensor {output!r} is written twice (again by node {names[index]!r})"
+                    f"tensor {output!r} is written twice (by {first} and node {names[index]!r})"
                 )
             producer[output] = index
     order = nx.DiGraph()
@@ -256,21 +301,40 @@ def _bind(graph: onnx.GraphProto, dims: dict[str, int], shapes: dict[str, tuple[
                 )
             value = graph.value_info.add()
             value.name = name
-        tensor_type = value.type.tensor_type
-        tensor_type.ClearField("shape")
-        tensor_type.shape.dim.extend(onnx.TensorShapeProto.Dimension(dim_value=d) for d in shape)
+        # A graph output's declared type is set too: it is the one the IR is built from.
+        for declared in [value, *(v for v in graph.output if v.name == name)]:
+            tensor_type = declared.type.tensor_type
+            tensor_type.ClearField("shape")
+            tensor_type.shape.dim.extend(
+                onnx.TensorShapeProto.Dimension(dim_value=d) for d in shape
+            )
+
+
+_INFERENCE_ERRORS = (
+    onnx.shape_inference.InferenceError,
+    onnx.checker.ValidationError,
+    RuntimeError,
+)
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-    except (
-        onnx.shape_inference.InferenceError,
-        onnx.checker.ValidationError,
-        RuntimeError,
-    ) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"ONNX shape inference failed: {first}") from None
+    except _INFERENCE_ERRORS as error:
+        raise InputError(f"ONNX shape inference failed: {_first_line(error)}") from None
+
+
+def _fold_shapes(model: onnx.ModelProto) -> None:
+    try:
+        fold_shapes(model, _opset(model))
+    except _INFERENCE_ERRORS as error:
+        raise InputError(
+            f"ONNX shape inference failed once shape computations were folded: {_first_line(error)}"
+        ) from None
 
 
 def _lower(graph: onnx.GraphProto, ir: IRGraph) -> None:
@@ -403,16 +467,12 @@ def _tensor(
 ) -> Tensor:
     if any(d < 0 for d in shape):
         raise InputError(f"tensor {name!r} has a negative dimension in shape {list(shape)}")
-    type_name = (
-        onnx.TensorProto.DataType.Name(elem_type)
-        if elem_type in onnx.TensorProto.DataType.values()
-        else "?"
-    )
+    type_name = _TYPE_NAMES.get(elem_type, "?")
     if elem_type in (onnx.TensorProto.UNDEFINED, onnx.TensorProto.STRING) or type_name == "?":
         raise InputError(f"tensor {name!r} has element type {type_name}, which has no fixed size")
     bits = _SUB_BYTE_BITS.get(type_name)
     np_type = helper.tensor_dtype_to_np_dtype(elem_type)
-    elements = int(np.prod(shape, dtype=object)) if shape else 1
+    elements = math.prod(shape)  # exact (Python ints): a product past int64 is caught below
     nbytes = (elements * bits + 7) // 8 if bits else elements * np_type.itemsize
     if nbytes > MAX_TENSOR_BYTES:
         raise InputError(

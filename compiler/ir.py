@@ -34,15 +34,24 @@ NodeKey = tuple[str, str]
 
 IR_FORMAT = "tierplan-ir/1"
 
+# op_type of the operators the ``partition`` pass inserts to copy a tensor to another
+# device: input 0 is the tensor, output 0 its copy; attribute ``to_device``.
+TRANSFER_OP = "Transfer"
+
 
 @dataclass(slots=True)
 class Tiles:
-    """How an operator is split to fit the fastest tier (``ops[*].tiles`` in a plan)."""
+    """How an operator is split to fit the fastest tier (``ops[*].tiles`` in a plan).
+
+    ``traffic_by_tensor`` splits ``traffic_bytes`` among the operator's tensors, so
+    that the tiers pass and the evaluator know from which tier each byte moves.
+    """
 
     axes: dict[str, int]
     count: int
     l1_bytes: int
     traffic_bytes: int
+    traffic_by_tensor: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -121,6 +130,11 @@ class Tensor:
         Name of a tensor whose bytes this one reuses (``inplace`` pass).
     device, tier, offset:
         Where the buffer lives (``partition``, ``tiers`` and ``pack`` passes).
+    copy_of:
+        For a copy of another tensor on another device (``partition`` pass: the
+        output of a ``Transfer``, or a weight replica), that tensor's name. The
+        plan names the copy's buffer, and every operator's use of it, by the
+        original name (:meth:`IRGraph.plan_name`).
     """
 
     name: str
@@ -135,6 +149,7 @@ class Tensor:
     device: int = 0
     tier: str | None = None
     offset: int | None = None
+    copy_of: str | None = None
 
     @property
     def needs_buffer(self) -> bool:
@@ -284,6 +299,18 @@ class IRGraph:
     def consumers(self, tensor: str) -> list[Operator]:
         """Operators that read ``tensor``, in insertion order."""
         return [self.graph.nodes[key]["data"] for key in self.graph.successors(tensor_key(tensor))]
+
+    def plan_name(self, tensor: str) -> str:
+        """The name the plan gives ``tensor``: the original's for a copy (``Tensor.copy_of``)."""
+        return self.tensor(tensor).copy_of or tensor if tensor else tensor
+
+    def redirect_read(self, op: Operator, old: str, new: str) -> None:
+        """Make ``op`` read tensor ``new`` wherever it read ``old`` (slots and edges)."""
+        op.inputs = [new if name == old else name for name in op.inputs]
+        op.implicit_inputs = [new if name == old else name for name in op.implicit_inputs]
+        edge = self.graph.edges[tensor_key(old), op_key(op.name)]
+        self.graph.remove_edge(tensor_key(old), op_key(op.name))
+        self.graph.add_edge(tensor_key(new), op_key(op.name), slots=list(edge["slots"]))
 
     def operator_count(self) -> int:
         """Number of operator nodes."""

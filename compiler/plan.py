@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from tierplan.compiler.errors import InputError
 from tierplan.compiler.files import write_atomically
-from tierplan.compiler.ir import IRGraph
+from tierplan.compiler.ir import TRANSFER_OP, IRGraph
 from tierplan.compiler.target import Target
 
 PLAN_FORMAT = "tierplan-plan/1"
@@ -86,11 +86,15 @@ def memory_summary(
 
 
 def build_plan(ir: IRGraph, target: Target, latency_s: float | None = None) -> Plan:
-    """The plan of a scheduled, live and packed IR."""
+    """The plan of a scheduled, live and packed IR.
+
+    A copy of a tensor on another device (``Tensor.copy_of``) is a buffer of the
+    original tensor, and operators reading the copy name the original.
+    """
     ops = ir.scheduled_operators()
     buffers = [
         {
-            "tensor": t.name,
+            "tensor": ir.plan_name(t.name),
             "kind": t.kind,
             "bytes": t.nbytes,
             "device": t.device,
@@ -98,7 +102,7 @@ def build_plan(ir: IRGraph, target: Target, latency_s: float | None = None) -> P
             "offset": t.offset,
             "start": t.start,
             "end": t.end,
-            "alias_of": t.alias_of,
+            "alias_of": t.alias_of and ir.plan_name(t.alias_of),
         }
         for t in ir.tensors()
         if t.needs_buffer
@@ -110,8 +114,8 @@ def build_plan(ir: IRGraph, target: Target, latency_s: float | None = None) -> P
             "op_type": op.op_type,
             "device": op.device,
             "step": op.step,
-            "inputs": op.inputs,
-            "outputs": op.outputs,
+            "inputs": [ir.plan_name(name) for name in op.inputs],
+            "outputs": [ir.plan_name(name) for name in op.outputs],
             "tiles": None,
         }
         if op.tiles is not None:
@@ -124,8 +128,10 @@ def build_plan(ir: IRGraph, target: Target, latency_s: float | None = None) -> P
             }
         if op.inserted:
             entry["inserted"] = True
+        if op.op_type == TRANSFER_OP:
+            entry["to_device"] = op.attributes["to_device"]
         if op.implicit_inputs:
-            entry["implicit_inputs"] = op.implicit_inputs
+            entry["implicit_inputs"] = [ir.plan_name(name) for name in op.implicit_inputs]
         op_entries.append(entry)
     peaks, bounds = memory_summary(buffers)
     summary: dict[str, Any] = {"peak_bytes": peaks, "lower_bound_bytes": bounds}

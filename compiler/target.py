@@ -26,12 +26,22 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]iB|B)?\s*$")
 
 @dataclass(frozen=True, slots=True)
 class Tier:
-    """One memory tier: ``capacity`` in bytes, ``bandwidth`` in bytes/s, ``latency`` in s."""
+    """One memory tier: ``capacity`` in bytes, ``bandwidth`` in bytes/s, ``latency`` in s.
+
+    ``reserve`` (optional ``reserve = "16KiB"`` in the TOML) is kept free for the
+    runtime: tiling and tier assignment plan within ``usable = capacity - reserve``.
+    """
 
     name: str
     capacity: int
     bandwidth: float
     latency: float
+    reserve: int = 0
+
+    @property
+    def usable(self) -> int:
+        """Bytes the planner may fill: the capacity minus the reserve."""
+        return self.capacity - self.reserve
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +154,13 @@ def parse_target(text: str, source: str) -> Target:
                 capacity=parse_size(entry.get("capacity"), f"{tier_where} capacity"),
                 bandwidth=_positive(entry.get("bandwidth"), f"{tier_where} bandwidth"),
                 latency=_non_negative(entry.get("latency", 0.0), f"{tier_where} latency"),
+                reserve=parse_size(entry["reserve"], f"{tier_where} reserve")
+                if "reserve" in entry and entry["reserve"] != 0
+                else 0,
             )
         )
+        if tiers[-1].reserve >= tiers[-1].capacity:
+            raise InputError(f"{tier_where}: reserve must be smaller than the capacity")
     if len({t.name for t in tiers}) != len(tiers):
         raise InputError(f"{where}: tier names must be unique")
     alignment = data.get("alignment", 64)

@@ -204,7 +204,10 @@ class _Checker:
                     "ops",
                     f"operator {name!r} is {model_op.op_type} in the model, not {entry.get('op_type')!r}",
                 )
-            if entry.get("inputs") != model_op.inputs or entry.get("outputs") != model_op.outputs:
+            inputs, outputs = (
+                [model.plan_name(n) for n in names] for names in (model_op.inputs, model_op.outputs)
+            )
+            if entry.get("inputs") != inputs or entry.get("outputs") != outputs:
                 self.add("ops", f"operator {name!r}: inputs/outputs differ from the model")
         for name in self.ops:
             if name not in self.steps:
@@ -214,7 +217,7 @@ class _Checker:
         entry = self.ops.get(name, {})
         names = [n for n in entry.get("inputs") or [] if isinstance(n, str) and n]
         if self.model.has_operator(name):
-            names += self.model.operator(name).implicit_inputs
+            names += map(self.model.plan_name, self.model.operator(name).implicit_inputs)
         return list(dict.fromkeys(names))
 
     def topological(self) -> None:
@@ -225,7 +228,8 @@ class _Checker:
             entry = self.ops.get(name, {})
             self.op_device[step] = entry.get("device", 0) if _is_int(entry.get("device")) else 0
             for output in entry.get("outputs") or []:
-                if isinstance(output, str) and output:
+                # An operator writing a tensor it reads (a Transfer) copies it, not produces it.
+                if isinstance(output, str) and output and output not in entry.get("inputs", []):
                     self.producer_step[output] = step
         for name, step in self.steps.items():
             for tensor in self.reads(name):
@@ -287,12 +291,54 @@ class _Checker:
                     "kind", f"buffer {b.label()}: kind {b.kind!r}, the tensor is {tensor.kind!r}"
                 )
 
+    def tiles(self) -> None:
+        """A tiled operator's tile buffers: ``scratch`` in the first tier at its step, on its
+        device, adding up to ``l1_bytes``, which fits that tier (plan-format.md)."""
+        first = self.plan["target"]["tiers"][0]
+        scratch: dict[tuple[int, int], int] = defaultdict(int)
+        for b in self.buffers:
+            if b.kind == "scratch" and b.tier == first["name"] and b.start == b.end:
+                scratch[(b.device, b.start)] += b.nbytes
+        for name, step in self.steps.items():
+            entry = self.ops.get(name, {})
+            tiles = entry.get("tiles")
+            if tiles is None:
+                continue
+            fields = ("count", "l1_bytes", "traffic_bytes")
+            if (
+                not isinstance(tiles, dict)
+                or not isinstance(tiles.get("axes"), dict)
+                or not all(_is_int(v) and v > 0 for v in tiles["axes"].values())
+                or not all(_is_int(tiles.get(key)) and tiles[key] >= 0 for key in fields)
+            ):
+                self.add(
+                    "tiles",
+                    f"operator {name!r}: tiles must have 'axes' (name -> positive size) and "
+                    "integer 'count', 'l1_bytes', 'traffic_bytes'",
+                )
+                continue
+            if tiles["l1_bytes"] > first["capacity"]:
+                self.add(
+                    "tiles",
+                    f"operator {name!r}: l1_bytes {tiles['l1_bytes']} exceed {first['name']} "
+                    f"capacity {first['capacity']}",
+                )
+            found = scratch.get((entry.get("device", 0), step), 0)
+            if found != tiles["l1_bytes"]:
+                self.add(
+                    "tiles",
+                    f"operator {name!r}: l1_bytes is {tiles['l1_bytes']}, its scratch buffers in "
+                    f"{first['name']} at step {step} total {found}",
+                )
+
     def coverage(self) -> None:
         by_tensor: dict[str, list[_Buffer]] = defaultdict(list)
         for b in self.buffers:
             if b.kind != "scratch":
                 by_tensor[b.tensor].append(b)
         for tensor in self.model.tensors():
+            if tensor.copy_of is not None:
+                continue  # a planned IR's copy: its buffers are the original's
             name = tensor.name
             readers = self.readers.get(name, [])
             if tensor.kind == "weight":
@@ -386,7 +432,7 @@ class _Checker:
         first: dict[tuple[str, int, str], _Buffer] = {}
         for b in self.buffers:
             first.setdefault((b.tensor, b.device, b.tier), b)
-        parent: dict[int, str] = {}
+        parent: dict[int, int] = {}  # buffer index -> the aliased buffer's, on its device
         for b in self.buffers:
             if b.alias_of is None:
                 continue
@@ -408,15 +454,14 @@ class _Checker:
                     "nor a view of it",
                 )
             else:
-                parent[b.index] = b.alias_of
+                parent[b.index] = target.index
         names = {b.index: b.tensor for b in self.buffers}
-        by_name = {name: index for index, name in reversed(list(names.items()))}
         roots = {}
         for b in self.buffers:
             seen, index = set(), b.index
             while index in parent and index not in seen:
                 seen.add(index)
-                index = by_name.get(parent[index], index)
+                index = parent[index]
             roots[b.index] = names[index]
         return roots
 
@@ -541,6 +586,7 @@ def validate_plan(plan: Any, model: IRGraph, model_sha256: str | None = None) ->
     checker.schedule()
     checker.topological()
     checker.buffer_fields()
+    checker.tiles()
     checker.coverage()
     checker.overlaps(checker.aliases())
     checker.summary()

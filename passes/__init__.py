@@ -3,8 +3,27 @@
 The default pipeline is :data:`DEFAULT_PIPELINE`, in the order of ``docs/design.md``.
 """
 
-from tierplan.passes import evaluate, inplace, liveness, pack, schedule
+from tierplan.passes import evaluate, inplace, liveness, pack, partition, schedule, tiers, tiling
 
-DEFAULT_PIPELINE: tuple[str, ...] = ("schedule", "liveness", "inplace", "pack", "evaluate")
+DEFAULT_PIPELINE: tuple[str, ...] = (
+    "schedule",
+    "liveness",
+    "inplace",
+    "tiling",
+    "partition",
+    "tiers",
+    "pack",
+    "evaluate",
+)
 
-__all__ = ["DEFAULT_PIPELINE", "evaluate", "inplace", "liveness", "pack", "schedule"]
+__all__ = [
+    "DEFAULT_PIPELINE",
+    "evaluate",
+    "inplace",
+    "liveness",
+    "pack",
+    "partition",
+    "schedule",
+    "tiers",
+    "tiling",
+]

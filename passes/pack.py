@@ -9,7 +9,13 @@ live for the whole schedule), in model order. Activations are packed above it by
 the placers of :mod:`tierplan.compiler.packing` (option ``strategy``: one placer's
 name, or ``best`` to run them all and keep the lowest peak). A tensor that aliases
 another (``alias_of``) is packed with it as one item. Offsets and the space each
-item takes are rounded up to the target's alignment.
+item takes are rounded up to the target's alignment. Option ``solver`` then improves
+the heuristic's placement with an exact engine (``greedy``: none; ``search``,
+``cpsat`` or ``auto``, within ``budget`` deterministic units on ``workers`` threads);
+each region's :class:`~tierplan.compiler.packing.SolveReport` goes in
+``context.results["pack"]`` (keyed ``"device/tier"``). When the heuristic's peak
+would exceed a tier whose buffers all came with offsets from an earlier pass
+(``tiers`` proves its L2 placement), those offsets are kept instead.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from dataclasses import dataclass
 
 from tierplan.compiler.errors import PassFailure, PipelineError
 from tierplan.compiler.ir import IRGraph, Tensor
-from tierplan.compiler.packing import PLACERS, Item, place
+from tierplan.compiler.packing import PLACERS, SOLVERS, Item, check_placement, place, solve
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
 from tierplan.compiler.target import Target
 
@@ -50,6 +56,28 @@ def packing_items(ir: IRGraph, tensors: list[Tensor], target: Target) -> list[It
     ]
 
 
+def fits_as_given(
+    ir: IRGraph,
+    tensors: list[Tensor],
+    offsets: dict[str, int | None],
+    target: Target,
+    capacity: int,
+) -> bool:
+    """True when ``offsets`` (from an earlier pass, e.g. ``tiers``) place every tensor of a
+    region within ``capacity`` without conflicts, alias groups at one offset: the
+    region then keeps them rather than fail on a heuristic's higher peak."""
+    if any(offset is None for offset in offsets.values()):
+        return False
+    items = packing_items(ir, tensors, target)
+    by_root = {t.name: offsets[alias_root(ir, t)] for t in tensors}
+    if any(by_root[t.name] != offsets[t.name] for t in tensors):
+        return False
+    placed = {item.key: offsets[item.key] or 0 for item in items}
+    return not check_placement(items, placed) and all(
+        placed[item.key] + item.size <= capacity for item in items
+    )
+
+
 @register_pass
 @dataclass(frozen=True)
 class Pack(Pass):
@@ -61,12 +89,24 @@ class Pack(Pass):
     invalidates = frozenset({"evaluation"})
 
     strategy: str = "best"
+    solver: str = "auto"
+    budget: float = 2.0
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        """Reject bad solver options when the pipeline is built, before any pass runs."""
+        if self.solver not in SOLVERS:
+            known = ", ".join(SOLVERS)
+            raise PipelineError(f"pack: unknown solver {self.solver!r} (choose from {known})")
+        if self.budget < 0 or self.workers < 1:
+            raise PipelineError("pack: budget must be >= 0 and workers >= 1")
 
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         """Set ``tier`` and ``offset`` on every tensor that needs a buffer."""
         if self.strategy != "best" and self.strategy not in PLACERS:
             known = ", ".join(["best", *PLACERS])
             raise PipelineError(f"pack: unknown strategy {self.strategy!r} (choose from {known})")
+        reports = context.results.setdefault(self.name, {})
         target = context.target
         regions: dict[tuple[int, str], list[Tensor]] = defaultdict(list)
         for tensor in ir.tensors():
@@ -76,16 +116,24 @@ class Pack(Pass):
         notes = []
         for (device, tier_name), tensors in sorted(regions.items()):
             tier = target.tier(tier_name)
+            proven = {t.name: t.offset for t in tensors}  # set by an earlier pass (tiers)
             base = 0
             for tensor in tensors:
                 if tensor.kind == "weight":
                     tensor.offset = base
                     base += target.align_up(tensor.nbytes)
             activations = [t for t in tensors if t.kind != "weight"]
-            placement = place(packing_items(ir, activations, target), self.strategy)
+            items = packing_items(ir, activations, target)
+            placement, reports[f"{device}/{tier_name}"] = solve(
+                items, place(items, self.strategy), self.solver, self.budget, self.workers
+            )
             for tensor in activations:
                 tensor.offset = base + placement.offsets[alias_root(ir, tensor)]
             peak = max((t.offset or 0) + t.nbytes for t in tensors)
+            if peak > tier.capacity and fits_as_given(ir, tensors, proven, target, tier.capacity):
+                for tensor in tensors:
+                    tensor.offset = proven[tensor.name]
+                peak = max((t.offset or 0) + t.nbytes for t in tensors)
             if peak > tier.capacity:
                 raise PassFailure(
                     f"does not fit: device {device} {tier_name} needs {peak} bytes "

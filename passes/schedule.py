@@ -3,56 +3,80 @@
 Reads: the graph structure. Writes: ``Operator.step`` of every operator
 (0..n-1, a topological order).
 
-This first version keeps the ONNX order when it is topological, as the ONNX
+The reference order is the ONNX order when it is topological, as the ONNX
 standard requires; a file whose nodes are out of order is sorted topologically,
-breaking ties by the ONNX position so the result is deterministic.
+breaking ties by the ONNX position so the result is deterministic. With
+``order=memory`` (the default), :func:`~tierplan.compiler.scheduling.beam_schedule`
+then looks for an order with a lower max-live (no aliasing), expanding at most
+``budget`` frontiers; it is kept only when strictly better than the reference, so
+the schedule is never worse than the ONNX order. The
+:class:`ScheduleReport` in ``context.results["schedule"]`` says which order won
+and whether its bound is the exact optimum.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
-import networkx as nx
-from tierplan.compiler.ir import IRGraph, Operator
+from tierplan.compiler.errors import PipelineError
+from tierplan.compiler.ir import IRGraph
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
-
-log = logging.getLogger(__name__)
-
-
-def model_order(ir: IRGraph) -> list[Operator]:
-    """Operators in ONNX order if that order is topological, else a stable topological order."""
-    ops = sorted(ir.operators(), key=lambda op: (op.index is None, op.index or 0, op.name))
-    position = {op.name: i for i, op in enumerate(ops)}
-    for op in ops:
-        for name in op.read_tensors():
-            if ir.has_producer(name) and position[ir.producer(name).name] > position[op.name]:
-                log.warning("the ONNX node order is not topological; sorting it")
-                return _stable_topological(ir, position)
-    return ops
+from tierplan.compiler.scheduling import MemoryGraph, beam_schedule, model_order
 
 
-def _stable_topological(ir: IRGraph, position: dict[str, int]) -> list[Operator]:
-    def key(node: tuple[str, str]) -> tuple[int, str]:
-        return (position.get(node[1], -1) if node[0] == "op" else -1, node[1])
+@dataclass(frozen=True, slots=True)
+class ScheduleReport:
+    """What ``schedule`` chose, in ``context.results["schedule"]``.
 
-    order = nx.lexicographical_topological_sort(ir.graph, key=key)
-    return [ir.operator(node[1]) for node in order if node[0] == "op"]
+    ``bound`` is the max-live (bytes, no aliasing, weights left out) of the chosen
+    order, ``onnx_order_bound`` that of the ONNX order. ``method`` says how good the
+    chosen order is known to be: ``onnx`` (asked for), ``exact`` (the search covered
+    every frontier: no order has a lower max-live) or ``beam`` (a heuristic order).
+    """
+
+    order: str
+    method: str
+    bound: int
+    onnx_order_bound: int
+    frontiers: int
 
 
 @register_pass
 @dataclass(frozen=True)
 class Schedule(Pass):
-    """Order operators: the ONNX order, verified topological."""
+    """Order operators for a low max-live (``order=memory``) or as in the model (``onnx``)."""
 
     name = "schedule"
     provides = frozenset({"schedule"})
     invalidates = frozenset({"liveness", "placement", "evaluation"})
 
+    order: str = "memory"
+    budget: int = 20_000  # frontiers the search may expand: its width is budget / operators
+
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         """Set ``step`` on every operator."""
+        if self.order not in ("memory", "onnx"):
+            raise PipelineError(f"schedule: unknown order {self.order!r} (choose memory or onnx)")
+        reference = model_order(ir)
+        graph = MemoryGraph.of(ir, reference)
+        onnx_bound = graph.max_live(range(len(reference)))
+        report = ScheduleReport("onnx", "onnx", onnx_bound, onnx_bound, 0)
+        chosen = reference
+        if self.order == "memory" and reference:
+            width = max(1, self.budget // len(reference))
+            found = beam_schedule(graph, width, ceiling=onnx_bound)
+            method = "exact" if found.exact else "beam"
+            report = ScheduleReport("onnx", method, onnx_bound, onnx_bound, found.frontiers)
+            if found.order is not None:
+                chosen = [reference[v] for v in found.order]
+                report = ScheduleReport("memory", method, found.peak, onnx_bound, found.frontiers)
+        context.results[self.name] = report
         changed = False
-        for step, op in enumerate(model_order(ir)):
+        for step, op in enumerate(chosen):
             changed |= op.step != step
             op.step = step
-        return PassResult(changed=changed, notes=[f"{ir.operator_count()} operators scheduled"])
+        note = (
+            f"{len(chosen)} operators in {report.order} order ({report.method}): max-live "
+            f"{report.bound} bytes, ONNX order {report.onnx_order_bound}"
+        )
+        return PassResult(changed=changed, notes=[note])

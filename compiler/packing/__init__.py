@@ -7,11 +7,19 @@ low. No placement beats :func:`max_live` for the same items.
 
 Placers are registered in :data:`PLACERS` by name; :func:`place` runs one, or all
 of them (``"best"``) keeping the lowest peak (ties: the first in registry order).
+:func:`solve` then improves a placement with the exact engines (:data:`SOLVERS`:
+the MiniMalloc-style search, CP-SAT, or ``auto``, both) and reports the proven bound.
 """
 
 from __future__ import annotations
 
-from tierplan.compiler.packing.greedy import greedy_by_size
+from tierplan.compiler.packing.exact import SOLVERS, SolveReport, solve
+from tierplan.compiler.packing.greedy import (
+    best_fit_by_conflicts,
+    first_fit_in_schedule_order,
+    greedy_by_breadth,
+    greedy_by_size,
+)
 from tierplan.compiler.packing.problem import (
     Item,
     Placement,
@@ -20,7 +28,12 @@ from tierplan.compiler.packing.problem import (
     max_live,
 )
 
-PLACERS: dict[str, Placer] = {"greedy-size": greedy_by_size}
+PLACERS: dict[str, Placer] = {
+    "greedy-size": greedy_by_size,
+    "greedy-breadth": greedy_by_breadth,
+    "best-fit-conflicts": best_fit_by_conflicts,
+    "first-fit-schedule": first_fit_in_schedule_order,
+}
 
 
 def place(items: list[Item], strategy: str = "best") -> Placement:
@@ -31,4 +44,15 @@ def place(items: list[Item], strategy: str = "best") -> Placement:
     return min(results, key=lambda placement: placement.peak)
 
 
-__all__ = ["PLACERS", "Item", "Placement", "Placer", "check_placement", "max_live", "place"]
+__all__ = [
+    "PLACERS",
+    "SOLVERS",
+    "Item",
+    "Placement",
+    "Placer",
+    "SolveReport",
+    "check_placement",
+    "max_live",
+    "place",
+    "solve",
+]

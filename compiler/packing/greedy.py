@@ -1,39 +1,113 @@
-"""Greedy-by-size: the classic offset heuristic (TFLite's and Pisarchyk & Lee's baseline).
+"""Greedy placers: take the items in some order, put each into a gap left by the others.
 
-Items are taken largest first (ties: earlier start, then key), each placed at the
-lowest offset where it overlaps no already-placed item in both steps and bytes.
+Every placer here is an *order* plus a *fit*. Each item, in turn, looks only at the
+already-placed items alive at one of its steps (the conflict graph of
+:mod:`~tierplan.compiler.packing.overlaps`, not all pairs) and takes either the
+lowest gap between them that is large enough (first fit) or the smallest such gap
+(best fit; ties: the lower one), or else the top of the pile. The orders:
+
+- ``greedy-size``: largest first (TFLite's and Pisarchyk & Lee's baseline), first fit.
+- ``greedy-breadth``: Pisarchyk & Lee (2020) "greedy by breadth": steps by decreasing
+  breadth (the bytes alive there), and at each step its items largest first; an item
+  is placed at the widest step it lives through; best fit.
+- ``best-fit-conflicts``: the items whose conflicts weigh most (own bytes plus the
+  bytes of every item they overlap) first; best fit.
+- ``first-fit-schedule``: by start step (largest first within a step), first fit:
+  what a bump allocator that reuses holes would do at run time.
+
+Ties are broken by start step and then by key, so every placer is deterministic.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+from tierplan.compiler.packing.overlaps import Overlaps
 from tierplan.compiler.packing.problem import Item
+
+Order = Callable[[Overlaps], np.ndarray]
+"""A placement order: the item indices, in the order they are placed."""
+
+
+def place_in_order(items: list[Item], order: Order, best_fit: bool) -> dict[str, int]:
+    """Offsets of ``items`` placed one by one in ``order``, first fit or best fit."""
+    overlaps = Overlaps.of(items)
+    lows = np.zeros(len(items), dtype=np.int64)
+    placed = np.zeros(len(items), dtype=bool)
+    sizes = overlaps.sizes
+    for index in order(overlaps):
+        neighbours = overlaps.neighbours(index)
+        neighbours = neighbours[placed[neighbours]]
+        lows[index] = fit_offset(lows[neighbours], sizes[neighbours], int(sizes[index]), best_fit)
+        placed[index] = True
+    return {item.key: int(low) for item, low in zip(items, lows.tolist(), strict=True)}
+
+
+def fit_offset(lows: np.ndarray, sizes: np.ndarray, size: int, best_fit: bool) -> int:
+    """Offset for ``size`` bytes among busy ranges ``[lows, lows + sizes)``."""
+    if lows.size == 0:
+        return 0
+    by_low = np.argsort(lows, kind="stable")
+    sorted_lows = lows[by_low]
+    reach = np.maximum.accumulate(sorted_lows + sizes[by_low])
+    gap_starts = np.concatenate(([0], reach[:-1]))
+    lengths = sorted_lows - gap_starts
+    fitting = np.flatnonzero(lengths >= size)
+    if fitting.size == 0:
+        return int(reach[-1])
+    pick = fitting[np.argmin(lengths[fitting])] if best_fit else fitting[0]
+    return int(gap_starts[pick])
 
 
 def greedy_by_size(items: list[Item]) -> dict[str, int]:
-    """Offsets of ``items``, largest first, each at the lowest free offset."""
-    order = sorted(items, key=lambda item: (-item.size, item.start, item.key))
-    count = len(order)
-    starts = np.empty(count, dtype=np.int64)
-    ends = np.empty(count, dtype=np.int64)
-    lows = np.empty(count, dtype=np.int64)
-    highs = np.empty(count, dtype=np.int64)
-    offsets: dict[str, int] = {}
-    for placed, item in enumerate(order):
-        live = (starts[:placed] <= item.end) & (ends[:placed] >= item.start)
-        offset = lowest_gap(lows[:placed][live], highs[:placed][live], item.size)
-        starts[placed], ends[placed] = item.start, item.end
-        lows[placed], highs[placed] = offset, offset + item.size
-        offsets[item.key] = offset
-    return offsets
+    """Largest first, each at the lowest gap that fits."""
+    return place_in_order(items, lambda o: np.lexsort((o.starts, -o.sizes)), best_fit=False)
 
 
-def lowest_gap(lows: np.ndarray, highs: np.ndarray, size: int) -> int:
-    """Lowest offset >= 0 where ``size`` bytes fit between busy ranges ``[lows, highs)``."""
-    candidate = 0
-    for index in np.argsort(lows, kind="stable"):
-        low, high = int(lows[index]), int(highs[index])
-        if low - candidate >= size:
-            break
-        candidate = max(candidate, high)
-    return candidate
+def greedy_by_breadth(items: list[Item]) -> dict[str, int]:
+    """Pisarchyk & Lee's greedy by breadth: widest steps first, best fit."""
+
+    def order(o: Overlaps) -> np.ndarray:
+        widest = _widest_step_rank(o.starts, o.ends, o.sizes)
+        return np.lexsort((o.starts, -o.sizes, widest))
+
+    return place_in_order(items, order, best_fit=True)
+
+
+def best_fit_by_conflicts(items: list[Item]) -> dict[str, int]:
+    """Heaviest conflicts first, each in the smallest gap that fits."""
+    return place_in_order(
+        items, lambda o: np.lexsort((o.starts, -o.sizes, -o.conflict_bytes())), best_fit=True
+    )
+
+
+def first_fit_in_schedule_order(items: list[Item]) -> dict[str, int]:
+    """By start step, largest first within a step, each at the lowest gap that fits."""
+    return place_in_order(items, lambda o: np.lexsort((-o.sizes, o.starts)), best_fit=False)
+
+
+def _widest_step_rank(starts: np.ndarray, ends: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """For each item, the rank (widest step first, ties: earlier) of the widest step in
+    its range: a range-minimum query over a sparse table of step ranks."""
+    if starts.size == 0:
+        return starts
+    steps = int(ends.max()) + 1
+    delta = np.zeros(steps + 1, dtype=np.int64)
+    np.add.at(delta, starts, sizes)
+    np.add.at(delta, ends + 1, -sizes)
+    breadth = np.cumsum(delta[:steps])
+    rank = np.empty(steps, dtype=np.int64)
+    rank[np.lexsort((np.arange(steps), -breadth))] = np.arange(steps)
+    table = [rank]
+    while (1 << len(table)) <= steps:
+        half = 1 << (len(table) - 1)
+        table.append(np.minimum(table[-1][:-half], table[-1][half:]))
+    level = np.frexp((ends - starts + 1).astype(np.float64))[1] - 1  # floor(log2(length))
+    result = np.empty_like(starts)
+    for depth in np.unique(level):
+        chosen = level == depth
+        row = table[depth]
+        width = 1 << int(depth)
+        result[chosen] = np.minimum(row[starts[chosen]], row[ends[chosen] - width + 1])
+    return result

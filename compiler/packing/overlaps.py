@@ -1,0 +1,74 @@
+"""Which items are alive at a common step: the conflict graph, built by a sweep.
+
+Sorting the items by start, item ``j`` overlaps an earlier-starting item ``i``
+exactly when ``start[j] <= end[i]``; one ``searchsorted`` per item finds them all,
+so the work is proportional to the number of overlapping pairs (each step's live
+items pairwise), never to all pairs. The placers ask :meth:`Overlaps.neighbours`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tierplan.compiler.packing.problem import Item
+
+
+@dataclass(frozen=True, slots=True)
+class Overlaps:
+    """The items as arrays (in input order) and, for each, the items sharing a step.
+
+    In start order (``by_start``), the items overlapping item ``k`` that start later
+    are the run ``k + 1 .. later_end[k] - 1``, kept implicit; the ones that start
+    earlier are stored in CSR form (``earlier[pointers[i]:pointers[i + 1]]``).
+    """
+
+    starts: np.ndarray
+    ends: np.ndarray
+    sizes: np.ndarray
+    by_start: np.ndarray
+    position: np.ndarray  # position of item i in by_start
+    later_end: np.ndarray  # indexed by position in start order
+    pointers: np.ndarray
+    earlier: np.ndarray
+
+    @classmethod
+    def of(cls, items: list[Item]) -> Overlaps:
+        """Build the conflict graph of ``items`` by a sweep over start steps."""
+        count = len(items)
+        starts = np.fromiter((item.start for item in items), dtype=np.int64, count=count)
+        ends = np.fromiter((item.end for item in items), dtype=np.int64, count=count)
+        sizes = np.fromiter((item.size for item in items), dtype=np.int64, count=count)
+        by_start = np.argsort(starts, kind="stable")
+        position = np.empty(count, dtype=np.int64)
+        position[by_start] = np.arange(count)
+        later_end = np.searchsorted(starts[by_start], ends[by_start], side="right")
+        counts = later_end - np.arange(1, count + 1)
+        firsts = np.repeat(np.arange(count), counts)
+        run_begin = np.repeat(np.cumsum(counts) - counts, counts)
+        seconds = np.arange(int(counts.sum())) - run_begin + firsts + 1
+        # CSR rows follow input order: sort the pairs by the later item's input index.
+        later_items = by_start[seconds]
+        order = np.argsort(later_items, kind="stable")
+        pointers = np.zeros(count + 1, dtype=np.int64)
+        np.cumsum(np.bincount(later_items, minlength=count), out=pointers[1:])
+        return cls(
+            starts, ends, sizes, by_start, position, later_end, pointers, by_start[firsts[order]]
+        )
+
+    def neighbours(self, index: int) -> np.ndarray:
+        """Indices of the items alive at a step where item ``index`` is alive."""
+        at = self.position[index]
+        later = self.by_start[at + 1 : self.later_end[at]]
+        return np.concatenate(
+            (self.earlier[self.pointers[index] : self.pointers[index + 1]], later)
+        )
+
+    def conflict_bytes(self) -> np.ndarray:
+        """For each item, its own size plus the sizes of every item it overlaps."""
+        running = np.concatenate([[0], np.cumsum(self.sizes[self.earlier])])
+        earlier = running[self.pointers[1:]] - running[self.pointers[:-1]]
+        in_start_order = np.concatenate([[0], np.cumsum(self.sizes[self.by_start])])
+        later = in_start_order[self.later_end] - in_start_order[np.arange(1, len(self.sizes) + 1)]
+        totals: np.ndarray = earlier + later[self.position] + self.sizes
+        return totals

@@ -1,0 +1,283 @@
+"""Exact decision search for offsets, after MiniMalloc (Moffitt, ASPLOS 2023).
+
+The question "do these items fit in ``capacity`` bytes?" is answered by a depth-first
+search over the order in which items are placed, with the paper's reductions:
+
+- **canonical offsets**: any placement can be pushed down until every item rests at 0
+  or on the top of an item alive at a common step, so only those offsets are tried;
+- **monotonic floor**: items are placed in non-decreasing offset order, so the placed
+  items form a *skyline* (per step, the highest top) and the next item's offset is the
+  skyline's maximum over its lifetime (its *floor*). An item may come next only if
+  every remaining item with a lower floor overlaps it in time (otherwise that item
+  would end up below an item placed before it); candidates go lowest floor first,
+  ties by start step, then larger first;
+- **inference**: a branch dies when an item cannot fit above its floor, or when some
+  step's remaining live bytes cannot fit above its skyline;
+- **dominance**: a failed state (placed set, skyline) prunes every later state with
+  the same placed set and a skyline at least as high everywhere; among identical
+  items (same steps and size) only the first remaining one is tried;
+- a **node budget** bounds the work deterministically.
+
+:func:`minimize` wraps the decision in a search on the capacity, from the lower bound
+up to a known placement's peak. Timeline sections (steps no item crosses) are split
+by the caller (:mod:`tierplan.compiler.packing.exact`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import gcd
+
+import numpy as np
+from tierplan.compiler.packing.problem import Item, max_live
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Outcome of one decision search.
+
+    ``offsets`` is a placement within the capacity, or None. ``exhausted`` is True
+    when the answer is proven (a placement found, or every branch refuted) and False
+    when the node budget ran out first.
+    """
+
+    offsets: dict[str, int] | None
+    exhausted: bool
+    nodes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Minimum:
+    """Best placement found by :func:`minimize`, its peak and the proven lower bound."""
+
+    offsets: dict[str, int]
+    peak: int
+    bound: int
+    nodes: int
+
+
+class _Instance:
+    """The items in search form: sizes in units of their gcd, steps compressed.
+
+    Two closed intervals overlap exactly when the later start lies in both, so each
+    item is represented by the range of distinct start steps it covers.
+    """
+
+    def __init__(self, items: list[Item]) -> None:
+        self.items = items
+        self.unit = 0
+        for item in items:
+            self.unit = gcd(self.unit, item.size)
+        self.unit = self.unit or 1
+        points = np.unique(np.array([item.start for item in items], dtype=np.int64))
+        starts = np.array([item.start for item in items], dtype=np.int64)
+        ends = np.array([item.end for item in items], dtype=np.int64)
+        self.first = np.searchsorted(points, starts)
+        self.last = np.searchsorted(points, ends, side="right") - 1
+        self.sizes = np.array([item.size // self.unit for item in items], dtype=np.int64)
+        self.steps = len(points)
+        self.overlap = (self.first[:, None] <= self.last[None, :]) & (
+            self.first[None, :] <= self.last[:, None]
+        )
+        # Identical items (same steps, same size) are interchangeable: number each
+        # group so that only its lowest-index remaining member is branched on.
+        signature: dict[tuple[int, int, int], int] = {}
+        self.group = np.empty(len(items), dtype=np.int64)
+        for index, item in enumerate(items):
+            self.group[index] = signature.setdefault((item.start, item.end, item.size), index)
+        steps = np.arange(self.steps)
+        self.cover = (self.first[:, None] <= steps) & (steps <= self.last[:, None])
+        self.live = np.zeros(self.steps + 1, dtype=np.int64)
+        np.add.at(self.live, self.first, self.sizes)
+        np.add.at(self.live, self.last + 1, -self.sizes)
+        self.live = np.cumsum(self.live)[:-1]
+
+
+@dataclass(slots=True)
+class _Node:
+    sky: np.ndarray  # per compressed step, the highest top of the placed items
+    closed: np.ndarray  # per step, no remaining item may sit exactly at its skyline
+    floor: np.ndarray  # per item, the skyline's maximum over its lifetime
+    remaining: np.ndarray  # per item, not yet placed
+    live: np.ndarray  # per step, the units of remaining items alive there
+    mask: int  # placed items as a bit set (the dominance cache's key)
+    lowest: int = 0  # the lowest open step, where the next decision is made
+    candidates: list[int] = field(default_factory=list)  # items, then CLOSE
+    next: int = 0
+
+
+CLOSE = -1
+"""The branch "no item sits at the lowest step's skyline": that level is wasted there."""
+
+
+def fits(items: list[Item], capacity: int, node_budget: int) -> Decision:
+    """Find offsets that keep every item below ``capacity`` bytes, within ``node_budget``."""
+    if not items:
+        return Decision({}, exhausted=True, nodes=0)
+    instance = _Instance(items)
+    offsets, exhausted, nodes = _search(instance, capacity // instance.unit, node_budget)
+    if offsets is None:
+        return Decision(None, exhausted, nodes)
+    keyed = {item.key: int(offsets[i]) * instance.unit for i, item in enumerate(items)}
+    return Decision(keyed, exhausted=True, nodes=nodes)
+
+
+def _search(instance: _Instance, capacity: int, budget: int) -> tuple[np.ndarray | None, bool, int]:
+    """Depth-first search; each node decides the lowest open step (leftmost on ties):
+    one child per item that can sit at its skyline covering it, and one that closes it."""
+    count = len(instance.items)
+    offsets = np.zeros(count, dtype=np.int64)
+    failed: dict[int, list[np.ndarray]] = {}
+    root = _settle(
+        instance,
+        _Node(
+            sky=np.zeros(instance.steps, dtype=np.int64),
+            closed=np.zeros(instance.steps, dtype=bool),
+            floor=np.zeros(count, dtype=np.int64),
+            remaining=np.ones(count, dtype=bool),
+            live=instance.live.copy(),
+            mask=0,
+        ),
+        capacity,
+        failed,
+    )
+    stack = [root] if root is not None else []
+    nodes = 0
+    while stack:
+        node = stack[-1]
+        if node.next == len(node.candidates):
+            failed.setdefault(node.mask, []).append(_level(node))
+            stack.pop()
+            continue
+        if nodes >= budget:
+            return None, False, nodes
+        nodes += 1
+        chosen = node.candidates[node.next]
+        node.next += 1
+        moved = _close(node) if chosen == CLOSE else _place(instance, node, chosen)
+        child = _settle(instance, moved, capacity, failed)
+        if child is None:
+            continue
+        if chosen != CLOSE:
+            offsets[chosen] = node.floor[chosen]
+        if not child.remaining.any():
+            return offsets, True, nodes
+        stack.append(child)
+    return None, True, nodes
+
+
+def _level(node: _Node) -> np.ndarray:
+    """The skyline with closed steps half a unit higher: what dominance compares."""
+    level: np.ndarray = 2 * node.sky + node.closed
+    return level
+
+
+def _place(instance: _Instance, node: _Node, chosen: int) -> _Node:
+    top = int(node.floor[chosen] + instance.sizes[chosen])
+    first, last = instance.first[chosen], instance.last[chosen] + 1
+    sky = node.sky.copy()
+    sky[first:last] = top
+    closed = node.closed.copy()
+    closed[first:last] = False
+    remaining = node.remaining.copy()
+    remaining[chosen] = False
+    floor = np.where(instance.overlap[chosen], np.maximum(node.floor, top), node.floor)
+    live = node.live.copy()
+    live[first:last] -= instance.sizes[chosen]
+    return _Node(sky, closed, floor, remaining, live, node.mask | (1 << chosen))
+
+
+def _close(node: _Node) -> _Node:
+    closed = node.closed.copy()
+    closed[node.lowest] = True
+    return _Node(node.sky, closed, node.floor, node.remaining, node.live, node.mask)
+
+
+def _settle(
+    instance: _Instance, node: _Node, capacity: int, failed: dict[int, list[np.ndarray]]
+) -> _Node | None:
+    """Check ``node`` against the capacity and the dominance cache, and find its
+    lowest open step and candidates; None if it is refuted."""
+    if not node.remaining.any():
+        return node
+    level = _level(node)
+    if any((level >= worse).all() for worse in failed.get(node.mask, ())):
+        return None
+    remaining = node.remaining
+    if (node.floor[remaining] + instance.sizes[remaining] > capacity).any():
+        return None
+    busy = node.live > 0
+    open_steps = np.flatnonzero(busy & ~node.closed)
+    if open_steps.size == 0:
+        return None
+    lowest = int(open_steps[np.argmin(node.sky[open_steps])])
+    floor = int(node.sky[lowest])
+    # Every remaining item sits at or above ``floor`` (offsets never decrease), at or
+    # above its own floor, and above a closed step's skyline: at each step, the space
+    # below the lowest of these is lost.
+    lowest_floor = np.where(instance.cover[remaining], node.floor[remaining, None], capacity).min(
+        axis=0
+    )
+    lowest_floor = np.maximum(lowest_floor, node.sky + node.closed)
+    usable = np.maximum(lowest_floor, floor)
+    if (usable[busy] + node.live[busy] > capacity).any():
+        return None
+    node.lowest = lowest
+    node.candidates = _candidates(instance, node, floor)
+    node.candidates.append(CLOSE)
+    return node
+
+
+def _candidates(instance: _Instance, node: _Node, floor: int) -> list[int]:
+    """Items that can sit at ``floor`` over the lowest step, in branching order:
+    larger first, then longer-lived; one per group of identical items."""
+    step = node.lowest
+    covering = np.flatnonzero(
+        node.remaining & (instance.first <= step) & (instance.last >= step) & (node.floor == floor)
+    )
+    blocked = node.closed & (node.sky == floor)
+    order = np.lexsort(
+        (covering, instance.first[covering] - instance.last[covering], -instance.sizes[covering])
+    )
+    result: list[int] = []
+    groups: set[int] = set()
+    for index in covering[order]:
+        group = int(instance.group[index])
+        if group in groups or blocked[instance.first[index] : instance.last[index] + 1].any():
+            continue
+        result.append(int(index))
+        groups.add(group)
+    return result
+
+
+def minimize(items: list[Item], known: dict[str, int], floor: int, node_budget: int) -> Minimum:
+    """Lowest peak found for ``items``, starting from the placement ``known``.
+
+    Capacities are tried from the lower bound (max-live, or ``floor`` if higher: a
+    caller packing several independent sections needs none below the others' bound)
+    upward, bisecting between the highest refuted capacity and the best placement.
+    The returned ``bound`` is max-live raised by every refuted capacity.
+    """
+    best = dict(known)
+    peak = max((best[item.key] + item.size for item in items), default=0)
+    bound = max_live(items)
+    unit = 0
+    for item in items:
+        unit = gcd(unit, item.size)
+    unit = unit or 1
+    low = max(bound, -(-floor // unit) * unit)
+    nodes = 0
+    while low < peak and nodes < node_budget:
+        # The first try is the lower bound itself: often it fits, which proves optimality.
+        capacity = low if nodes == 0 else low + (peak - low) // unit // 2 * unit
+        decision = fits(items, capacity, node_budget - nodes)
+        nodes += decision.nodes + 1
+        if decision.offsets is not None:
+            best = decision.offsets
+            peak = max(best[item.key] + item.size for item in items)
+        elif decision.exhausted:
+            bound = max(bound, capacity + unit)
+            low = capacity + unit
+        else:
+            break
+    return Minimum(offsets=best, peak=peak, bound=bound, nodes=nodes)

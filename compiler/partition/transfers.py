@@ -1,0 +1,105 @@
+"""Apply a device assignment to the IR: devices, copies at the cuts, transfers.
+
+For each tensor read on a device other than its home (the rules of
+:mod:`~tierplan.compiler.partition.costs`):
+
+- an activation or graph input gets a copy ``<name>@<device>`` (``copy_of`` set,
+  same kind and bytes) written by an inserted ``Transfer`` operator that runs on
+  the home device, reads the tensor and is scheduled just before the first
+  reader on the receiving device; those readers then read the copy;
+- a weight gets a replica ``<name>@<device>`` with no producer (weights are
+  loaded before the inference and live for the whole schedule anyway).
+
+An output declared in place or as a view of an input that is now a copy
+(``alias_of``) is re-pointed to the copy, which lives on its device. Steps are
+renumbered (tile buffers, scratch tensors live at one operator's step, follow
+it); the other live ranges must be recomputed afterwards.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+from tierplan.compiler.ir import TRANSFER_OP, IRGraph, Operator, Tensor
+
+
+def _free_name(base: str, exists: Callable[[str], bool]) -> str:
+    name, count = base, 0
+    while exists(name):
+        count += 1
+        name = f"{base}~{count}"
+    return name
+
+
+def _copy(ir: IRGraph, tensor: Tensor, device: int) -> Tensor:
+    name = _free_name(f"{tensor.name}@{device}", ir.has_tensor)
+    copy = Tensor(
+        name, tensor.dtype, tensor.shape, tensor.nbytes, tensor.kind, device=device,
+        copy_of=tensor.name,
+    )  # fmt: skip
+    ir.add_tensor(copy)
+    return copy
+
+
+def is_tile_buffer(ir: IRGraph, tensor: Tensor) -> bool:
+    """True for a scratch tensor no operator reads or writes (a tile buffer of the
+    operator at its step): it has no live range to recompute."""
+    return (
+        tensor.kind == "scratch"
+        and not ir.has_producer(tensor.name)
+        and not ir.consumers(tensor.name)
+    )
+
+
+def apply_assignment(ir: IRGraph, devices: Sequence[int]) -> list[Operator]:
+    """Place operator ``i`` of the schedule on ``devices[i]``; return the transfers added."""
+    ops = ir.scheduled_operators()
+    for op, device in zip(ops, devices, strict=True):
+        op.device = int(device)
+    before: dict[str, list[Operator]] = defaultdict(list)  # reader name -> transfers to run first
+    transfers = []
+    for tensor in list(ir.tensors()):
+        readers = sorted(ir.consumers(tensor.name), key=lambda op: op.step or 0)
+        if ir.has_producer(tensor.name):
+            tensor.device = ir.producer(tensor.name).device
+        elif readers:
+            tensor.device = readers[0].device
+        remote: dict[int, list[Operator]] = defaultdict(list)
+        for reader in readers:
+            if reader.device != tensor.device:
+                remote[reader.device].append(reader)
+        for device, reads in sorted(remote.items()):
+            copy = _copy(ir, tensor, device)
+            if tensor.kind != "weight":
+                transfer = Operator(
+                    _free_name(f"transfer/{tensor.name}@{device}", ir.has_operator),
+                    TRANSFER_OP,
+                    domain="tierplan",
+                    inputs=[tensor.name],
+                    outputs=[copy.name],
+                    attributes={"to_device": device},
+                    device=tensor.device,
+                )
+                ir.add_operator(transfer)
+                before[reads[0].name].append(transfer)
+                transfers.append(transfer)
+            for reader in reads:
+                ir.redirect_read(reader, tensor.name, copy.name)
+                for output in reader.outputs:
+                    if output and ir.tensor(output).alias_of == tensor.name:
+                        ir.tensor(output).alias_of = copy.name
+    order: list[Operator] = []
+    for op in ops:
+        order += before.get(op.name, [])
+        order.append(op)
+    # Tile buffers (scratch tensors without edges) belong to the operator at their step.
+    owner = {op.step: op for op in ops}
+    scratch = [t for t in ir.tensors() if is_tile_buffer(ir, t) and t.start in owner]
+    for step, op in enumerate(order):
+        op.step = step
+    for tensor in scratch:
+        op = owner[tensor.start]
+        tensor.start = tensor.end = op.step
+        tensor.device = op.device
+    return transfers

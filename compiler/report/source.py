@@ -1,0 +1,94 @@
+"""Where a report's plan and costs come from: a model to compile, or a plan file.
+
+A plan file alone gives every memory view. The latency views need per-operator
+costs, which need the model's shapes: :func:`view_of_plan_file` finds the model
+(``--model``, else by ``plan["model"]["path"]``: :func:`model_of_plan`), loads it
+with the plan's ``dims``, writes the plan's placement back onto its IR and costs it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tierplan.compiler.cost import OpCost, estimate
+from tierplan.compiler.errors import InputError
+from tierplan.compiler.frontend import load_model
+from tierplan.compiler.ir import IRGraph, Tiles
+from tierplan.compiler.plan import Plan, read_plan
+from tierplan.compiler.report.data import PlanView
+from tierplan.compiler.target import Target, Tier, load_target, preset_names
+
+
+def plan_target(plan: Plan) -> Target:
+    """The plan's target: the preset of that name when it matches, else the plan's tiers."""
+    data = plan.get("target", {})
+    try:
+        tiers = tuple(
+            Tier(t["name"], int(t["capacity"]), float(t["bandwidth"]), float(t["latency"]))
+            for t in data["tiers"]
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise InputError(f"the plan's target is malformed: {error}") from None
+    name = str(data.get("name", ""))
+    if name in preset_names():
+        preset = load_target(name)
+        if preset.tiers == tiers:
+            return preset
+    return Target(name=name, tiers=tiers, alignment=int(data.get("alignment", 64)))
+
+
+def replay_plan(plan: Plan, ir: IRGraph) -> None:
+    """Write the plan's steps, devices, tiles and first buffer of each tensor onto ``ir``."""
+    for op in plan.get("ops", []):
+        if ir.has_operator(op["node"]):
+            target = ir.operator(op["node"])
+            target.step, target.device = op["step"], op.get("device", 0)
+            tiles = op.get("tiles")
+            if tiles:
+                target.tiles = Tiles(
+                    dict(tiles["axes"]), tiles["count"], tiles["l1_bytes"], tiles["traffic_bytes"]
+                )
+    for buffer in reversed(plan.get("buffers", [])):
+        if ir.has_tensor(buffer["tensor"]):
+            tensor = ir.tensor(buffer["tensor"])
+            tensor.start, tensor.end = buffer["start"], buffer["end"]
+            tensor.device, tensor.tier, tensor.offset = (
+                buffer["device"],
+                buffer["tier"],
+                buffer["offset"],
+            )
+            tensor.alias_of = buffer.get("alias_of")
+
+
+def plan_costs(plan: Plan, model: Path) -> list[OpCost]:
+    """Per-operator costs of ``plan`` for the model at ``model``."""
+    dims = {
+        str(k): v
+        for k, v in plan.get("dims", {}).items()
+        if isinstance(v, int) and not isinstance(v, bool)
+    }
+    ir = load_model(model, dims=dims).ir
+    replay_plan(plan, ir)
+    scheduled = {op.name for op in ir.scheduled_operators()}
+    return [c for c in estimate(ir, plan_target(plan)) if c.name in scheduled]
+
+
+def model_of_plan(plan: Plan, plan_path: Path) -> Path:
+    """The model a plan file names: beside the plan, or the annotated copy that
+    ``tierplan compile`` writes beside it (same graph), or relative to the working folder."""
+    recorded = plan.get("model", {}).get("path")
+    if not isinstance(recorded, str) or not recorded:
+        raise InputError(f"plan file {str(plan_path)!r} names no model; pass --model")
+    annotated = plan_path.parent / f"{Path(recorded).stem}.planned.onnx"
+    for candidate in (plan_path.parent / recorded, annotated, Path(recorded)):
+        if candidate.is_file():
+            return candidate
+    raise InputError(
+        f"cannot find the model {recorded!r} named by {str(plan_path)!r}; pass --model"
+    )
+
+
+def view_of_plan_file(plan_path: Path, model: Path | None = None) -> PlanView:
+    """A plan file with its costs (the model is found as the module docstring says)."""
+    plan = read_plan(plan_path)
+    return PlanView(plan, plan_costs(plan, model or model_of_plan(plan, plan_path)))

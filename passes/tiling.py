@@ -1,0 +1,119 @@
+"""``tiling``: cut every operator too large for L1 into tiles that fit.
+
+Reads: shapes, ``Operator.step`` and ``device``, the target's first tier (its
+capacity minus its ``reserve``). Writes: ``Operator.tiles`` (axes with tile
+sizes in loop order, outermost first; tile count; L1 bytes; traffic, in total and
+per tensor) on operators whose working set (every operand whole) exceeds the
+budget, ``None`` on the others; and one ``scratch`` tensor per tile buffer, in
+the first tier, live at the operator's step only, with an offset (buffers of one
+step stacked from 0), so their total is ``l1_bytes`` (``plan-format.md``).
+
+The tilers are :mod:`tierplan.compiler.tiling`. An operator whose smallest legal
+tile does not fit fails the pass with the operator and the axis that would have
+to be split. An operator no tiler knows is left untiled (noted); with
+``strict=true`` it fails instead when it exceeds the budget. A target with one
+tier has no faster memory to tile into: nothing is tiled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tierplan.compiler.errors import PassFailure
+from tierplan.compiler.ir import IRGraph, Operator, Tensor, Tiles
+from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
+from tierplan.compiler.tiling import choose_tiling, loop_nest, untiled_bytes
+from tierplan.compiler.tiling.nest import Tiling as NestTiling
+
+
+def _scratch_name(ir: IRGraph, op: Operator, label: str) -> str:
+    name = f"{op.name}.tile.{label}"
+    suffix = 0
+    while ir.has_tensor(name):
+        suffix += 1
+        name = f"{op.name}.tile{suffix}.{label}"
+    return name
+
+
+def _remove_scratch(ir: IRGraph) -> None:
+    """Drop the tile buffers of an earlier run (scratch tensors no edge touches)."""
+    stale = [
+        ("tensor", t.name)
+        for t in ir.tensors()
+        if t.kind == "scratch" and not ir.graph.degree(("tensor", t.name))
+    ]
+    ir.graph.remove_nodes_from(stale)
+
+
+@register_pass
+@dataclass(frozen=True)
+class Tiling(Pass):
+    """Tile operators whose working set exceeds L1; add their L1 scratch buffers."""
+
+    name = "tiling"
+    requires = frozenset({"liveness"})
+    provides = frozenset({"tiling"})
+    invalidates = frozenset({"placement", "evaluation"})
+
+    strict: bool = False
+
+    def run(self, ir: IRGraph, context: PassContext) -> PassResult:
+        """Set ``tiles`` and add scratch tensors (see the module docstring)."""
+        l1 = context.target.tiers[0]
+        budget, alignment = l1.usable, context.target.alignment
+        _remove_scratch(ir)
+        for op in ir.operators():
+            op.tiles = None
+        if len(context.target.tiers) < 2:
+            return PassResult(changed=False, notes=["one memory tier: nothing to tile into"])
+        tiled, unknown = 0, []
+        for op in ir.scheduled_operators():
+            nest = loop_nest(ir, op)
+            if nest is None:
+                touched = sum(ir.tensor(n).nbytes for n in [*op.read_tensors(), *op.outputs] if n)
+                if touched > budget:
+                    if self.strict:
+                        raise PassFailure(
+                            f"tiling: operator {op.name!r} ({op.op_type}) touches {touched} bytes, "
+                            f"more than the L1 budget {budget}, and no tiler handles it"
+                        )
+                    unknown.append(op.op_type)
+                continue
+            if untiled_bytes(nest) <= budget:
+                continue
+            sizes = {axis.name: axis.size for axis in nest.axes}
+            self._apply(ir, op, choose_tiling(nest, budget, alignment), sizes, l1.name)
+            tiled += 1
+        notes = [f"{tiled} operators tiled into {l1.name} (budget {budget} bytes)"]
+        if unknown:
+            kinds = ", ".join(sorted(set(unknown)))
+            notes.append(f"{len(unknown)} operators larger than {l1.name} have no tiler: {kinds}")
+        return PassResult(changed=True, notes=notes)
+
+    def _apply(
+        self, ir: IRGraph, op: Operator, tiling: NestTiling, sizes: dict[str, int], tier: str
+    ) -> None:
+        offset = 0
+        for label, size in tiling.buffers:
+            ir.add_tensor(
+                Tensor(
+                    name=_scratch_name(ir, op, label),
+                    dtype="uint8",
+                    shape=(size,),
+                    nbytes=size,
+                    kind="scratch",
+                    start=op.step,
+                    end=op.step,
+                    device=op.device,
+                    tier=tier,
+                    offset=offset,
+                )
+            )
+            offset += size
+        op.tiles = Tiles(
+            axes={name: tiling.sizes[name] for name in tiling.order if sizes[name] > 1},
+            count=tiling.count,
+            l1_bytes=tiling.l1_bytes,
+            traffic_bytes=tiling.traffic_bytes,
+            traffic_by_tensor=dict(sorted(tiling.traffic.items())),
+        )

@@ -1,0 +1,77 @@
+"""Placement heuristics: every placer gives a valid placement, never below max-live."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from tierplan.compiler.packing import PLACERS, Item, check_placement, max_live, place
+from tierplan.compiler.packing.greedy import fit_offset
+from tierplan.compiler.packing.overlaps import Overlaps
+
+
+@st.composite
+def item_lists(draw: st.DrawFn) -> list[Item]:
+    """Up to 60 items over up to 40 steps, sizes multiples of 64 (some equal, some huge)."""
+    items = []
+    for index in range(draw(st.integers(0, 60))):
+        start = draw(st.integers(0, 40))
+        end = start + draw(st.integers(0, 15))
+        size = 64 * draw(st.sampled_from([1, 1, 2, 3, 16, 100, 1000]))
+        items.append(Item(f"t{index}", start, end, size))
+    return items
+
+
+@pytest.mark.parametrize("name", sorted(PLACERS))
+@given(items=item_lists())
+def test_every_placer_gives_a_valid_placement_at_or_above_max_live(
+    name: str, items: list[Item]
+) -> None:
+    placement = place(items, name)
+    assert set(placement.offsets) == {item.key for item in items}
+    assert check_placement(items, placement.offsets) == []
+    assert all(offset >= 0 and offset % 64 == 0 for offset in placement.offsets.values())
+    assert placement.peak >= max_live(items)
+
+
+@given(items=item_lists())
+def test_best_keeps_the_lowest_peak_and_is_deterministic(items: list[Item]) -> None:
+    best = place(items, "best")
+    peaks = {name: place(items, name).peak for name in PLACERS}
+    assert best.peak == min(peaks.values())
+    assert best.placer == min(PLACERS, key=lambda name: (peaks[name], list(PLACERS).index(name)))
+    assert place(list(items), "best").offsets == best.offsets
+
+
+@given(items=item_lists())
+def test_overlaps_match_the_pairs_that_share_a_step(items: list[Item]) -> None:
+    overlaps = Overlaps.of(items)
+    for index, item in enumerate(items):
+        expected = sorted(
+            other
+            for other, candidate in enumerate(items)
+            if other != index and candidate.start <= item.end and item.start <= candidate.end
+        )
+        assert sorted(overlaps.neighbours(index).tolist()) == expected
+        weight = item.size + sum(items[other].size for other in expected)
+        assert overlaps.conflict_bytes()[index] == weight
+
+
+def test_placers_reuse_bytes_of_items_that_never_meet() -> None:
+    # Three generations: each dies before the next is born, so one slot suffices.
+    items = [Item(f"t{i}", 2 * i, 2 * i + 1, 128) for i in range(3)]
+    for name in PLACERS:
+        assert place(items, name).peak == 128, name
+
+
+@pytest.mark.parametrize(
+    ("size", "best_fit", "expected"),
+    [(128, False, 0), (128, True, 320), (64, True, 320), (256, True, 0), (300, True, 512)],
+)
+def test_first_fit_takes_the_lowest_hole_best_fit_the_smallest(
+    size: int, best_fit: bool, expected: int
+) -> None:
+    # Busy [256, 320) and [448, 512): holes of 256 bytes at 0 and 128 bytes at 320.
+    busy_lows, busy_sizes = np.array([448, 256]), np.array([64, 64])
+    assert fit_offset(busy_lows, busy_sizes, size, best_fit) == expected
