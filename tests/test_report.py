@@ -81,6 +81,15 @@ def test_view_matches_the_plan_summary() -> None:
         assert sum(s.bytes for s in shares) == region.bound
 
 
+def test_report_compares_runtime_allocators(tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    assert main(["report", str(MODELS / "real" / "resnet18.onnx"), "-o", str(out)]) == 0
+    text = out.read_text()
+    section = text[text.index("Runtime allocators") :]
+    for row in ("<td>static plan</td>", "<td>pool</td>", "<td>buddy</td>"):
+        assert section.count(row) == section.count("<td>static plan</td>") >= 1
+
+
 def test_report_has_every_section(tmp_path: Path) -> None:
     view, document = _report(MODELS / "real" / "resnet18.onnx")
     parsed = _parse(document)

@@ -32,9 +32,14 @@ SOLVERS = ("greedy", "search", "cpsat", "auto")
 """``greedy``: heuristics only; ``search``/``cpsat``: that engine; ``auto``: both."""
 
 NODES_PER_UNIT = 20_000
-"""Search nodes per budget unit (about one second of search on a laptop core)."""
+"""Search nodes per budget unit on sections of up to :data:`NODE_COST_ITEMS` items
+(about one second of search on a laptop core)."""
 
-SEARCH_LIMIT = 4_000
+NODE_COST_ITEMS = 100
+"""A search node costs time in proportion to the section's items: larger sections
+get proportionally fewer nodes per unit, so a unit stays about one second."""
+
+SEARCH_LIMIT = 1_000
 """Largest section the search takes (its state is quadratic in the items)."""
 
 CPSAT_LIMIT = 1_000
@@ -150,10 +155,11 @@ def _improve(
         if solver in ("search", "auto"):
             # In ``auto`` the search proves the easy sections fast or not at all: it gets
             # a quarter of the budget, CP-SAT (stronger on hard ones) the rest.
-            nodes = round(budget * NODES_PER_UNIT / (4 if solver == "auto" else 1))
+            nodes_per_unit = NODES_PER_UNIT * NODE_COST_ITEMS / max(len(part), NODE_COST_ITEMS)
+            nodes = round(budget * nodes_per_unit / (4 if solver == "auto" else 1))
             found = search.minimize(part, known, floor, max(nodes, 1))
             report.search_nodes += found.nodes
-            spent += found.nodes / NODES_PER_UNIT
+            spent += found.nodes / nodes_per_unit
             best, bound = found.offsets, found.bound
         if solver == "cpsat" or (
             solver == "auto" and _peak(part, best) > max(bound, floor) and len(part) <= CPSAT_LIMIT

@@ -14,6 +14,10 @@ from html import escape
 from math import log10
 
 import numpy as np
+from tierplan.compiler.allocators import ALLOCATORS, simulate
+from tierplan.compiler.allocators import requests as allocator_requests
+from tierplan.compiler.evaluation import ACTIVATION_KINDS
+from tierplan.compiler.plan import memory_summary
 from tierplan.compiler.report.data import Buffer, PlanView, Region, op_type_order
 from tierplan.compiler.report.units import REGION_COLUMNS, human_bytes, percent, region_cells
 
@@ -185,6 +189,33 @@ def _summary(view: PlanView) -> str:
     return _table(list(REGION_COLUMNS), rows)
 
 
+def _allocators(view: PlanView) -> str:
+    """Pool and buddy allocators on each region's activations, beside the static plan."""
+    rows = []
+    peaks, bounds = memory_summary(view.plan["buffers"], set(ACTIVATION_KINDS))
+    for region, requests in allocator_requests(view.plan, ACTIVATION_KINDS).items():
+        capacity = view.region(region).capacity
+        static, bound = peaks[region], bounds[region]
+        fragmentation = percent(static / bound - 1) if bound else "-"
+        rows.append([escape(region), "static plan", human_bytes(static), fragmentation, "0"])
+        for name in ALLOCATORS:
+            run = simulate(name, requests, capacity)
+            rows.append(
+                [
+                    escape(region),
+                    name,
+                    human_bytes(run.footprint),
+                    percent(run.fragmentation),
+                    str(run.failed),
+                ]
+            )
+    columns = ["region", "allocator", "footprint", "fragmentation", "failed allocations"]
+    return _table(columns, rows) + (
+        "<p>Activations only (weights are static in every design); fragmentation = footprint / "
+        "max-live - 1; failed allocations under the tier's capacity.</p>"
+    )
+
+
 def _consumers(view: PlanView, region: Region) -> str:
     tables = []
     for by in ("tensor", "operator", "op type"):
@@ -284,6 +315,8 @@ def render_html(view: PlanView, title: str) -> str:
         + "</p>",
         "<h2>Summary per device and tier</h2>",
         _summary(view),
+        "<h3>Runtime allocators replaying the same schedule</h3>",
+        _allocators(view),
     ]
     for region in view.regions:
         svg, caption = timeline_svg(view, region, colours)
