@@ -40,6 +40,7 @@ from tierplan.compiler.report.html import render_html
 from tierplan.compiler.report.plot import write_timeline_png
 from tierplan.compiler.report.progress import compile_progress, progress_wanted
 from tierplan.compiler.report.source import view_of_plan_file
+from tierplan.compiler.report.units import human_bytes
 from tierplan.compiler.target import load_target, parse_size, preset_names
 from tierplan.compiler.validate import validate_plan
 
@@ -270,13 +271,6 @@ def _model_options(command: argparse.ArgumentParser, dims_help: str = "") -> Non
     )
 
 
-def _format_bytes(count: int) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if count >= size:
-            return f"{count / size:.1f}{unit}"
-    return f"{count}B"
-
-
 def _summary_table(result: CompileResult) -> Table:
     evaluation = result.evaluation
     table = Table(title=f"tierplan: {result.model_path.name} on {result.target.name}")
@@ -301,14 +295,14 @@ def _summary_table(result: CompileResult) -> Table:
         act_bound = evaluation.activation_lower_bound_bytes.get(key, 0)
         table.add_row(
             key,
-            _format_bytes(tier.capacity),
-            _format_bytes(peak),
-            _format_bytes(bound),
+            human_bytes(tier.capacity),
+            human_bytes(peak),
+            human_bytes(bound),
             f"{peak / bound:.3f}" if bound else "-",
-            _format_bytes(act_peak),
-            _format_bytes(act_bound),
+            human_bytes(act_peak),
+            human_bytes(act_bound),
             f"{act_peak / act_bound:.3f}" if act_bound else "-",
-            _format_bytes(evaluation.no_reuse_bytes.get(key, 0)),
+            human_bytes(evaluation.no_reuse_bytes.get(key, 0)),
         )
     table.caption = (
         f"{result.ir.operator_count()} operators; estimated latency {evaluation.latency_s * 1e3:.3f} ms; "
@@ -317,7 +311,7 @@ def _summary_table(result: CompileResult) -> Table:
     )
     if len(evaluation.device_seconds) > 1:
         busy = ", ".join(f"{d}: {s * 1e3:.3f} ms" for d, s in evaluation.device_seconds.items())
-        links = ", ".join(f"{k} {_format_bytes(n)}" for k, n in evaluation.transfer_bytes.items())
+        links = ", ".join(f"{k} {human_bytes(n)}" for k, n in evaluation.transfer_bytes.items())
         table.caption += (
             f"\nper device (operators + received transfers): {busy}; pipeline throughput "
             f"{evaluation.throughput:.1f}/s; transfers: {links or 'none'}"
@@ -376,9 +370,9 @@ def _solve_table(reports: dict[str, SolveReport], title: str) -> Table:
             region,
             str(report.items),
             f"{report.exact_items} in {report.exact_sections} sections",
-            _format_bytes(report.heuristic_peak),
-            _format_bytes(report.peak),
-            _format_bytes(report.bound),
+            human_bytes(report.heuristic_peak),
+            human_bytes(report.peak),
+            human_bytes(report.bound),
             f"{report.gap:.2%}",
             f"{report.status} ({report.solver})",
             f"{report.seconds:.2f}",
@@ -467,7 +461,7 @@ def _targets(args: argparse.Namespace, console: Console) -> int:
         table.add_column(column)
     for name in preset_names():
         target = load_target(name)
-        tiers = ", ".join(f"{t.name} {_format_bytes(t.capacity)}" for t in target.tiers)
+        tiers = ", ".join(f"{t.name} {human_bytes(t.capacity)}" for t in target.tiers)
         table.add_row(name, tiers, str(target.alignment), str(target.devices), target.description)
     console.print(table)
     return 0
@@ -570,15 +564,15 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
         static = evaluation.activation_peak_bytes[region]
         bound = evaluation.activation_lower_bound_bytes[region]
         fits = "0" if static <= capacity else "does not fit"
-        cells = [_format_bytes(capacity), _format_bytes(static), _format_bytes(bound)]
+        cells = [human_bytes(capacity), human_bytes(static), human_bytes(bound)]
         table.add_row(region, "static plan", *cells, f"{static / bound - 1:.1%}", fits, "")
         for name in names:
             run = simulate(name, region_requests, capacity)
             # With failed allocations the footprint is not comparable: nothing saved.
             saves = f"{1 - static / run.footprint:.1%}" if run.footprint and not run.failed else "-"
             table.add_row(
-                region, name, _format_bytes(capacity), _format_bytes(run.footprint),
-                _format_bytes(run.requested_peak), f"{run.fragmentation:.1%}", str(run.failed), saves,
+                region, name, human_bytes(capacity), human_bytes(run.footprint),
+                human_bytes(run.requested_peak), f"{run.fragmentation:.1%}", str(run.failed), saves,
             )  # fmt: skip
     table.caption = (
         "footprint: highest byte used; max-live: the requests' peak (no allocator beats it); "
