@@ -1,7 +1,7 @@
 """Compile every ONNX backend node-test model: no crash, and only known, one-line errors.
 
 The corpus is ``onnx.backend.test.loader.load_model_tests(kind="node")`` (~1900 tiny
-models, one per operator variant); the run takes ~15 s on 2 cores, so it is not
+models, one per operator variant); the run takes ~50 s on 2 cores, which CI affords, so it is not
 marked slow. The work is done by ``benchmarks/onnx_corpus.py``, which also
 regenerates ``tests/onnx_corpus_unsupported.txt`` (``--write-unsupported``) when a
 model that used to fail now compiles or a new, deliberate limitation appears.
