@@ -81,7 +81,7 @@ def fits_as_given(
 @register_pass
 @dataclass(frozen=True)
 class Pack(Pass):
-    """Assign byte offsets: weights in a constant region, activations greedy-by-size."""
+    """Assign byte offsets: weights in a constant region, activations by heuristics and exact engines."""
 
     name = "pack"
     requires = frozenset({"liveness"})
@@ -100,12 +100,12 @@ class Pack(Pass):
             raise PipelineError(f"pack: unknown solver {self.solver!r} (choose from {known})")
         if self.budget < 0 or self.workers < 1:
             raise PipelineError("pack: budget must be >= 0 and workers >= 1")
-
-    def run(self, ir: IRGraph, context: PassContext) -> PassResult:
-        """Set ``tier`` and ``offset`` on every tensor that needs a buffer."""
         if self.strategy != "best" and self.strategy not in PLACERS:
             known = ", ".join(["best", *PLACERS])
             raise PipelineError(f"pack: unknown strategy {self.strategy!r} (choose from {known})")
+
+    def run(self, ir: IRGraph, context: PassContext) -> PassResult:
+        """Set ``tier`` and ``offset`` on every tensor that needs a buffer."""
         reports = context.results.setdefault(self.name, {})
         target = context.target
         regions: dict[tuple[int, str], list[Tensor]] = defaultdict(list)
