@@ -112,7 +112,9 @@ def main() -> None:
             )
         else:
             rows.append(json.loads(done.stdout))
-    heuristics = ["greedy-size", "greedy-breadth", "best-fit-conflicts", "first-fit-schedule"]
+    from tierplan.compiler.packing import PLACERS
+
+    heuristics = list(PLACERS)
     headers = [
         "model", "ops", "naive", "buddy", "pool", *heuristics, "ONNX-order bound",
         "chosen-order bound", "order", "bound", "final peak", "final/ONNX bound", "aliased",

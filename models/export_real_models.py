@@ -206,6 +206,10 @@ SPECS: dict[str, ModelSpec] = {
             "torchvision mobilenet_v2, 1x3x224x224",
             _torchvision("mobilenet_v2"),
         ),
+        ModelSpec("googlenet", "torchvision googlenet, 1x3x224x224", _torchvision("googlenet")),
+        ModelSpec(
+            "densenet121", "torchvision densenet121, 1x3x224x224", _torchvision("densenet121")
+        ),
         ModelSpec("bert_base", f"HF BertModel(BertConfig()), 1x{SEQ_LEN}", _bert_static),
         ModelSpec("gpt2", f"HF GPT2Model(GPT2Config()), 1x{SEQ_LEN}", _gpt2_static),
         ModelSpec(

@@ -75,3 +75,17 @@ def test_first_fit_takes_the_lowest_hole_best_fit_the_smallest(
     # Busy [256, 320) and [448, 512): holes of 256 bytes at 0 and 128 bytes at 320.
     busy_lows, busy_sizes = np.array([448, 256]), np.array([64, 64])
     assert fit_offset(busy_lows, busy_sizes, size, best_fit) == expected
+
+
+def test_ruin_and_recreate_fixes_residuals_that_greedy_stacks_above_the_bound() -> None:
+    # Transformer-like: per layer two large buffers, a residual alive across two
+    # layers (each overlaps the next one), one small mask alive throughout.
+    items = [Item("mask", 0, 50, 64)]
+    for layer in range(4):
+        first = 10 * layer
+        items.append(Item(f"residual{layer}", first + 2, first + 12, 256))
+        items += [Item(f"big{layer}_{i}", first + 5, first + 8, 1024) for i in range(2)]
+    assert place(items, "greedy-size").peak > max_live(items)
+    placement = place(items, "ruin-recreate")
+    assert placement.peak == max_live(items)
+    assert not check_placement(items, placement.offsets)

@@ -27,12 +27,14 @@ from tierplan.compiler.packing.problem import (
     check_placement,
     max_live,
 )
+from tierplan.compiler.packing.recreate import ruin_and_recreate
 
 PLACERS: dict[str, Placer] = {
     "greedy-size": greedy_by_size,
     "greedy-breadth": greedy_by_breadth,
     "best-fit-conflicts": best_fit_by_conflicts,
     "first-fit-schedule": first_fit_in_schedule_order,
+    "ruin-recreate": ruin_and_recreate,
 }
 
 

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 SOLVERS = ("greedy", "search", "cpsat", "auto")
 """``greedy``: heuristics only; ``search``/``cpsat``: that engine; ``auto``: both."""
 
-NODES_PER_UNIT = 20_000
+NODES_PER_UNIT = 5_000
 """Search nodes per budget unit on sections of up to :data:`NODE_COST_ITEMS` items
 (about one second of search on a laptop core)."""
 
@@ -154,9 +154,9 @@ def _improve(
     try:
         if solver in ("search", "auto"):
             # In ``auto`` the search proves the easy sections fast or not at all: it gets
-            # a quarter of the budget, CP-SAT (stronger on hard ones) the rest.
+            # half of the budget, CP-SAT (stronger on some hard ones) the rest.
             nodes_per_unit = NODES_PER_UNIT * NODE_COST_ITEMS / max(len(part), NODE_COST_ITEMS)
-            nodes = round(budget * nodes_per_unit / (4 if solver == "auto" else 1))
+            nodes = round(budget * nodes_per_unit / (2 if solver == "auto" else 1))
             found = search.minimize(part, known, floor, max(nodes, 1))
             report.search_nodes += found.nodes
             spent += found.nodes / nodes_per_unit

@@ -11,11 +11,16 @@ search over the order in which items are placed, with the paper's reductions:
   every remaining item with a lower floor overlaps it in time (otherwise that item
   would end up below an item placed before it); candidates go lowest floor first,
   ties by start step, then larger first;
-- **inference**: a branch dies when an item cannot fit above its floor, or when some
-  step's remaining live bytes cannot fit above its skyline;
+- **inference**: a branch dies when an item cannot fit above its floor; when, at some
+  step, the items that can still go below a level (those with a lower floor) cannot
+  fill up to it without wasting more than the step's spare bytes (:func:`_fillable`);
+  or when a step with no spare byte can no longer get an item exactly on its skyline
+  (:func:`_tileable`);
 - **dominance**: a failed state (placed set, skyline) prunes every later state with
   the same placed set and a skyline at least as high everywhere; among identical
   items (same steps and size) only the first remaining one is tried;
+- **restarts**: dives of growing node limits, each after the first in a seeded
+  shuffled order, so an early mistake does not sink the whole budget;
 - a **node budget** bounds the work deterministically.
 
 :func:`minimize` wraps the decision in a search on the capacity, from the lower bound
@@ -122,12 +127,49 @@ def fits(items: list[Item], capacity: int, node_budget: int) -> Decision:
     return Decision(keyed, exhausted=True, nodes=nodes)
 
 
+RESTART_NODES = 64
+"""Nodes of the first dive; each restart gets :data:`RESTART_GROWTH` times more."""
+
+RESTART_GROWTH = 1.5
+
+
 def _search(instance: _Instance, capacity: int, budget: int) -> tuple[np.ndarray | None, bool, int]:
+    """Dives of growing node limits, each in a different (seeded) candidate order.
+
+    A depth-first search that errs near the root spends its budget deep below the
+    mistake; restarting with another order escapes it. Refuted states stay in the
+    dominance cache across dives, and a dive that ends without hitting its limit has
+    searched everything, so an exhausted answer is still a proof.
+    """
+    failed: dict[int, list[np.ndarray]] = {}
+    nodes = 0
+    limit = float(RESTART_NODES)
+    dive = 0
+    while True:
+        last = nodes + limit >= budget
+        order = None if dive == 0 else np.random.default_rng(dive)
+        offsets, exhausted, spent = _dive(
+            instance, capacity, budget - nodes if last else int(limit), failed, order
+        )
+        nodes += spent
+        if offsets is not None or exhausted or last:
+            return offsets, exhausted, nodes
+        limit *= RESTART_GROWTH
+        dive += 1
+
+
+def _dive(
+    instance: _Instance,
+    capacity: int,
+    budget: int,
+    failed: dict[int, list[np.ndarray]],
+    order: np.random.Generator | None,
+) -> tuple[np.ndarray | None, bool, int]:
     """Depth-first search; each node decides the lowest open step (leftmost on ties):
-    one child per item that can sit at its skyline covering it, and one that closes it."""
+    one child per item that can sit at its skyline covering it, and one that closes it.
+    ``order`` shuffles the items' branching order (None: the default order)."""
     count = len(instance.items)
     offsets = np.zeros(count, dtype=np.int64)
-    failed: dict[int, list[np.ndarray]] = {}
     root = _settle(
         instance,
         _Node(
@@ -140,6 +182,7 @@ def _search(instance: _Instance, capacity: int, budget: int) -> tuple[np.ndarray
         ),
         capacity,
         failed,
+        order,
     )
     stack = [root] if root is not None else []
     nodes = 0
@@ -155,7 +198,7 @@ def _search(instance: _Instance, capacity: int, budget: int) -> tuple[np.ndarray
         chosen = node.candidates[node.next]
         node.next += 1
         moved = _close(node) if chosen == CLOSE else _place(instance, node, chosen)
-        child = _settle(instance, moved, capacity, failed)
+        child = _settle(instance, moved, capacity, failed, order)
         if child is None:
             continue
         if chosen != CLOSE:
@@ -194,7 +237,11 @@ def _close(node: _Node) -> _Node:
 
 
 def _settle(
-    instance: _Instance, node: _Node, capacity: int, failed: dict[int, list[np.ndarray]]
+    instance: _Instance,
+    node: _Node,
+    capacity: int,
+    failed: dict[int, list[np.ndarray]],
+    order: np.random.Generator | None,
 ) -> _Node | None:
     """Check ``node`` against the capacity and the dominance cache, and find its
     lowest open step and candidates; None if it is refuted."""
@@ -212,20 +259,86 @@ def _settle(
         return None
     lowest = int(open_steps[np.argmin(node.sky[open_steps])])
     floor = int(node.sky[lowest])
-    # Every remaining item sits at or above ``floor`` (offsets never decrease), at or
-    # above its own floor, and above a closed step's skyline: at each step, the space
-    # below the lowest of these is lost.
-    lowest_floor = np.where(instance.cover[remaining], node.floor[remaining, None], capacity).min(
-        axis=0
-    )
-    lowest_floor = np.maximum(lowest_floor, node.sky + node.closed)
-    usable = np.maximum(lowest_floor, floor)
-    if (usable[busy] + node.live[busy] > capacity).any():
+    spare = capacity - node.sky - node.live  # bytes each step may still leave unused
+    if (spare[busy & node.closed] < 1).any() or not _fillable(instance, node, spare, floor):
+        return None
+    tight = busy & (node.sky + node.live == capacity)
+    if tight.any() and not _tileable(instance, node, tight):
         return None
     node.lowest = lowest
     node.candidates = _candidates(instance, node, floor)
+    if order is not None:
+        order.shuffle(node.candidates)
     node.candidates.append(CLOSE)
     return node
+
+
+def _fillable(instance: _Instance, node: _Node, spare: np.ndarray, floor: int) -> bool:
+    """Whether, at every step, the remaining items can fill the space above its skyline.
+
+    A remaining item sits at or above its own floor and at or above ``floor`` (offsets
+    never decrease). So at a step, the bytes from the skyline up to any level ``y``
+    can only be covered by the items alive there whose floor is below ``y``; whatever
+    they leave uncovered is lost and must fit in the step's ``spare`` bytes. Checked
+    at every item's floor (where the set of items below changes).
+    """
+    remaining = np.flatnonzero(node.remaining)
+    floors = np.maximum(node.floor[remaining], floor)
+    order = np.argsort(floors, kind="stable")
+    remaining, floors = remaining[order], floors[order]
+    cover = instance.cover[remaining]
+    stacked = np.cumsum(cover * instance.sizes[remaining, None], axis=0)
+    # Bytes alive at each step from items with a floor strictly below each item's.
+    below = np.vstack((np.zeros(instance.steps, dtype=np.int64), stacked))[
+        np.searchsorted(floors, floors, side="left")
+    ]
+    lost = floors[:, None] - node.sky[None, :] - below
+    return not (cover & (lost > spare[None, :])).any()
+
+
+def _tileable(instance: _Instance, node: _Node, tight: np.ndarray) -> bool:
+    """Whether every tight step (no byte to spare above its skyline) can still get an
+    item sitting exactly on its skyline.
+
+    Such an item has its floor at that level, and the items at one level are disjoint
+    in time: per level, some disjoint set of them must cover all its tight steps.
+    """
+    for level in np.unique(node.sky[tight]):
+        need = np.flatnonzero(tight & (node.sky == level))
+        # An item crossing a closed step at this level cannot sit at the level.
+        blocked = np.concatenate(([0], np.cumsum(node.closed & (node.sky == level))))
+        pool = np.flatnonzero(
+            node.remaining
+            & (node.floor == level)
+            & (instance.last >= need[0])
+            & (instance.first <= need[-1])
+        )
+        first, last = instance.first[pool], instance.last[pool]
+        free = blocked[last + 1] == blocked[first]
+        if not _covers(first[free].tolist(), last[free].tolist(), need.tolist()):
+            return False
+    return True
+
+
+def _covers(first: list[int], last: list[int], need: list[int]) -> bool:
+    """Whether disjoint intervals ``[first, last]`` can cover every step of ``need``
+    (sorted): a sweep over the positions reachable with every need before them met."""
+    ends: dict[int, list[int]] = {}
+    for a, b in zip(first, last, strict=True):
+        ends.setdefault(a, []).append(b + 1)
+    needed = set(need)
+    reach = {min(first, default=need[0]), need[0]}
+    position = min(reach)
+    goal = need[-1]
+    while position <= goal:
+        if position in reach:
+            if position not in needed:
+                reach.add(position + 1)
+            reach.update(ends.get(position, ()))
+        elif position > need[0] and not any(p > position for p in reach):
+            return False
+        position += 1
+    return any(p > goal for p in reach)
 
 
 def _candidates(instance: _Instance, node: _Node, floor: int) -> list[int]:
@@ -237,7 +350,11 @@ def _candidates(instance: _Instance, node: _Node, floor: int) -> list[int]:
     )
     blocked = node.closed & (node.sky == floor)
     order = np.lexsort(
-        (covering, instance.first[covering] - instance.last[covering], -instance.sizes[covering])
+        (
+            covering,
+            instance.first[covering] - instance.last[covering],
+            -instance.sizes[covering],
+        )
     )
     result: list[int] = []
     groups: set[int] = set()
