@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -257,6 +257,21 @@ class IRGraph:
         """The tensor called ``name``."""
         data: Tensor = self.graph.nodes[tensor_key(name)]["data"]
         return data
+
+    def alias_root(self, tensor: Tensor) -> str:
+        """The tensor at the end of the ``alias_of`` chain (itself if it aliases nothing)."""
+        seen = {tensor.name}
+        while tensor.alias_of is not None and tensor.alias_of not in seen:
+            seen.add(tensor.alias_of)
+            tensor = self.tensor(tensor.alias_of)
+        return tensor.name
+
+    def alias_groups(self, tensors: Iterable[Tensor]) -> dict[str, list[Tensor]]:
+        """``tensors`` grouped by :meth:`alias_root`: each group shares its bytes."""
+        groups: dict[str, list[Tensor]] = {}
+        for tensor in tensors:
+            groups.setdefault(self.alias_root(tensor), []).append(tensor)
+        return groups
 
     def has_operator(self, name: str) -> bool:
         """True when an operator called ``name`` exists."""

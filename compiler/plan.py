@@ -28,20 +28,33 @@ def region_key(device: int, tier: str) -> str:
     return f"{device}/{tier}"
 
 
+def live_bytes_per_step(
+    ranges: Iterable[tuple[int, int, int]], steps: int | None = None
+) -> np.ndarray:
+    """Bytes alive at each step, for inclusive ``(start, end, bytes)`` ranges.
+
+    ``steps`` is the curve's length (default: up to the last range's end).
+
+    >>> live_bytes_per_step([(0, 1, 10), (1, 2, 5), (2, 3, 7)]).tolist()
+    [10, 15, 12, 7]
+    """
+    array = np.array(list(ranges), dtype=np.int64).reshape(-1, 3)
+    reach = int(array[:, 1].max()) + 1 if len(array) else 0
+    steps = reach if steps is None else steps
+    delta = np.zeros(max(steps, reach) + 1, dtype=np.int64)
+    np.add.at(delta, array[:, 0], array[:, 2])
+    np.add.at(delta, array[:, 1] + 1, -array[:, 2])
+    return np.cumsum(delta)[:steps]
+
+
 def max_live_bytes(ranges: Iterable[tuple[int, int, int]]) -> int:
     """Largest total of bytes alive at one step, for inclusive ``(start, end, bytes)`` ranges.
 
     >>> max_live_bytes([(0, 1, 10), (1, 2, 5), (2, 3, 7)])
     15
     """
-    array = np.array(list(ranges), dtype=np.int64).reshape(-1, 3)
-    if not len(array):
-        return 0
-    steps = int(array[:, 1].max()) + 2
-    delta = np.zeros(steps, dtype=np.int64)
-    np.add.at(delta, array[:, 0], array[:, 2])
-    np.add.at(delta, array[:, 1] + 1, -array[:, 2])
-    return int(np.cumsum(delta).max())
+    curve = live_bytes_per_step(ranges)
+    return int(curve.max()) if len(curve) else 0
 
 
 def alias_groups(buffers: list[dict[str, Any]]) -> dict[str, str]:

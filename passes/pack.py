@@ -30,21 +30,9 @@ from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, regist
 from tierplan.compiler.target import Target
 
 
-def alias_root(ir: IRGraph, tensor: Tensor) -> str:
-    """The tensor at the end of the ``alias_of`` chain (itself if it aliases nothing)."""
-    seen = {tensor.name}
-    while tensor.alias_of is not None and tensor.alias_of not in seen:
-        seen.add(tensor.alias_of)
-        tensor = ir.tensor(tensor.alias_of)
-    return tensor.name
-
-
 def packing_items(ir: IRGraph, tensors: list[Tensor], target: Target) -> list[Item]:
     """One item per alias group, keyed by its root: the union of its members' steps,
     the largest member's bytes."""
-    groups: dict[str, list[Tensor]] = defaultdict(list)
-    for tensor in tensors:
-        groups[alias_root(ir, tensor)].append(tensor)
     return [
         Item(
             key=root,
@@ -52,7 +40,7 @@ def packing_items(ir: IRGraph, tensors: list[Tensor], target: Target) -> list[It
             end=max(t.end or 0 for t in members),
             size=target.align_up(max(t.nbytes for t in members)),
         )
-        for root, members in groups.items()
+        for root, members in ir.alias_groups(tensors).items()
     ]
 
 
@@ -69,7 +57,7 @@ def fits_as_given(
     if any(offset is None for offset in offsets.values()):
         return False
     items = packing_items(ir, tensors, target)
-    by_root = {t.name: offsets[alias_root(ir, t)] for t in tensors}
+    by_root = {t.name: offsets[ir.alias_root(t)] for t in tensors}
     if any(by_root[t.name] != offsets[t.name] for t in tensors):
         return False
     placed = {item.key: offsets[item.key] or 0 for item in items}
@@ -128,7 +116,7 @@ class Pack(Pass):
                 items, place(items, self.strategy), self.solver, self.budget, self.workers
             )
             for tensor in activations:
-                tensor.offset = base + placement.offsets[alias_root(ir, tensor)]
+                tensor.offset = base + placement.offsets[ir.alias_root(tensor)]
             peak = max((t.offset or 0) + t.nbytes for t in tensors)
             if peak > tier.capacity and fits_as_given(ir, tensors, proven, target, tier.capacity):
                 for tensor in tensors:

@@ -32,7 +32,7 @@ from tierplan.compiler.cost import moved_bytes
 from tierplan.compiler.errors import PipelineError
 from tierplan.compiler.ir import IRGraph, Tensor
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
-from tierplan.passes.pack import alias_root
+from tierplan.compiler.target import Target
 
 SAFETY_SECONDS = 120.0  # wall-clock cap; the deterministic limit normally ends the search
 
@@ -161,16 +161,13 @@ def traffic_by_tensor(ir: IRGraph) -> dict[str, int]:
 
 
 def _candidates(
-    ir: IRGraph, tensors: list[Tensor], traffic: dict[str, int], alignment: int
+    ir: IRGraph, tensors: list[Tensor], traffic: dict[str, int], target: Target
 ) -> list[Candidate]:
-    groups: dict[str, list[Tensor]] = defaultdict(list)
-    for tensor in tensors:
-        groups[alias_root(ir, tensor)].append(tensor)
     candidates = []
-    for root, members in groups.items():
+    for root, members in ir.alias_groups(tensors).items():
         if any(m.kind != "activation" for m in members) or ir.tensor(root).kind != "activation":
             continue  # graph inputs and outputs stay where the host sees them
-        size = -(-max(m.nbytes for m in members) // alignment) * alignment
+        size = target.align_up(max(m.nbytes for m in members))
         benefit = sum(traffic[m.name] for m in members)
         start = min(m.start or 0 for m in members)
         end = max(m.end or 0 for m in members)
@@ -214,7 +211,7 @@ class Tiers(Pass):
         reports, notes = {}, []
         traffic = traffic_by_tensor(ir)
         for device, tensors in sorted(by_device.items()):
-            candidates = _candidates(ir, tensors, traffic, target.alignment)
+            candidates = _candidates(ir, tensors, traffic, target)
             result = assign(
                 candidates,
                 middle.usable,
@@ -224,7 +221,7 @@ class Tiers(Pass):
                 self.max_items,
             )
             for tensor in tensors:
-                offset = result.offsets.get(alias_root(ir, tensor))
+                offset = result.offsets.get(ir.alias_root(tensor))
                 if offset is not None:
                     tensor.tier, tensor.offset = middle.name, offset
             reports[device] = result

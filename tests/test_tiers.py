@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tierplan.compiler import IRGraph, compile_model
 from tierplan.compiler.target import Target, load_target, parse_target
-from tierplan.passes.pack import alias_root, fits_as_given
+from tierplan.passes.pack import fits_as_given
 from tierplan.passes.tiers import Candidate, assign, greedy_assignment
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -132,12 +132,12 @@ def test_pack_can_keep_the_offsets_tiers_proved() -> None:
     ir, target = result.ir, result.target
     (report,) = result.context.results["tiers"].values()
     l2 = [t for t in ir.tensors() if t.tier == "L2"]
-    proven: dict[str, int | None] = {t.name: report.offsets[alias_root(ir, t)] for t in l2}
+    proven: dict[str, int | None] = {t.name: report.offsets[ir.alias_root(t)] for t in l2}
     capacity = target.tier("L2").capacity
     assert fits_as_given(ir, l2, proven, target, capacity)
     too_high = {**proven, l2[0].name: capacity}
     assert not fits_as_given(ir, l2, too_high, target, capacity)
-    alone = [t for t in l2 if all(alias_root(ir, o) != t.name for o in l2 if o is not t)]
+    alone = [t for t in l2 if all(ir.alias_root(o) != t.name for o in l2 if o is not t)]
     first, second = next(
         (a, b)
         for a in alone

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import numpy as np
+from tierplan.compiler.plan import max_live_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +43,7 @@ class Placement:
 
 def max_live(items: list[Item]) -> int:
     """Largest total size alive at one step: no placement of ``items`` is lower."""
-    if not items:
-        return 0
-    steps = max(item.end for item in items) + 2
-    delta = np.zeros(steps, dtype=np.int64)
-    for item in items:
-        delta[item.start] += item.size
-        delta[item.end + 1] -= item.size
-    return int(np.cumsum(delta).max())
+    return max_live_bytes((item.start, item.end, item.size) for item in items)
 
 
 def check_placement(items: list[Item], offsets: Mapping[str, int]) -> list[tuple[str, str]]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from tierplan.compiler.cost import OpCost
-from tierplan.compiler.plan import Plan, alias_groups, region_key
+from tierplan.compiler.plan import Plan, alias_groups, live_bytes_per_step, region_key
 
 # Labels for buffers that no operator produces (their "producer" column).
 NO_PRODUCER = {"weight": "(weight)", "input": "(graph input)", "output": "(graph input)"}
@@ -216,14 +216,15 @@ class PlanView:
 
         Its maximum is the plan's ``lower_bound_bytes`` for the region.
         """
-        delta = np.zeros(self.steps + 1, dtype=np.int64)
-        for members in self._groups(key).values():
-            start = min(b.start for b in members)
-            end = min(max(b.end for b in members), self.steps - 1)
-            size = max(b.bytes for b in members)
-            delta[start] += size
-            delta[end + 1] -= size
-        return np.cumsum(delta)[: self.steps]
+        spans = [
+            (
+                min(b.start for b in members),
+                min(max(b.end for b in members), self.steps - 1),
+                max(b.bytes for b in members),
+            )
+            for members in self._groups(key).values()
+        ]
+        return live_bytes_per_step(spans, self.steps)
 
     # -- what is live ----------------------------------------------------------------
 
