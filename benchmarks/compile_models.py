@@ -4,9 +4,12 @@ Each model is compiled in its own process so that the compiler's peak memory
 (max RSS) is measured alone: once with the default pipeline (compile seconds, RSS,
 total peak) and once in one activation arena (``ARENA_PIPELINE``) for the reuse
 columns: naive no-reuse arena, buddy and pool runtime allocators replaying the same
-schedule, each placement heuristic (peak over its own max-live), the max-live of
-the ONNX order and of the chosen order (no aliasing), the bound with aliasing, the
-final peak and the share of activation bytes aliased.
+schedule (eager: views share blocks, every other output gets its own; and with the
+plan's in-place writes too), each placement heuristic (peak over its own max-live),
+the max-live of the ONNX order and of the chosen order (no aliasing), the bound with
+aliasing for the ONNX order and for the chosen order (what scheduling gains), the
+final peak, how much smaller it is than each runtime allocator, and the share of
+activation bytes aliased.
 
 Usage: ``python benchmarks/compile_models.py [--out benchmarks/results/compile_models.md]``
 """
@@ -32,6 +35,7 @@ DIMS = {"bert_base_dynamic": {"batch": 1, "seq": 128}}
 # Reuse is measured in one activation arena (no tiling or tiers), as the runtime
 # allocators it is compared with would see it.
 ARENA_PIPELINE = "schedule,liveness,inplace,pack,evaluate"
+ONNX_ORDER = "schedule{order=onnx}"
 
 
 def measure(path: Path) -> dict[str, object]:
@@ -47,23 +51,29 @@ def measure(path: Path) -> dict[str, object]:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert result.evaluation is not None
     arena = compile_model(path, dims=DIMS.get(path.stem), passes=ARENA_PIPELINE)
+    in_onnx_order = compile_model(
+        path, dims=DIMS.get(path.stem), passes=ARENA_PIPELINE.replace("schedule", ONNX_ORDER, 1)
+    ).evaluation
     evaluation, schedule = arena.evaluation, arena.context.results["schedule"]
-    assert evaluation is not None
+    assert evaluation is not None and in_onnx_order is not None
     key = "0/DDR"
-    found = requests(evaluation.plan, ACTIVATION_KINDS)[key]
+    eager = requests(evaluation.plan, ACTIVATION_KINDS)[key]
+    planned = requests(evaluation.plan, ACTIVATION_KINDS, in_place=True)[key]
     items = [
-        Item(str(i), r.start, r.end, arena.target.align_up(r.size)) for i, r in enumerate(found)
+        Item(str(i), r.start, r.end, arena.target.align_up(r.size)) for i, r in enumerate(planned)
     ]
     activations = [b for b in evaluation.plan["buffers"] if b["kind"] in ACTIVATION_KINDS]
     return {
         "model": f"{path.parent.name}/{path.stem}",
         "ops": result.ir.operator_count(),
         "naive": evaluation.no_reuse_bytes[key],
-        **{name: simulate(name, found, 2**62).footprint for name in ALLOCATORS},
+        **{name: simulate(name, eager, 2**62).footprint for name in ALLOCATORS},
+        **{f"{name} in-place": simulate(name, planned, 2**62).footprint for name in ALLOCATORS},
         **{name: place(items, name).peak / max_live(items) for name in PLACERS},
         "onnx_bound": evaluation.onnx_order_bound_bytes,
         "order_bound": evaluation.activation_bound_without_aliasing[key],
         "order": f"{schedule.order} ({schedule.method})",
+        "onnx_order_aliased_bound": in_onnx_order.activation_lower_bound_bytes[key],
         "bound": evaluation.activation_lower_bound_bytes[key],
         "peak": evaluation.activation_peak_bytes[key],
         "aliased": sum(b["bytes"] for b in activations if b["alias_of"])
@@ -116,16 +126,19 @@ def main() -> None:
 
     heuristics = list(PLACERS)
     headers = [
-        "model", "ops", "naive", "buddy", "pool", *heuristics, "ONNX-order bound",
-        "chosen-order bound", "order", "bound", "final peak", "final/ONNX bound", "aliased",
-        "total peak", "compile s", "RSS MiB",
+        "model", "ops", "naive", "buddy", "pool", "buddy in-place", "pool in-place", *heuristics,
+        "ONNX-order bound", "chosen-order bound", "order", "aliased bound ONNX order", "bound",
+        "scheduling gain", "final peak", "final/ONNX bound", "final vs buddy", "final vs pool",
+        "aliased", "total peak", "compile s", "RSS MiB",
     ]  # fmt: skip
     table = Table(
         title="compile every model. MiB of the activation arena (one tier, no tiling): naive "
-        "no reuse, runtime buddy and pool allocators, each heuristic as peak/its bound, max-live "
-        "without aliasing in the ONNX and the chosen order, the bound with aliasing and the final "
-        "peak; aliased: share of activation bytes reusing another's; total peak: default "
-        "pipeline, all tiers and weights"
+        "no reuse, runtime buddy and pool allocators (eager, and with the plan's in-place "
+        "writes), each heuristic as peak/its bound, max-live without aliasing in the ONNX and the "
+        "chosen order, the bound with aliasing in the ONNX and the chosen order (scheduling "
+        "gain), the final peak and how much smaller it is than each eager allocator; aliased: "
+        "share of activation bytes reusing another's; total peak: default pipeline, all tiers "
+        "and weights"
     )
     for header in headers:
         table.add_column(header, justify="left" if header in ("model", "order") else "right")
@@ -136,14 +149,18 @@ def main() -> None:
         else:
             cells = [
                 str(row["model"]), str(row["ops"]), mib(row["naive"]), mib(row["buddy"]),
-                mib(row["pool"]), *(f"{row[h]:.3f}" for h in heuristics), mib(row["onnx_bound"]),
-                mib(row["order_bound"]), str(row["order"]), mib(row["bound"]), mib(row["peak"]),
-                f"{row['peak'] / row['onnx_bound']:.3f}", f"{row['aliased']:.0%}",
+                mib(row["pool"]), mib(row["buddy in-place"]), mib(row["pool in-place"]),
+                *(f"{row[h]:.3f}" for h in heuristics), mib(row["onnx_bound"]),
+                mib(row["order_bound"]), str(row["order"]), mib(row["onnx_order_aliased_bound"]),
+                mib(row["bound"]), f"{1 - row['bound'] / row['onnx_order_aliased_bound']:.1%}",
+                mib(row["peak"]), f"{row['peak'] / row['onnx_bound']:.3f}",
+                f"{1 - row['peak'] / row['buddy']:.1%}", f"{1 - row['peak'] / row['pool']:.1%}",
+                f"{row['aliased']:.0%}",
                 mib(row["total_peak"]), f"{row['seconds']:.2f}", f"{row['rss_mib']:.0f}",
             ]  # fmt: skip
         table.add_row(*cells)
         lines.append("| " + " | ".join(cells) + " |")
-    Console(width=160).print(table)
+    Console(width=200).print(table)
     machine = (
         f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
     )

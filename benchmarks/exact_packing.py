@@ -5,10 +5,15 @@ Three tables, written to ``benchmarks/results/exact_packing.md``:
 1. every model in models/: per packed region, the best heuristic's peak/bound and,
    for each engine, its peak/bound, whether it is proven optimal, and its time;
 2. generated instances known to fit at max-live (:mod:`tierplan.compiler.packing.instances`):
-   per engine, how many reach max-live, mean and worst peak/bound, total time;
-3. scaling over synthetic lifetime sets of 1k, 10k and 100k buffers (``auto``).
+   per engine, how many reach max-live, mean and worst peak/bound, total time; again
+   with ``--large-budget`` units for CP-SAT and auto on the two hardest families;
+3. scaling over cut blocks on a shared baseline (:func:`~tierplan.compiler.packing.instances.cut_blocks`:
+   1k, 10k and 100k buffers in one section, known to fit at max-live; ``auto``).
 
-Usage: ``python benchmarks/exact_packing.py [--budget 2] [--quick] [--out FILE]``
+Budgets are per 1,000 buffers of a problem (at least that much per problem), as
+the ``pack`` pass gives them.
+
+Usage: ``python benchmarks/exact_packing.py [--budget 2] [--large-budget 40] [--quick] [--out FILE]``
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from rich.console import Console
 from rich.table import Table
 from tierplan.compiler import compile_model
 from tierplan.compiler.packing import Item, check_placement, place, solve
-from tierplan.compiler.packing.instances import lifetimes, rectangle_cuts, staircases, towers
+from tierplan.compiler.packing.exact import region_budget
+from tierplan.compiler.packing.instances import cut_blocks, rectangle_cuts, staircases, towers
 from tierplan.passes.pack import packing_items
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +62,7 @@ def run(items: list[Item], engine: str, budget: float) -> dict[str, float]:
     """Solve ``items`` with ``engine``; peak/bound ratios, proof and seconds."""
     began = time.perf_counter()
     heuristic = place(items)
-    placement, report = solve(items, heuristic, engine, budget)
+    placement, report = solve(items, heuristic, engine, region_budget(budget, len(items)))
     seconds = time.perf_counter() - began
     assert not check_placement(items, placement.offsets), f"{engine}: invalid placement"
     assert placement.peak <= heuristic.peak, f"{engine}: worse than the heuristic"
@@ -68,6 +74,8 @@ def run(items: list[Item], engine: str, budget: float) -> dict[str, float]:
         "gap": report.gap,
         "seconds": seconds,
         "exact_items": report.exact_items,
+        "windows": report.windows,
+        "window_items": report.window_items,
     }
 
 
@@ -97,7 +105,9 @@ def hard_instances(quick: bool) -> dict[str, list[list[Item]]]:
     }
 
 
-def instances_table(budget: float, quick: bool) -> Table:
+def instances_table(
+    budget: float, quick: bool, engines: tuple[str, ...] = ENGINES, families: set[str] | None = None
+) -> Table:
     table = Table(title=f"hard instances, known to fit at max-live (budget {budget})")
     for column in (
         "family",
@@ -110,9 +120,11 @@ def instances_table(budget: float, quick: bool) -> Table:
     ):
         table.add_column(column, justify="right" if column not in ("family", "engine") else "left")
     for family, cases in hard_instances(quick).items():
+        if families is not None and family not in families:
+            continue
         items = statistics.mean(len(case) for case in cases)
-        rows = {engine: [run(case, engine, budget) for case in cases] for engine in ENGINES}
-        greedy = [r["greedy"] for r in rows["auto"]]
+        rows = {engine: [run(case, engine, budget) for case in cases] for engine in engines}
+        greedy = [r["greedy"] for r in rows[engines[-1]]]
         table.add_row(family, f"{items:.0f}", "greedy", _count(greedy), *_stats(greedy), "-")
         for engine, results in rows.items():
             ratios = [r["ratio"] for r in results]
@@ -130,11 +142,12 @@ def _stats(ratios: list[float]) -> tuple[str, str]:
 
 
 def scaling_table(budget: float, quick: bool) -> Table:
-    table = Table(title=f"scaling: synthetic lifetimes, auto (budget {budget})")
-    for column in ("buffers", "heuristic s", "total s", "greedy gap", "gap", "exact items"):
+    table = Table(title=f"scaling: cut blocks on a shared baseline, auto (budget {budget})")
+    columns = ("buffers", "heuristic s", "total s", "greedy gap", "gap", "exact items", "windows")
+    for column in columns:
         table.add_column(column, justify="right")
     for count in (1_000, 10_000) if quick else (1_000, 10_000, 100_000):
-        items = lifetimes(count, seed=count)
+        items = cut_blocks(count, seed=count)
         began = time.perf_counter()
         place(items)
         heuristic_seconds = time.perf_counter() - began
@@ -146,6 +159,7 @@ def scaling_table(budget: float, quick: bool) -> Table:
             f"{result['greedy'] - 1:.2%}",
             f"{result['gap']:.2%}",
             str(result["exact_items"]),
+            f"{result['windows']} ({result['window_items']} items)",
         )
     return table
 
@@ -153,6 +167,12 @@ def scaling_table(budget: float, quick: bool) -> Table:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=2.0, help="deterministic units per region")
+    parser.add_argument(
+        "--large-budget",
+        type=float,
+        default=40.0,
+        help="budget of the extra table on the hardest families (0: skip it)",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer seeds, no 100k run")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "exact_packing.md"
@@ -163,11 +183,11 @@ def main() -> None:
         f"{date.today()} on {platform.machine()}, CPython {platform.python_version()}; "
         f"`python benchmarks/exact_packing.py {' '.join(sys.argv[1:])}`"
     )
-    for table in (
-        instances_table(args.budget, args.quick),
-        scaling_table(args.budget, args.quick),
-        models_table(args.budget),
-    ):
+    tables = [instances_table(args.budget, args.quick)]
+    if args.large_budget:
+        hardest = {"cuts 200", "towers 8x12"}
+        tables.append(instances_table(args.large_budget, args.quick, ("cpsat", "auto"), hardest))
+    for table in (*tables, scaling_table(args.budget, args.quick), models_table(args.budget)):
         console.print(table)
     args.out.write_text("# exact_packing: last results\n\n```\n" + console.export_text() + "```\n")
 

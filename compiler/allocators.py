@@ -1,9 +1,12 @@
 """Dynamic-allocator baselines: what a runtime memory pool would need for the same schedule.
 
 :func:`simulate` replays a plan's allocate/free sequence (at each step, the buffers
-that start there are allocated, then those that end there are freed; an alias
-group is one allocation, as the runtime would honour the same in-place reuse)
-through one of two runtime designs:
+that start there are allocated, then those that end there are freed) through one
+of two runtime designs. By default the runtime is *eager*: a view shares its
+input's block, every other output gets a block of its own, because an in-place
+write is only safe when no later reader sees the overwrite, which is what the
+planner proves (:func:`requests` with ``in_place=True`` gives the runtime the
+plan's in-place writes too, for comparison). The designs:
 
 - :class:`PoolAllocator`: a heap grown at its top, with a free list searched best fit
   (smallest block that fits, ties: lowest address), blocks rounded up to 64 bytes,
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tierplan.compiler.plan import Plan, alias_groups, max_live_bytes, region_key
+from tierplan.compiler.validate import VIEW_OPS
 
 ALIGNMENT = 64
 
@@ -171,9 +175,21 @@ class Simulation:
         return self.footprint / self.requested_peak - 1 if self.requested_peak else 0.0
 
 
-def requests(plan: Plan, kinds: frozenset[str]) -> dict[str, list[Request]]:
-    """Per ``"<device>/<tier>"``, one request per alias group of the buffers of ``kinds``."""
+def requests(plan: Plan, kinds: frozenset[str], in_place: bool = False) -> dict[str, list[Request]]:
+    """Per ``"<device>/<tier>"``, one request per group of the buffers of ``kinds``.
+
+    A view (``VIEW_OPS``) shares its input's block at run time too: it is metadata.
+    An in-place write needs to know that no later reader sees the overwrite: an
+    eager runtime gives every such output a block of its own (the default); with
+    ``in_place`` the runtime makes the plan's in-place writes too (as one that
+    reuses a block whose reference count drops to zero would).
+    """
     buffers: list[dict[str, Any]] = [b for b in plan["buffers"] if b["kind"] in kinds]
+    producer = {out: op["op_type"] for op in plan["ops"] for out in op.get("outputs", [])}
+    if not in_place:
+        buffers = [
+            b if producer.get(b["tensor"]) in VIEW_OPS else {**b, "alias_of": None} for b in buffers
+        ]
     roots = alias_groups(buffers)
     groups: dict[tuple[str, str], list[int]] = {}
     for b in buffers:

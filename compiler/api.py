@@ -97,6 +97,7 @@ def compile_model(
     verify_each: bool = False,
     instruments: Iterable[PassInstrument] = (),
     on_pass_start: Callable[[int, Pass], None] | None = None,
+    on_status: Callable[[str], None] | None = None,
 ) -> CompileResult:
     """Compile an ONNX file into a memory plan.
 
@@ -123,6 +124,9 @@ def compile_model(
         Extra :class:`~tierplan.compiler.pass_manager.PassInstrument` objects.
     on_pass_start:
         Called with (1-based position, pass) before each pass runs (progress display).
+    on_status:
+        Called with a line saying what the running pass is doing (e.g. which region
+        and section ``pack`` is proving), for a progress display.
 
     Raises
     ------
@@ -144,7 +148,7 @@ def compile_model(
         active.append(VerifyEach())
     manager = PassManager(pipeline, active, on_pass_start)
     loaded = load_model(model, dims=dims, shapes=shapes)
-    context = PassContext(target=chosen_target)
+    context = PassContext(target=chosen_target, on_status=on_status)
     results = manager.run(loaded.ir, context)
     return CompileResult(
         ir=loaded.ir,

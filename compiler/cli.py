@@ -13,7 +13,6 @@ set ``TIERPLAN_DEBUG=1`` to get the traceback of an internal error.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import logging
 import os
@@ -31,6 +30,7 @@ from tierplan.compiler.evaluation import ACTIVATION_KINDS
 from tierplan.compiler.files import write_atomically
 from tierplan.compiler.frontend import load_model, parse_dims, parse_input_shapes
 from tierplan.compiler.packing import SOLVERS, SolveReport, place, solve
+from tierplan.compiler.packing.exact import region_budget
 from tierplan.compiler.packing.traces import read_trace, write_trace
 from tierplan.compiler.pass_manager import load_plugin, parse_pipeline, registered_passes
 from tierplan.compiler.plan import read_plan
@@ -38,7 +38,7 @@ from tierplan.compiler.report import inspect
 from tierplan.compiler.report.data import PlanView
 from tierplan.compiler.report.html import render_html
 from tierplan.compiler.report.plot import write_timeline_png
-from tierplan.compiler.report.progress import compile_progress, progress_wanted
+from tierplan.compiler.report.progress import compile_progress, progress_wanted, solve_progress
 from tierplan.compiler.report.source import view_of_plan_file
 from tierplan.compiler.report.units import human_bytes
 from tierplan.compiler.target import load_target, parse_size, preset_names
@@ -158,7 +158,8 @@ def _solver_options(command: argparse.ArgumentParser, default: str | None) -> No
         type=float,
         default=None,
         metavar="UNITS",
-        help="deterministic work per region (CP-SAT deterministic seconds) (pack{budget=...})",
+        help="deterministic work per 1,000 buffers of a region, at least this much per region "
+        "(CP-SAT deterministic seconds) (pack{budget=...})",
     )
     command.add_argument(
         "--workers", type=int, default=None, help="CP-SAT threads (pack{workers=...})"
@@ -189,9 +190,10 @@ def _pack(args: argparse.Namespace, console: Console) -> int:
     pack = parse_pipeline(_with_pack_options(args, "pack"))[0]
     solver, budget, workers = (getattr(pack, name) for name in ("solver", "budget", "workers"))
     items = [item for item in trace.items if item.size > 0]
-    status = Console(stderr=True).status(f"packing {len(items)} buffers ({solver})")
-    with status if not args.quiet else contextlib.nullcontext():
-        placement, report = solve(items, place(items), solver, budget, workers)
+    title = f"packing {len(items)} buffers ({solver})"
+    with solve_progress(progress_wanted(args.quiet), title) as on_progress:
+        units = region_budget(budget, len(items))
+        placement, report = solve(items, place(items), solver, units, workers, on_progress)
     offsets = {item.key: placement.offsets.get(item.key, 0) for item in trace.items}
     output = args.output or args.trace.with_name(f"{args.trace.stem}.packed{args.trace.suffix}")
     write_trace(output, trace, offsets)
@@ -385,7 +387,7 @@ def _compile(args: argparse.Namespace, console: Console) -> int:
     for plugin in args.plugin:
         load_plugin(plugin)
     passes = _with_pack_options(args, _with_partition_options(args))
-    with compile_progress(progress_wanted(args.quiet), len(parse_pipeline(passes))) as hook:
+    with compile_progress(progress_wanted(args.quiet), len(parse_pipeline(passes))) as hooks:
         result = compile_model(
             args.model,
             target=args.target,
@@ -395,7 +397,8 @@ def _compile(args: argparse.Namespace, console: Console) -> int:
             dump_after=args.dump_after,
             dump_dir=args.dump_dir or out_dir / "ir",
             verify_each=args.verify_each,
-            on_pass_start=hook,
+            on_pass_start=hooks.on_pass_start,
+            on_status=hooks.on_status,
         )
     plan_path, model_path = result.write(out_dir)
     if args.graphml:
@@ -473,7 +476,7 @@ def _report(args: argparse.Namespace, console: Console) -> int:
         args.source.with_name("report.html") if is_plan else Path(f"{args.source.stem}.report.html")
     )
     output = args.output or default
-    with compile_progress(progress_wanted(args.quiet), len(default_pipeline())) as hook:
+    with compile_progress(progress_wanted(args.quiet), len(default_pipeline())) as hooks:
         if is_plan:
             view = view_of_plan_file(args.source, args.model)
             title = str(view.plan.get("model", {}).get("path", args.source.name))
@@ -483,7 +486,8 @@ def _report(args: argparse.Namespace, console: Console) -> int:
                 target=args.target,
                 dims=parse_dims(args.dim),
                 shapes=parse_input_shapes(args.input_shape),
-                on_pass_start=hook,
+                on_pass_start=hooks.on_pass_start,
+                on_status=hooks.on_status,
             )
             costs = result.evaluation.op_costs if result.evaluation else None
             view, title = PlanView(result.plan, costs), args.source.name
@@ -536,6 +540,12 @@ def _simulate_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         metavar="BYTES",
         help="bytes for the activations, e.g. 8MiB (default: the tier's capacity)",
     )
+    simulate_cmd.add_argument(
+        "--in-place",
+        action="store_true",
+        help="let the runtime make the plan's in-place writes too (default: an eager runtime, "
+        "where only views share an input's block)",
+    )
     simulate_cmd.add_argument("--target", default="ascend-like", help="preset name or TOML file")
     _model_options(simulate_cmd)
 
@@ -555,7 +565,8 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
         table.add_column(column, justify="left" if column in ("region", "allocator") else "right")
     table.add_column("failed allocs", justify="right")
     table.add_column("static plan saves", justify="right")
-    for region, region_requests in requests(evaluation.plan, ACTIVATION_KINDS).items():
+    regions = requests(evaluation.plan, ACTIVATION_KINDS, in_place=args.in_place)
+    for region, region_requests in regions.items():
         capacity = (
             parse_size(args.capacity, "--capacity")
             if args.capacity
@@ -576,7 +587,8 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
             )  # fmt: skip
     table.caption = (
         "footprint: highest byte used; max-live: the requests' peak (no allocator beats it); "
-        "fragmentation: footprint / max-live - 1; alias groups are one allocation"
+        "fragmentation: footprint / max-live - 1; runtime: "
+        + ("the plan's views and in-place writes" if args.in_place else "eager (views only)")
     )
     console.print(table)
     return 0

@@ -60,10 +60,18 @@ class PassResult:
 
 @dataclass(slots=True)
 class PassContext:
-    """What passes may read besides the IR: the target, and results meant for the user."""
+    """What passes may read besides the IR: the target, results meant for the user,
+    and ``on_status``, where a long pass says what it is doing (a front end's progress
+    display; None: nobody listens)."""
 
     target: Target
     results: dict[str, Any] = field(default_factory=dict)
+    on_status: Callable[[str], None] | None = None
+
+    def status(self, text: str) -> None:
+        """Tell the front end what the running pass is doing now."""
+        if self.on_status is not None:
+            self.on_status(text)
 
 
 @dataclass(frozen=True)

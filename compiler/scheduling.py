@@ -1,7 +1,8 @@
 """Memory-aware scheduling: a topological order with a low max-live.
 
-The memory a schedule needs (before any aliasing) is its max-live: the largest total
-of bytes alive at one step, with the liveness rules of ``plan-format.md`` (graph
+The memory a schedule needs is its max-live: the largest total of bytes alive at
+one step (without aliasing, or with the views and in-place writes the ``inplace``
+pass will make for that order), with the liveness rules of ``plan-format.md`` (graph
 inputs from step 0 to their last reader, outputs from their producer to their last
 reader or to the end for graph outputs; weights are alive throughout, whatever the
 order, so they are left out). Which bytes are alive after some operators have run
@@ -16,18 +17,46 @@ frees; wider beams look ahead by keeping several partial orders alive; and when 
 layer was ever cut the result is the exact optimum (a DP over frontiers). Frontiers
 whose peak already reaches ``ceiling`` (e.g. the ONNX order's max-live) are dropped:
 they cannot beat it. The search is deterministic: it counts frontiers, never time.
+
+:func:`memory_schedule` first cuts the graph at the operators every order passes
+through (:meth:`MemoryGraph.cut_points`): the segments between them are independent,
+and only the one that sets the peak can lower it, so the budget goes to it (and to
+the next one once it no longer sets the peak).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
-from tierplan.compiler.ir import IRGraph, Operator
+import numpy as np
+from tierplan.compiler.aliasing import reuse_candidates, view_aliases
+from tierplan.compiler.ir import IRGraph, Operator, Tensor
 
 log = logging.getLogger(__name__)
+
+BOUND_LIMIT = 5_000
+"""Largest graph :meth:`MemoryGraph.lower_bound` examines (its masks are quadratic)."""
+
+
+def _as_array(mask: int, count: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """``mask`` as ``count`` zeros and ones, bit ``v`` at position ``v``."""
+    packed = np.frombuffer(mask.to_bytes((count + 7) // 8, "little"), dtype=np.uint8)
+    return np.unpackbits(packed, bitorder="little")[:count].astype(np.int64)
+
+
+def _bits(mask: int) -> list[int]:
+    """Positions of the set bits of ``mask``."""
+    found = []
+    while mask:
+        low = mask & -mask
+        found.append(low.bit_length() - 1)
+        mask ^= low
+    return found
 
 
 def model_order(ir: IRGraph) -> list[Operator]:
@@ -57,10 +86,15 @@ def _stable_topological(ir: IRGraph, position: dict[str, int]) -> list[Operator]
 class MemoryGraph:
     """Operators numbered in a reference order, with the bytes each one allocates and frees.
 
-    ``reads[v]`` are the tensors operator ``v`` reads that may die after it: each is
+    ``reads[v]`` are the buffers operator ``v`` reads that may die after it: each is
     freed after the step at which every operator in ``readers[t]`` (a bit mask) has
     run. ``allocates[v]`` are its output bytes, ``transient[v]`` those nobody reads
     (freed right after the step). ``initial`` bytes (graph inputs) are alive from step 0.
+
+    With reuse (:meth:`of`), a buffer is an alias group of views, and ``v``'s output
+    may overwrite one of the buffers ``overwrites[v]``: it then needs no bytes of its
+    own while ``v`` runs if that buffer dies at ``v`` (every reader has run), the
+    rule by which the ``inplace`` pass will make the write.
     """
 
     operators: tuple[Operator, ...]
@@ -70,40 +104,66 @@ class MemoryGraph:
     transient: tuple[int, ...]
     reads: tuple[tuple[int, ...], ...]
     tensor_bytes: tuple[int, ...]
-    readers: tuple[int, ...]  # bit mask of the readers of each tensor in ``reads``
+    readers: tuple[int, ...]  # bit mask of the readers of each buffer in ``reads``
+    producers: tuple[int, ...]  # the operator writing each buffer in ``reads`` (-1: an input)
+    overwrites: tuple[tuple[int, ...], ...]
+    overwrite_bytes: tuple[int, ...]
     initial: int
 
     @classmethod
-    def of(cls, ir: IRGraph, reference: Sequence[Operator]) -> MemoryGraph:
-        """Number the operators of ``ir`` in ``reference`` (a topological) order."""
+    def of(cls, ir: IRGraph, reference: Sequence[Operator], reuse: bool = False) -> MemoryGraph:
+        """Number the operators of ``ir`` in ``reference`` (a topological) order.
+
+        With ``reuse``, views share their input's buffer
+        (:func:`~tierplan.compiler.aliasing.view_aliases`: a group is allocated once,
+        by its root, and freed when every reader of every member has run) and
+        in-place writes are modelled as the ``inplace`` pass makes them
+        (:func:`~tierplan.compiler.aliasing.reuse_candidates`); without it every
+        tensor has bytes of its own: the max-live without aliasing.
+        """
+        aliases = view_aliases(ir, list(reference)) if reuse else {}
         index = {op.name: i for i, op in enumerate(reference)}
-        tensor_id: dict[str, int] = {}
+        groups: dict[str, list[Tensor]] = {}
+        for tensor in ir.tensors():
+            if tensor.kind != "weight":
+                groups.setdefault(aliases.get(tensor.name, tensor.name), []).append(tensor)
+        group_id: dict[str, int] = {}
         tensor_bytes: list[int] = []
         readers: list[int] = []
+        writers: list[int] = []
+        unread: set[str] = set()  # roots of groups nobody reads and nobody keeps
         initial = 0
-        for tensor in ir.tensors():
-            if tensor.kind == "weight":
-                continue
-            consumers = [index[op.name] for op in ir.consumers(tensor.name)]
-            if not ir.has_producer(tensor.name) and (consumers or tensor.graph_output):
-                initial += tensor.nbytes
-            if consumers and not tensor.graph_output:
-                tensor_id[tensor.name] = len(tensor_bytes)
-                tensor_bytes.append(tensor.nbytes)
+        for root, members in groups.items():
+            consumers = {index[op.name] for t in members for op in ir.consumers(t.name)}
+            kept = any(t.graph_output for t in members)
+            nbytes = ir.tensor(root).nbytes
+            if not ir.has_producer(root) and (consumers or kept):
+                initial += nbytes
+            if consumers and not kept:
+                for tensor in members:
+                    group_id[tensor.name] = len(tensor_bytes)
+                tensor_bytes.append(nbytes)
                 readers.append(sum(1 << c for c in consumers))
+                writers.append(index[ir.producer(root).name] if ir.has_producer(root) else -1)
+            elif not consumers and not kept:
+                unread.add(root)
         predecessors, successors, allocates, transient, reads = [], [], [], [], []
+        overwrites: list[tuple[int, ...]] = []
+        overwrite_bytes: list[int] = []
         for op in reference:
             read = op.read_tensors()
             producers = {index[ir.producer(n).name] for n in read if ir.has_producer(n)}
             predecessors.append(sum(1 << p for p in producers))
-            outputs = [ir.tensor(name) for name in op.outputs if name]
+            outputs = [ir.tensor(name) for name in op.outputs if name and name not in aliases]
             allocates.append(sum(t.nbytes for t in outputs))
-            transient.append(
-                sum(t.nbytes for t in outputs if not t.graph_output and not ir.consumers(t.name))
-            )
-            after = {index[c.name] for t in outputs for c in ir.consumers(t.name)}
+            transient.append(sum(t.nbytes for t in outputs if t.name in unread))
+            after = {index[c.name] for name in op.outputs if name for c in ir.consumers(name)}
             successors.append(tuple(sorted(after)))
-            reads.append(tuple(tensor_id[n] for n in read if n in tensor_id))
+            reads.append(tuple(dict.fromkeys(group_id[n] for n in read if n in group_id)))
+            found = reuse_candidates(ir, op, views=False) if reuse else None
+            sources = found.sources if found else ()
+            overwrites.append(tuple(group_id[t.name] for t in sources if t.name in group_id))
+            overwrite_bytes.append(found.output.nbytes if found else 0)
         return cls(
             operators=tuple(reference),
             predecessors=tuple(predecessors),
@@ -113,6 +173,9 @@ class MemoryGraph:
             reads=tuple(reads),
             tensor_bytes=tuple(tensor_bytes),
             readers=tuple(readers),
+            producers=tuple(writers),
+            overwrites=tuple(overwrites),
+            overwrite_bytes=tuple(overwrite_bytes),
             initial=initial,
         )
 
@@ -122,15 +185,87 @@ class MemoryGraph:
             self.tensor_bytes[t] for t in self.reads[op] if not self.readers[t] & ~done
         )
 
+    def running(self, op: int, done: int, live: int) -> int:
+        """Bytes alive while ``op`` runs after ``live`` bytes (``done`` includes ``op``)."""
+        if any(not self.readers[t] & ~done for t in self.overwrites[op]):
+            return live + self.allocates[op] - self.overwrite_bytes[op]
+        return live + self.allocates[op]
+
     def max_live(self, order: Sequence[int]) -> int:
         """Max-live of running the operators in ``order``."""
-        live = peak = self.initial
-        done = 0
+        return self.replay(order)[1]
+
+    def replay(
+        self, order: Sequence[int], done: int = 0, live: int | None = None
+    ) -> tuple[int, int]:
+        """Live bytes after running ``order``, and the peak on the way.
+
+        ``done`` (a mask) has run before, leaving ``live`` bytes (default: a fresh
+        start, with the graph inputs alive).
+        """
+        live = peak = self.initial if live is None else live
         for op in order:
             done |= 1 << op
-            peak = max(peak, live + self.allocates[op])
+            peak = max(peak, self.running(op, done, live))
             live += self.allocates[op] - self.freed(op, done)
-        return peak
+        return live, peak
+
+    def lower_bound(self) -> int:
+        """Bytes alive at some step in every order: no order's max-live is lower.
+
+        While operator ``v`` runs, its inputs and outputs are alive, and so is every
+        buffer written by an ancestor of ``v`` (or a graph input) and read by a
+        descendant: the bound is the largest such total over the operators (an output
+        that may be written in place counted as free). Ancestor masks are quadratic in
+        the operators, so graphs above :data:`BOUND_LIMIT` operators get 0.
+        """
+        count = len(self.operators)
+        if count > BOUND_LIMIT:
+            return 0
+        ancestors = [0] * count
+        for v in range(count):
+            for p in _bits(self.predecessors[v]):
+                ancestors[v] |= ancestors[p] | 1 << p
+        descendants = [0] * count
+        for v in range(count - 1, -1, -1):
+            for u in self.successors[v]:
+                descendants[v] |= descendants[u] | 1 << u
+        everything = (1 << count) - 1
+        alive = np.zeros(count, dtype=np.int64)
+        for t, size in enumerate(self.tensor_bytes):
+            writer = self.producers[t]
+            after = everything if writer < 0 else descendants[writer]
+            before = 0
+            for reader in _bits(self.readers[t]):
+                before |= ancestors[reader]
+            alive += size * _as_array(after & before | self.readers[t], count)
+        own = [
+            a - (b if o else 0)
+            for a, b, o in zip(self.allocates, self.overwrite_bytes, self.overwrites, strict=True)
+        ]
+        return max(self.initial, int((alive + np.array(own, dtype=np.int64)).max(initial=0)))
+
+    def cut_points(self) -> list[int]:
+        """Positions (in the reference order) of the operators every order passes through.
+
+        Operator ``v`` at position ``i`` is one when every operator before it is an
+        ancestor of ``v`` and every one after it a descendant: what runs before ``i``
+        is then the same set in any order, so the orders of the segments between cut
+        points can be chosen independently. Checked in one sweep: nothing before
+        ``i`` is read after ``i``, everything before ``i`` is read by someone, and
+        everything after ``i`` reads some operator's output.
+        """
+        count = len(self.operators)
+        sources_after = [0] * (count + 1)
+        for v in range(count - 1, -1, -1):
+            sources_after[v] = sources_after[v + 1] + (not self.predecessors[v])
+        cuts, reach, unread = [], -1, 0
+        for v in range(count):
+            if reach <= v and not unread and not sources_after[v + 1]:
+                cuts.append(v)
+            reach = max(reach, *self.successors[v], v)
+            unread += not self.successors[v]
+        return cuts
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,19 +289,32 @@ class SearchResult:
     frontiers: int  # frontiers expanded
 
 
-def beam_schedule(graph: MemoryGraph, width: int, ceiling: int | None = None) -> SearchResult:
-    """Search frontiers layer by layer, keeping at most ``width`` per layer."""
-    count = len(graph.operators)
-    ready = tuple(v for v in range(count) if not graph.predecessors[v])
-    layer = [Frontier(0, graph.initial, graph.initial, ready, None)]
+def beam_schedule(
+    graph: MemoryGraph,
+    width: int,
+    ceiling: int | None = None,
+    segment: range | None = None,
+) -> SearchResult:
+    """Search frontiers layer by layer, keeping at most ``width`` per layer.
+
+    With ``segment`` (the positions between two cut points, see
+    :meth:`MemoryGraph.cut_points`) only those operators are ordered, the ones
+    before it having run in the reference order; the peak is the segment's own.
+    """
+    segment = segment if segment is not None else range(len(graph.operators))
+    done = (1 << segment.start) - 1
+    live, _ = graph.replay(range(segment.start))
+    ready = tuple(v for v in segment if not graph.predecessors[v] & ~done)
+    count = len(segment)
+    layer = [Frontier(done, live, live, ready, None)]
     exact, expanded = True, 0
     for _ in range(count):
         following: dict[int, Frontier] = {}
         for frontier in layer:
             expanded += 1
             for op in frontier.ready:
-                peak = max(frontier.peak, frontier.live + graph.allocates[op])
                 done = frontier.done | 1 << op
+                peak = max(frontier.peak, graph.running(op, done, frontier.live))
                 known = following.get(done)
                 if (ceiling is not None and peak >= ceiling) or (known and known.peak <= peak):
                     continue
@@ -191,6 +339,58 @@ def beam_schedule(graph: MemoryGraph, width: int, ceiling: int | None = None) ->
         order.append(op)
         path = rest  # type: ignore[assignment]
     return SearchResult(order[::-1], best.peak, exact, expanded)
+
+
+@dataclass(slots=True)
+class _Segment:
+    positions: range
+    order: list[int]
+    peak: int
+    settled: bool = False  # searched without finding a lower peak
+    proven: bool = False  # and the search was exact: no order of it is lower
+
+
+def memory_schedule(graph: MemoryGraph, budget: int) -> SearchResult:
+    """An order with a lower max-live than the reference one, within ``budget`` frontiers.
+
+    The graph is split at its cut points; only the segment that sets the peak can
+    lower it, so it is searched (:func:`beam_schedule`, as wide as the remaining
+    budget allows for its length) with its current peak as the ceiling, again
+    after every improvement, until a search finds nothing lower (then, if it was
+    exact, the order is optimal), the peak meets :meth:`MemoryGraph.lower_bound`
+    (optimal too) or the budget is spent.
+    """
+    cuts = graph.cut_points()
+    bounds = [0, *(c + 1 for c in cuts if c + 1 < len(graph.operators)), len(graph.operators)]
+    segments = []
+    live, done = graph.initial, 0
+    for first, last in itertools.pairwise(bounds):
+        positions = range(first, last)
+        after, peak = graph.replay(positions, done, live)
+        segments.append(_Segment(positions, list(positions), peak))
+        live, done = after, done | ((1 << last) - (1 << first))
+    remaining, expanded = budget, 0
+    floor = graph.lower_bound()
+    while remaining > 0:
+        top = max(segments, key=lambda s: (s.peak, -s.positions.start))
+        if top.settled or top.peak <= floor:
+            break
+        found = beam_schedule(
+            graph, max(1, remaining // len(top.positions)), top.peak, top.positions
+        )
+        remaining -= found.frontiers
+        expanded += found.frontiers
+        if found.order is None:
+            top.settled, top.proven = True, found.exact
+        else:
+            top.order, top.peak = found.order, found.peak
+    top = max(segments, key=lambda s: (s.peak, -s.positions.start))
+    proven = top.proven or top.peak <= floor
+    reference_peak = graph.max_live(range(len(graph.operators)))
+    if top.peak >= reference_peak:
+        return SearchResult(None, reference_peak, proven, expanded)
+    order = [v for segment in segments for v in segment.order]
+    return SearchResult(order, graph.max_live(order), proven, expanded)
 
 
 def onnx_order_bound(ir: IRGraph) -> int:

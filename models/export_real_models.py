@@ -196,6 +196,91 @@ def _gpt2_static() -> Export:
     return Export(_gpt2_module(), (input_ids,), ["input_ids"], ["last_hidden_state"])
 
 
+def _randwire_module(channels: int = 109, nodes: int = 32, seed: int = SEED) -> torch.nn.Module:
+    """RandWire-WS(4, 0.75), regular regime (Xie et al., ICCV 2019), built from the paper.
+
+    A 3x3 stride-2 convolution, then four stages of random graphs (16, 32, 32, 32
+    nodes; channels C, 2C, 4C, 8C), a 1x1 convolution to 1280 channels, global
+    pooling and a classifier. Each stage's graph is a Watts-Strogatz graph oriented
+    from lower to higher node index; a node sums its inputs weighted by
+    sigmoid(w), then runs ReLU, a separable 3x3 convolution and BatchNorm; input
+    nodes read the stage input with stride 2 and the stage output averages the
+    output nodes. The forward pass runs nodes in index order, as the paper's code
+    does: a valid order, but not one chosen for memory, which is what makes it a
+    scheduling benchmark (Serenity, Ahn et al., MLSys 2020).
+    """
+    import networkx as nx
+    import torch
+    from torch import nn
+
+    class NodeOp(nn.Module):
+        def __init__(self, inputs: int, in_channels: int, out_channels: int, stride: int) -> None:
+            super().__init__()
+            self.weights = nn.Parameter(torch.zeros(inputs))
+            self.depthwise = nn.Conv2d(
+                in_channels, in_channels, 3, stride, 1, groups=in_channels, bias=False
+            )
+            self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+            self.norm = nn.BatchNorm2d(out_channels)
+
+        def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+            gates = torch.sigmoid(self.weights)
+            total = xs[0] * gates[0]
+            for i in range(1, len(xs)):
+                total = total + xs[i] * gates[i]
+            return self.norm(self.pointwise(self.depthwise(torch.relu(total))))
+
+    class Stage(nn.Module):
+        def __init__(self, count: int, in_channels: int, out_channels: int, seed: int) -> None:
+            super().__init__()
+            graph = nx.watts_strogatz_graph(count, 4, 0.75, seed=seed)
+            self.parents = [sorted(u for u in graph.neighbors(v) if u < v) for v in range(count)]
+            self.outputs = [v for v in range(count) if not any(u > v for u in graph.neighbors(v))]
+            self.ops = nn.ModuleList(
+                NodeOp(len(p) or 1, out_channels if p else in_channels, out_channels, 1 if p else 2)
+                for p in self.parents
+            )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            states: list[torch.Tensor] = []
+            for op, parents in zip(self.ops, self.parents, strict=True):
+                states.append(op(*[states[u] for u in parents]) if parents else op(x))
+            total = states[self.outputs[0]]
+            for v in self.outputs[1:]:
+                total = total + states[v]
+            return total / len(self.outputs)
+
+    class RandWire(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            c = channels
+            self.stem = nn.Sequential(
+                nn.Conv2d(3, c // 2, 3, 2, 1, bias=False), nn.BatchNorm2d(c // 2)
+            )
+            sizes = [(nodes // 2, c // 2, c), (nodes, c, 2 * c), (nodes, 2 * c, 4 * c)]
+            sizes.append((nodes, 4 * c, 8 * c))
+            self.stages = nn.Sequential(
+                *(Stage(n, i, o, seed + k) for k, (n, i, o) in enumerate(sizes))
+            )
+            self.head = nn.Sequential(
+                nn.ReLU(), nn.Conv2d(8 * c, 1280, 1, bias=False), nn.BatchNorm2d(1280), nn.ReLU()
+            )
+            self.classifier = nn.Linear(1280, 1000)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            features = self.head(self.stages(self.stem(x)))
+            return self.classifier(features.mean(dim=(2, 3)))
+
+    torch.manual_seed(seed)
+    return RandWire().eval()
+
+
+def _randwire() -> Export:
+    import torch
+
+    return Export(_randwire_module(), (torch.randn(1, 3, 224, 224),), ["input"], ["logits"])
+
+
 SPECS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -210,6 +295,7 @@ SPECS: dict[str, ModelSpec] = {
         ModelSpec(
             "densenet121", "torchvision densenet121, 1x3x224x224", _torchvision("densenet121")
         ),
+        ModelSpec("randwire_ws", "RandWire-WS(4, 0.75) regular C=109, 1x3x224x224", _randwire),
         ModelSpec("bert_base", f"HF BertModel(BertConfig()), 1x{SEQ_LEN}", _bert_static),
         ModelSpec("gpt2", f"HF GPT2Model(GPT2Config()), 1x{SEQ_LEN}", _gpt2_static),
         ModelSpec(

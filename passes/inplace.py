@@ -19,28 +19,19 @@ Rules:
   (d) the input was not already overwritten by another output, and
   (e) the output is not a graph output (it must then outlive the schedule on its own).
   The first input in slot order that qualifies is reused.
+
+The op types and the rules that need no schedule, (a), (b), (e) and the view
+rule, live in :mod:`tierplan.compiler.aliasing`, which the scheduler's memory model
+shares; this pass adds the ones that depend on the schedule, (c) and (d).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tierplan.compiler.aliasing import ReuseCandidates, reuse_candidates
 from tierplan.compiler.ir import IRGraph, Operator, Tensor
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
-from tierplan.compiler.validate import VIEW_OPS
-
-IN_PLACE_OPS = frozenset(
-    {
-        # unary elementwise and activations
-        "Abs", "Ceil", "Clip", "Cos", "Elu", "Erf", "Exp", "Floor", "Gelu", "HardSigmoid",
-        "HardSwish", "LeakyRelu", "Log", "Mish", "Neg", "Not", "Reciprocal", "Relu", "Round",
-        "Selu", "Sigmoid", "Sign", "Sin", "Softplus", "Softsign", "Sqrt", "Tan", "Tanh",
-        "ThresholdedRelu", "Cast", "Dropout", "BatchNormalization",
-        # binary elementwise
-        "Add", "And", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "Div", "Max", "Min", "Mod",
-        "Mul", "Or", "Pow", "PRelu", "Sub", "Sum", "Xor",
-    }
-)  # fmt: skip
 
 
 def _group_end(ir: IRGraph, root: str, ends: dict[str, int]) -> int:
@@ -69,56 +60,36 @@ class InPlace(Pass):
         for tensor in ir.tensors():
             tensor.alias_of = None
         for op in ir.scheduled_operators():
-            output = self._output(ir, op)
-            if output is None or not output.needs_buffer:
+            found = reuse_candidates(ir, op, self.views, self.in_place)
+            if found is None or not found.output.needs_buffer:
                 continue
-            source = self._source(ir, op, output, root_of, group_end, overwritten)
+            source = self._source(ir, op, found, root_of, group_end, overwritten)
             if source is None:
                 continue
+            output = found.output
             output.alias_of = source.name
             root = root_of.get(source.name, source.name)
             root_of[output.name] = root
             group_end[root] = max(_group_end(ir, root, group_end), source.end or 0, output.end or 0)
-            if op.op_type not in VIEW_OPS:
+            if not found.view:
                 overwritten.add(source.name)
             marked += 1
         return PassResult(changed=marked > 0, notes=[f"{marked} outputs reuse an input's bytes"])
-
-    def _output(self, ir: IRGraph, op: Operator) -> Tensor | None:
-        outputs = [name for name in op.outputs if name]
-        if not outputs or op.inserted:
-            return None
-        if op.op_type == "BatchNormalization" and op.attributes.get("training_mode"):
-            return None
-        if op.op_type == "Dropout" and len([n for n in op.inputs if n]) > 2:
-            return None  # a training_mode input may be true at run time
-        return ir.tensor(outputs[0])
 
     def _source(
         self,
         ir: IRGraph,
         op: Operator,
-        output: Tensor,
+        found: ReuseCandidates,
         root_of: dict[str, str],
         group_end: dict[str, int],
         overwritten: set[str],
     ) -> Tensor | None:
-        if op.op_type in VIEW_OPS:
-            if not self.views or not op.inputs or not op.inputs[0]:
-                return None
-            source = ir.tensor(op.inputs[0])
-            if source.kind == "weight" or source.nbytes != output.nbytes or not source.needs_buffer:
-                return None
-            return source
-        if not self.in_place or op.op_type not in IN_PLACE_OPS or output.graph_output:
-            return None
-        candidates = [ir.tensor(name) for name in op.inputs[:2] if name]
-        for source in candidates:
+        if found.view:
+            return found.sources[0] if found.sources[0].needs_buffer else None
+        for source in found.sources:
             if (
-                source.kind == "activation"
-                and source.shape == output.shape
-                and source.nbytes == output.nbytes
-                and source.name not in overwritten
+                source.name not in overwritten
                 and source.end == op.step
                 and _group_end(ir, root_of.get(source.name, source.name), group_end)
                 <= (op.step or 0)

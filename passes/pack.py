@@ -11,9 +11,11 @@ name, or ``best`` to run them all and keep the lowest peak). A tensor that alias
 another (``alias_of``) is packed with it as one item. Offsets and the space each
 item takes are rounded up to the target's alignment. Option ``solver`` then improves
 the heuristic's placement with an exact engine (``greedy``: none; ``search``,
-``cpsat`` or ``auto``, within ``budget`` deterministic units on ``workers`` threads);
-each region's :class:`~tierplan.compiler.packing.SolveReport` goes in
-``context.results["pack"]`` (keyed ``"device/tier"``). When the heuristic's peak
+``cpsat`` or ``auto``, within ``budget`` deterministic units per 1,000 buffers of the
+region (at least ``budget``) on ``workers`` threads); each region's
+:class:`~tierplan.compiler.packing.SolveReport` goes in ``context.results["pack"]``
+(keyed ``"device/tier"``); the solve's progress goes to ``context.status`` (the
+CLI's spinner). When the heuristic's peak
 would exceed a tier whose buffers all came with offsets from an earlier pass
 (``tiers`` proves its L2 placement), those offsets are kept instead.
 """
@@ -22,10 +24,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 
 from tierplan.compiler.errors import PassFailure, PipelineError
 from tierplan.compiler.ir import IRGraph, Tensor
 from tierplan.compiler.packing import PLACERS, SOLVERS, Item, check_placement, place, solve
+from tierplan.compiler.packing.exact import Progress, region_budget
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
 from tierplan.compiler.target import Target
 
@@ -66,6 +70,11 @@ def fits_as_given(
     )
 
 
+def _tell(context: PassContext, region: str, step: Progress) -> None:
+    """Pass a solve's progress on to the front end, naming the region."""
+    context.status(f"{region} {step.describe()}")
+
+
 @register_pass
 @dataclass(frozen=True)
 class Pack(Pass):
@@ -78,7 +87,7 @@ class Pack(Pass):
 
     strategy: str = "best"
     solver: str = "auto"
-    budget: float = 2.0
+    budget: float = 2.0  # deterministic units per 1,000 buffers of a region
     workers: int = 1
 
     def __post_init__(self) -> None:
@@ -112,8 +121,14 @@ class Pack(Pass):
                     base += target.align_up(tensor.nbytes)
             activations = [t for t in tensors if t.kind != "weight"]
             items = packing_items(ir, activations, target)
-            placement, reports[f"{device}/{tier_name}"] = solve(
-                items, place(items, self.strategy), self.solver, self.budget, self.workers
+            region = f"{device}/{tier_name}"
+            placement, reports[region] = solve(
+                items,
+                place(items, self.strategy),
+                self.solver,
+                region_budget(self.budget, len(items)),
+                self.workers,
+                partial(_tell, context, region),
             )
             for tensor in activations:
                 tensor.offset = base + placement.offsets[ir.alias_root(tensor)]

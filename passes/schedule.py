@@ -6,10 +6,13 @@ Reads: the graph structure. Writes: ``Operator.step`` of every operator
 The reference order is the ONNX order when it is topological, as the ONNX
 standard requires; a file whose nodes are out of order is sorted topologically,
 breaking ties by the ONNX position so the result is deterministic. With
-``order=memory`` (the default), :func:`~tierplan.compiler.scheduling.beam_schedule`
-then looks for an order with a lower max-live (no aliasing), expanding at most
-``budget`` frontiers; it is kept only when strictly better than the reference, so
-the schedule is never worse than the ONNX order. The
+``order=memory`` (the default), :func:`~tierplan.compiler.scheduling.memory_schedule`
+then looks for an order with a lower max-live, expanding at most ``budget``
+frontiers; it is kept only when strictly better than the reference, so the
+schedule is never worse than the ONNX order. With ``aliasing=true`` (the default)
+max-live counts views and in-place writes as the ``inplace`` pass will make them
+for the order (an input's bytes are taken over when it dies at the writer), so the
+order is chosen for the memory the plan will need. The
 :class:`ScheduleReport` in ``context.results["schedule"]`` says which order won
 and whether its bound is the exact optimum.
 """
@@ -21,15 +24,16 @@ from dataclasses import dataclass
 from tierplan.compiler.errors import PipelineError
 from tierplan.compiler.ir import IRGraph
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
-from tierplan.compiler.scheduling import MemoryGraph, beam_schedule, model_order
+from tierplan.compiler.scheduling import MemoryGraph, memory_schedule, model_order
 
 
 @dataclass(frozen=True, slots=True)
 class ScheduleReport:
     """What ``schedule`` chose, in ``context.results["schedule"]``.
 
-    ``bound`` is the max-live (bytes, no aliasing, weights left out) of the chosen
-    order, ``onnx_order_bound`` that of the ONNX order. ``method`` says how good the
+    ``bound`` is the max-live (bytes, weights left out; with ``aliasing``, views
+    and in-place writes counted as the ``inplace`` pass makes them) of the chosen order, ``onnx_order_bound``
+    that of the ONNX order. ``method`` says how good the
     chosen order is known to be: ``onnx`` (asked for), ``exact`` (the search covered
     every frontier: no order has a lower max-live) or ``beam`` (a heuristic order).
     """
@@ -39,6 +43,7 @@ class ScheduleReport:
     bound: int
     onnx_order_bound: int
     frontiers: int
+    aliasing: bool
 
 
 @register_pass
@@ -51,25 +56,27 @@ class Schedule(Pass):
     invalidates = frozenset({"liveness", "placement", "evaluation"})
 
     order: str = "memory"
-    budget: int = 20_000  # frontiers the search may expand: its width is budget / operators
+    budget: int = 20_000  # frontiers the search may expand
+    aliasing: bool = True
 
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         """Set ``step`` on every operator."""
         if self.order not in ("memory", "onnx"):
             raise PipelineError(f"schedule: unknown order {self.order!r} (choose memory or onnx)")
         reference = model_order(ir)
-        graph = MemoryGraph.of(ir, reference)
+        graph = MemoryGraph.of(ir, reference, reuse=self.aliasing)
         onnx_bound = graph.max_live(range(len(reference)))
-        report = ScheduleReport("onnx", "onnx", onnx_bound, onnx_bound, 0)
+        report = ScheduleReport("onnx", "onnx", onnx_bound, onnx_bound, 0, self.aliasing)
         chosen = reference
         if self.order == "memory" and reference:
-            width = max(1, self.budget // len(reference))
-            found = beam_schedule(graph, width, ceiling=onnx_bound)
+            found = memory_schedule(graph, self.budget)
             method = "exact" if found.exact else "beam"
-            report = ScheduleReport("onnx", method, onnx_bound, onnx_bound, found.frontiers)
+            order = "onnx" if found.order is None else "memory"
             if found.order is not None:
                 chosen = [reference[v] for v in found.order]
-                report = ScheduleReport("memory", method, found.peak, onnx_bound, found.frontiers)
+            report = ScheduleReport(
+                order, method, found.peak, onnx_bound, found.frontiers, self.aliasing
+            )
         context.results[self.name] = report
         changed = False
         for step, op in enumerate(chosen):
@@ -78,5 +85,6 @@ class Schedule(Pass):
         note = (
             f"{len(chosen)} operators in {report.order} order ({report.method}): max-live "
             f"{report.bound} bytes, ONNX order {report.onnx_order_bound}"
+            + (" (with views and in-place writes)" if report.aliasing else "")
         )
         return PassResult(changed=changed, notes=[note])

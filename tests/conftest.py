@@ -23,6 +23,13 @@ def model_files() -> list[Path]:
     )
 
 
+@pytest.fixture
+def run_in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run from tmp_path so a default output folder would show up as a stray file."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TIERPLAN_DEBUG", raising=False)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import onnx
 import pytest
 from onnx import TensorProto, helper
-from tierplan.compiler.cli import main
+
+from tests.cli_checks import compiles, fails_cleanly
 
 SYNTHETIC = Path(__file__).resolve().parents[1] / "models" / "synthetic"
 RESIDUAL = SYNTHETIC / "residual_block.onnx"
@@ -28,56 +29,7 @@ RESIDUAL = SYNTHETIC / "residual_block.onnx"
 Dim = int | str | None
 
 
-@pytest.fixture(autouse=True)
-def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run from tmp_path so a default output folder would show up as a stray file."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("TIERPLAN_DEBUG", raising=False)
-
-
-# -- helpers --------------------------------------------------------------------------
-
-
-def _listing(folder: Path) -> set[str]:
-    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
-
-
-def _fails(
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    model: Path,
-    *options: str,
-    code: int = 2,
-) -> str:
-    """Compile ``model``; assert a clean one-line failure; return the message."""
-    out = tmp_path / "out"
-    before = _listing(tmp_path)
-    capsys.readouterr()
-    exit_code = main(["compile", str(model), "-o", str(out), *options])
-    captured = capsys.readouterr()
-    assert exit_code == code, captured.err
-    lines = captured.err.splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("tierplan: error: "), captured.err
-    assert "Traceback" not in captured.err
-    assert captured.out == ""
-    assert not out.exists()
-    assert _listing(tmp_path) == before
-    return lines[0]
-
-
-def _compiles(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], model: Path, *options: str
-) -> Path:
-    """Compile ``model``; assert success; return the plan file."""
-    out = tmp_path / "out"
-    exit_code = main(["compile", str(model), "-o", str(out), "-q", *options])
-    captured = capsys.readouterr()
-    assert exit_code == 0, captured.err
-    assert captured.err == ""
-    plan = out / "plan.json"
-    assert plan.is_file()
-    return plan
+pytestmark = pytest.mark.usefixtures("run_in_tmp_path")
 
 
 def _value(
@@ -125,33 +77,33 @@ def _custom_op_model(path: Path, typed: bool) -> Path:
 
 
 def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    message = _fails(tmp_path, capsys, tmp_path / "absent.onnx")
+    message = fails_cleanly(tmp_path, capsys, tmp_path / "absent.onnx")
     assert "absent.onnx" in message and "does not exist" in message
 
 
 def test_directory_instead_of_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "model.onnx"
     folder.mkdir()
-    assert "is not a file" in _fails(tmp_path, capsys, folder)
+    assert "is not a file" in fails_cleanly(tmp_path, capsys, folder)
 
 
 def test_empty_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = tmp_path / "empty.onnx"
     model.write_bytes(b"")
-    assert "is not an ONNX model" in _fails(tmp_path, capsys, model)
+    assert "is not an ONNX model" in fails_cleanly(tmp_path, capsys, model)
 
 
 def test_random_bytes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = tmp_path / "random.onnx"
     model.write_bytes(random.Random(20240601).randbytes(4096))
-    assert "is not an ONNX model" in _fails(tmp_path, capsys, model)
+    assert "is not an ONNX model" in fails_cleanly(tmp_path, capsys, model)
 
 
 def test_truncated_protobuf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = RESIDUAL.read_bytes()
     model = tmp_path / "truncated.onnx"
     model.write_bytes(data[: len(data) // 2])
-    assert "is not an ONNX model" in _fails(tmp_path, capsys, model)
+    assert "is not an ONNX model" in fails_cleanly(tmp_path, capsys, model)
 
 
 # -- malformed graphs -----------------------------------------------------------------
@@ -163,14 +115,14 @@ def test_cycle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         helper.make_node("Relu", ["a"], ["b"], name="second"),
     ]
     model = _save(tmp_path / "cycle.onnx", nodes, [_value("x", [1, 4])], [_value("a", [1, 4])])
-    message = _fails(tmp_path, capsys, model)
+    message = fails_cleanly(tmp_path, capsys, model)
     assert "cycle" in message and "first" in message and "second" in message
 
 
 def test_read_of_unproduced_tensor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     nodes = [helper.make_node("Add", ["x", "ghost"], ["y"], name="add")]
     model = _save(tmp_path / "dangling.onnx", nodes, [_value("x", [1, 4])], [_value("y", [1, 4])])
-    message = _fails(tmp_path, capsys, model)
+    message = fails_cleanly(tmp_path, capsys, model)
     assert "'ghost'" in message and "'add'" in message
 
 
@@ -180,7 +132,7 @@ def test_tensor_written_twice(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         helper.make_node("Sigmoid", ["x"], ["y"], name="sigmoid"),
     ]
     model = _save(tmp_path / "twice.onnx", nodes, [_value("x", [1, 4])], [_value("y", [1, 4])])
-    message = _fails(tmp_path, capsys, model)
+    message = fails_cleanly(tmp_path, capsys, model)
     assert "'y' is written twice" in message and "'sigmoid'" in message
 
 
@@ -188,27 +140,27 @@ def test_tensor_written_twice(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_unknown_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    message = _fails(tmp_path, capsys, RESIDUAL, "--target", "no-such-target")
+    message = fails_cleanly(tmp_path, capsys, RESIDUAL, "--target", "no-such-target")
     assert "unknown target 'no-such-target'" in message
 
 
 def test_target_toml_syntax_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "bad.toml"
     target.write_text("[[tiers]\nname = 'DDR'\n")
-    message = _fails(tmp_path, capsys, RESIDUAL, "--target", str(target))
+    message = fails_cleanly(tmp_path, capsys, RESIDUAL, "--target", str(target))
     assert "bad.toml" in message and "not valid TOML" in message
 
 
 def test_target_negative_capacity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "negative.toml"
     target.write_text("[[tiers]]\nname = 'DDR'\ncapacity = -1024\nbandwidth = 1e12\n")
-    message = _fails(tmp_path, capsys, RESIDUAL, "--target", str(target))
+    message = fails_cleanly(tmp_path, capsys, RESIDUAL, "--target", str(target))
     assert "'DDR' capacity" in message and "-1024" in message
 
 
 def test_dim_not_in_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = _relu_model(tmp_path / "symbolic.onnx", ["batch", 4])
-    message = _fails(tmp_path, capsys, model, "--dim", "seq=3")
+    message = fails_cleanly(tmp_path, capsys, model, "--dim", "seq=3")
     assert "--dim 'seq' is not a dimension" in message and "batch" in message
 
 
@@ -227,16 +179,16 @@ def test_dim_not_in_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_malformed_spec(
     options: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert expected in _fails(tmp_path, capsys, RESIDUAL, *options)
+    assert expected in fails_cleanly(tmp_path, capsys, RESIDUAL, *options)
 
 
 def test_unknown_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    message = _fails(tmp_path, capsys, RESIDUAL, "--passes", "schedule,bogus")
+    message = fails_cleanly(tmp_path, capsys, RESIDUAL, "--passes", "schedule,bogus")
     assert "unknown pass 'bogus'" in message
 
 
 def test_missing_requirement(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    message = _fails(tmp_path, capsys, RESIDUAL, "--passes", "pack,evaluate")
+    message = fails_cleanly(tmp_path, capsys, RESIDUAL, "--passes", "pack,evaluate")
     assert "'pack'" in message and "'liveness'" in message
 
 
@@ -245,15 +197,15 @@ def test_missing_requirement(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 def test_unbound_symbolic_dimension(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = _relu_model(tmp_path / "symbolic.onnx", ["batch", 4], ["batch", 4])
-    message = _fails(tmp_path, capsys, model)
+    message = fails_cleanly(tmp_path, capsys, model)
     assert "'batch'" in message and "'x'" in message and "--dim batch=" in message
-    plan = json.loads(_compiles(tmp_path, capsys, model, "--dim", "batch=2").read_text())
+    plan = json.loads(compiles(tmp_path, capsys, model, "--dim", "batch=2").read_text())
     assert plan["dims"] == {"batch": 2}
 
 
 def test_unknown_operator_needs_a_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = _custom_op_model(tmp_path / "custom.onnx", typed=False)
-    message = _fails(tmp_path, capsys, model)
+    message = fails_cleanly(tmp_path, capsys, model)
     assert "'frob'" in message and "Frob" in message and "--input-shape z:" in message
 
 
@@ -261,27 +213,27 @@ def test_unknown_operator_with_typed_output(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = _custom_op_model(tmp_path / "custom.onnx", typed=True)
-    message = _fails(tmp_path, capsys, model)
+    message = fails_cleanly(tmp_path, capsys, model)
     assert "'frob'" in message and "--input-shape z:" in message
-    _compiles(tmp_path, capsys, model, "--input-shape", "z:1,4")
+    compiles(tmp_path, capsys, model, "--input-shape", "z:1,4")
 
 
 def test_unknown_operator_compiles_with_input_shape(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = _custom_op_model(tmp_path / "custom.onnx", typed=False)
-    _compiles(tmp_path, capsys, model, "--input-shape", "z:1,4")
+    compiles(tmp_path, capsys, model, "--input-shape", "z:1,4")
 
 
 def test_negative_dimension(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = _relu_model(tmp_path / "negative.onnx", [-3, 4])
-    message = _fails(tmp_path, capsys, model)
+    message = fails_cleanly(tmp_path, capsys, model)
     assert "'x'" in message and "negative dimension" in message and "-3" in message
 
 
 def test_size_overflows_int64(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = _relu_model(tmp_path / "huge.onnx", [2**40, 2**40], [2**40, 2**40])
-    message = _fails(tmp_path, capsys, model)
+    message = fails_cleanly(tmp_path, capsys, model)
     assert "'x'" in message and "more than any target can hold" in message
 
 
@@ -301,7 +253,7 @@ def test_absent_external_weights_compile(
     }
     assert locations, "the model should reference external weights"
     assert not any((RESIDUAL.parent / location).exists() for location in locations)
-    plan = _compiles(tmp_path, capsys, RESIDUAL)
+    plan = compiles(tmp_path, capsys, RESIDUAL)
     assert (plan.parent / "residual_block.planned.onnx").is_file()
 
 

@@ -11,6 +11,8 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tierplan.compiler.cli import main
 from tierplan.compiler.errors import PipelineError
 from tierplan.compiler.packing import (
@@ -24,7 +26,7 @@ from tierplan.compiler.packing import (
     search,
     solve,
 )
-from tierplan.compiler.packing.instances import rectangle_cuts, staircases, towers
+from tierplan.compiler.packing.instances import cut_blocks, rectangle_cuts, staircases, towers
 from tierplan.compiler.pass_manager import parse_pipeline
 
 from tests.conftest import MODELS
@@ -54,7 +56,7 @@ def small_cuts() -> list[list[Item]]:
     return [rectangle_cuts(30, seed, steps=8, height=16) for seed in (5, 9)]
 
 
-def stacked(items: list[Item]) -> Placement:
+def stacked_placement(items: list[Item]) -> Placement:
     """A valid but poor warm start (every item on top of the previous one), so the
     engines have a gap to close whatever the heuristics reach."""
     offsets, top = {}, 0
@@ -67,7 +69,7 @@ def stacked(items: list[Item]) -> Placement:
 @pytest.mark.parametrize("items", small_cuts(), ids=lambda items: f"{len(items)} items")
 @pytest.mark.parametrize("solver", ["search", "cpsat", "auto"])
 def test_cut_rectangles_reach_max_live_proven(items: list[Item], solver: str) -> None:
-    start = stacked(items)
+    start = stacked_placement(items)
     assert start.peak > max_live(items)
     placement, report = solve(items, start, solver, budget=2.0)
     assert not check_placement(items, placement.offsets)
@@ -103,6 +105,58 @@ def test_search_agrees_with_cpsat_on_random_instances() -> None:
         assert found.peak == found.bound == solved.peak
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_search_finds_staircases_at_max_live_within_a_small_budget(seed: int) -> None:
+    # They fit at max-live only if each band's level is continued across its cuts:
+    # the value order (tops flush with the skyline beside them first) finds that.
+    items = staircases(12, seed)
+    decision = search.fits(items, max_live(items), node_budget=2_000)
+    assert decision.offsets is not None and decision.nodes < 2_000
+    assert not check_placement(items, decision.offsets)
+    assert max(decision.offsets[item.key] + item.size for item in items) == max_live(items)
+
+
+def test_search_lowers_the_peak_when_max_live_is_out_of_reach() -> None:
+    # The try at max-live runs out of nodes; the rest of the budget still finds a
+    # placement below the heuristic's, and max-live stays the (unrefuted) bound.
+    items = rectangle_cuts(150, 4)
+    heuristic = place(items)
+    found = search.minimize(items, dict(heuristic.offsets), floor=0, node_budget=2_000)
+    assert not check_placement(items, found.offsets)
+    assert max_live(items) < found.peak < heuristic.peak
+    assert found.bound == max_live(items)
+
+
+def test_decider_resumes_where_it_stopped() -> None:
+    items = rectangle_cuts(100, 3)
+    decider = search.Decider(items, max_live(items))
+    first = decider.run(8)
+    assert first.offsets is None and not first.exhausted and first.nodes <= 8
+    spent = first.nodes
+    while (decision := decider.run(200)).offsets is None:
+        assert not decision.exhausted  # it fits: no refutation can be proven
+        spent += decision.nodes
+    spent += decision.nodes
+    assert not check_placement(items, decision.offsets)
+    assert max(decision.offsets[i.key] + i.size for i in items) <= max_live(items)
+    assert decider.run(200) == decision  # a proven answer is final
+    # Resuming costs no more than one search given all the nodes at once, beyond the
+    # dives each short call cut off.
+    assert spent <= 2 * search.fits(items, max_live(items), 10**6).nodes + 200
+
+
+def test_rounds_share_the_budget_between_many_hard_sections() -> None:
+    # Cut blocks on a shared baseline: stacked and split, dozens of parts remain
+    # above the bound; rounds of doubling node limits prove every one at max-live.
+    items = cut_blocks(1000, seed=1000)
+    known = place(items)
+    assert known.peak > max_live(items)
+    placement, report = solve(items, known, "search", exact.region_budget(2.0, len(items)))
+    assert not check_placement(items, placement.offsets)
+    assert report.status == "OPTIMAL" and placement.peak == max_live(items)
+    assert report.exact_sections >= 3
+
+
 def test_hard_instances_fit_at_max_live_by_construction() -> None:
     # Each generator tiles its rectangle exactly: the cut is a placement at max-live.
     for items in (
@@ -113,6 +167,26 @@ def test_hard_instances_fit_at_max_live_by_construction() -> None:
         area = sum(item.size * (item.end - item.start + 1) for item in items)
         assert area == 16 * max_live(items)
         assert len({item.key for item in items}) == len(items)
+
+
+def test_cut_blocks_fit_at_max_live_by_construction() -> None:
+    # Blocks tile their own rectangles on the baseline: per block, the area of its
+    # pieces equals its span times its height, the tallest block reaching max-live.
+    items = cut_blocks(400, 3, block=50, steps=8, height=32, baseline=2, unit=1)
+    base = [item for item in items if item.end - item.start + 1 > 8]
+    assert len(base) == 2 and len(items) == 402
+    blocks: dict[int, list[Item]] = {}
+    for item in items:
+        if item not in base:
+            assert item.start // 8 == item.end // 8  # no piece leaves its block
+            blocks.setdefault(item.start // 8, []).append(item)
+    heights = []
+    for pieces in blocks.values():
+        area = sum(item.size * (item.end - item.start + 1) for item in pieces)
+        assert area % 8 == 0 and len(pieces) == 50
+        heights.append(area // 8)
+        assert max_live(pieces) == heights[-1]  # no step of a block is left partly empty
+    assert max_live(items) == 2 + max(heights) == 2 + 32
 
 
 def test_sections_split_where_no_item_crosses() -> None:
@@ -145,7 +219,7 @@ def test_engine_failure_keeps_the_heuristic_plan(
 
     monkeypatch.setattr(cpsat, "minimize", broken)
     items = rectangle_cuts(30, 5, steps=8, height=16)
-    heuristic = stacked(items)
+    heuristic = stacked_placement(items)
     with caplog.at_level(logging.WARNING):
         placement, report = solve(items, heuristic, "cpsat", budget=1.0)
     assert placement.peak == heuristic.peak and not check_placement(items, placement.offsets)
@@ -154,10 +228,13 @@ def test_engine_failure_keeps_the_heuristic_plan(
 
 def test_invalid_engine_result_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     items = rectangle_cuts(30, 5, steps=8, height=16)
-    heuristic = stacked(items)
+    heuristic = stacked_placement(items)
     assert heuristic.peak > max_live(items)
-    overlapping = search.Minimum({item.key: 0 for item in items}, peak=1, bound=1, nodes=1)
+    everything_at_zero = {item.key: 0 for item in items}
+    overlapping = search.Minimum(everything_at_zero, peak=1, bound=1, nodes=1)
     monkeypatch.setattr(search, "minimize", lambda *args, **kwargs: overlapping)
+    decided = search.Decision(everything_at_zero, exhausted=True, nodes=1)
+    monkeypatch.setattr(search.Decider, "run", lambda *args, **kwargs: decided)
     placement, report = solve(items, heuristic, "search", budget=1.0)
     assert placement.offsets == heuristic.offsets
     assert any("invalid" in warning for warning in report.warnings)
@@ -206,3 +283,112 @@ def test_compile_solver_flags_set_the_pack_pass(
     assert main(["check", str(model), str(tmp_path / "plan.json")]) == 0
     no_pack = ["--passes", "schedule,liveness,evaluate", "--solver", "auto"]
     assert main(["compile", str(model), "-o", str(tmp_path), *no_pack]) == 2
+
+
+def test_items_alive_through_a_section_are_stacked_and_the_rest_split() -> None:
+    items = [
+        Item("a", 0, 9, 128),
+        Item("b", 0, 4, 64),
+        Item("c", 5, 9, 64),
+        Item("d", 0, 9, 64),
+        Item("e", 5, 7, 64),
+        Item("g", 6, 9, 64),
+        Item("f", 12, 13, 64),  # a section of its own
+    ]
+    stacked, parts = exact.stacked_sections(items)
+    # a and d span 0-9 (larger first); then b spans 0-4 and c spans 5-9 on their own.
+    assert stacked == {"a": 0, "d": 128, "b": 192, "c": 192, "f": 0}
+    assert parts == [exact.Part(256, [items[4], items[5]])]  # e and g overlap in time
+    placement, report = solve(items, stacked_placement(items), "search", budget=1.0)
+    assert not check_placement(items, placement.offsets)
+    assert placement.peak == max_live(items) == 384 and report.status == "OPTIMAL"
+
+
+@settings(max_examples=25)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 5), st.integers(0, 3), st.integers(1, 4)), min_size=1, max_size=9
+    )
+)
+def test_stacking_never_loses_the_optimum(spec: list[tuple[int, int, int]]) -> None:
+    # CP-SAT on the whole problem (no reduction) proves the optimum; solve, which
+    # stacks and splits first, must reach the same peak and never claim a higher bound.
+    items = [
+        Item(f"i{index}", first, first + length, size * UNIT)
+        for index, (first, length, size) in enumerate(spec)
+    ]
+    whole = cpsat.minimize(items, dict(place(items, "greedy-size").offsets), 0, 5.0, 1)
+    assert whole.peak == whole.bound  # proven
+    placement, report = solve(items, stacked_placement(items), "search", budget=5.0)
+    assert not check_placement(items, placement.offsets)
+    assert placement.peak == whole.peak and report.bound <= whole.peak
+
+
+def test_windows_lower_a_section_too_large_for_one_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exact, "CPSAT_LIMIT", 20)
+    monkeypatch.setattr(exact, "SEARCH_LIMIT", 20)
+    monkeypatch.setattr(cpsat, "WINDOW_ITEMS", 10)
+    items = rectangle_cuts(60, 1, steps=8, height=16)
+    # One section, and no item alive through all of it to stack and split it by.
+    assert exact.stacked_sections(items) == ({}, [exact.Part(0, exact.sections(items)[0])])
+    heuristic = stacked_placement(items)
+    runs = [solve(items, heuristic, solver, budget=2.0) for solver in ("cpsat", "cpsat", "auto")]
+    placement, report = runs[0]
+    assert not check_placement(items, placement.offsets)
+    assert placement.peak < heuristic.peak and report.windows > 0 and report.window_items > 0
+    assert report.exact_items == 0 and report.bound == max_live(items)
+    assert runs[1][0].offsets == placement.offsets  # deterministic
+    assert runs[2][0].offsets == placement.offsets  # auto uses the windows there too
+    searched = solve(items, heuristic, "search", budget=1.0)
+    assert searched[0].offsets == heuristic.offsets and searched[1].warnings
+
+
+def test_windows_never_worsen_the_known_placement() -> None:
+    items = rectangle_cuts(80, 2, steps=16, height=64)
+    known = place(items)
+    solved = cpsat.minimize_windows(items, dict(known.offsets), 0, 0.5, 1)
+    assert not check_placement(items, solved.offsets)
+    assert max_live(items) <= solved.peak <= known.peak and solved.bound == max_live(items)
+
+
+def test_solve_reports_progress_per_section() -> None:
+    # Two cut rectangles one after the other in time: two sections, each above max-live
+    # (seeds where no item lives through its whole section, so nothing is stacked).
+    items = [
+        Item(f"{index}", item.start + shift, item.end + shift, item.size)
+        for shift, seed in ((0, 5), (8, 7))
+        for index, item in enumerate(rectangle_cuts(30, seed, steps=8, height=16), start=shift * 30)
+    ]
+    start = stacked_placement(items)
+    above = [
+        part
+        for part in exact.sections(items)
+        if max(start.offsets[item.key] + item.size for item in part) > max_live(items)
+    ]
+    steps: list[exact.Progress] = []
+    placement, _ = solve(items, start, "auto", budget=1.0, progress=steps.append)
+    assert len(above) >= 2 and {step.sections for step in steps} == {len(above)}
+    assert {step.section for step in steps} == set(range(1, len(above) + 1))
+    assert [step.items for step in steps if step.engine == "done"] == [len(p) for p in above]
+    assert {step.engine for step in steps} >= {"search", "done"}
+    assert all(step.bound == max_live(items) for step in steps)
+    assert steps[-1].peak == max(placement.offsets[item.key] + item.size for item in above[-1])
+
+
+def test_pack_pass_sends_progress_to_the_front_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The pass hands solve a callback that names the region to compile_model's on_status.
+    from tierplan.compiler import compile_model
+    from tierplan.passes import pack
+
+    def solve_and_report(*args: object, **kwargs: object) -> object:
+        items, known, solver, budget, workers, progress = args
+        assert callable(progress)
+        progress(exact.Progress(1, 1, 0, "cpsat", 2, 1))
+        return solve(items, known, solver, budget, workers)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pack, "solve", solve_and_report)
+    seen: list[str] = []
+    compile_model(MODELS / "synthetic" / "unet.onnx", on_status=seen.append)
+    step = exact.Progress(1, 1, 0, "cpsat", 2, 1).describe()
+    assert seen and all(line.split(" ", 1)[0].count("/") == 1 for line in seen)
+    assert {line.split(" ", 1)[1] for line in seen} == {step}

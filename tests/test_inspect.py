@@ -88,8 +88,9 @@ def test_unknown_names_are_input_errors_with_suggestions(
 
 def test_progress_is_off_without_a_terminal_and_runs_when_on() -> None:
     assert not progress_wanted(quiet=False)  # pytest captures stdout and stderr
-    with compile_progress(False, 3) as hook:
-        assert hook is None
-    with compile_progress(True, 3) as hook:
-        assert hook is not None
-        hook(1, registered_passes()["schedule"]())
+    with compile_progress(False, 3) as hooks:
+        assert hooks.on_pass_start is None and hooks.on_status is None
+    with compile_progress(True, 3) as hooks:
+        assert hooks.on_pass_start is not None and hooks.on_status is not None
+        hooks.on_pass_start(1, registered_passes()["schedule"]())
+        hooks.on_status("0/L2 section 1/1")

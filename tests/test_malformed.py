@@ -23,7 +23,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from models.synthetic import weight
-from tests.test_bad_input import _compiles, _fails, _in_tmp_path  # noqa: F401 (autouse fixture)
+from tests.cli_checks import compiles, fails_cleanly
+
+pytestmark = pytest.mark.usefixtures("run_in_tmp_path")
 
 GiB = 1 << 30
 
@@ -86,15 +88,15 @@ def test_duplicate_names(
     }
     nodes, inputs, outputs, initializers = models[case]
     model = _save(tmp_path / "m.onnx", nodes, inputs, outputs, initializers)
-    assert expected in _fails(tmp_path, capsys, model)
+    assert expected in fails_cleanly(tmp_path, capsys, model)
 
 
 # -- empty tensors ---------------------------------------------------------------------
 
 
-def test_dimension_of_zero_compiles(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dimension_of_zerocompiles(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = _save(tmp_path / "m.onnx", [RELU], [_value("x", [0, 3])], [_value("y", [0, 3])])
-    plan = _compiles(tmp_path, capsys, model)
+    plan = compiles(tmp_path, capsys, model)
     from tierplan.compiler.frontend import load_model
 
     ir = load_model(model).ir
@@ -137,7 +139,7 @@ def test_external_data_location_is_never_opened(
         [weight("w", [4, 256], location=location)],
     )
     opened = _opened_paths(monkeypatch)
-    _compiles(tmp_path, capsys, model)
+    compiles(tmp_path, capsys, model)
     assert opened, "the recorder saw no file at all (it is not hooked)"
     assert not [p for p in opened if "passwd" in p or p.startswith("/dev/")]
 
@@ -176,7 +178,7 @@ def test_one_gib_tensor_compiles_without_allocating(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "plan.json").is_file()
 
 
-def test_model_over_two_gb_declared_compiles(tmp_path: Path) -> None:
+def test_model_over_two_gb_declaredcompiles(tmp_path: Path) -> None:
     shape = [GiB // 4 // 4096, 4096]  # 1 GiB of float32 each, three of them
     names = ["w0", "w1", "w2"]
     nodes = [

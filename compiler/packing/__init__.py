@@ -14,12 +14,7 @@ the MiniMalloc-style search, CP-SAT, or ``auto``, both) and reports the proven b
 from __future__ import annotations
 
 from tierplan.compiler.packing.exact import SOLVERS, SolveReport, solve
-from tierplan.compiler.packing.greedy import (
-    best_fit_by_conflicts,
-    first_fit_in_schedule_order,
-    greedy_by_breadth,
-    greedy_by_size,
-)
+from tierplan.compiler.packing.placers import PLACERS, place
 from tierplan.compiler.packing.problem import (
     Item,
     Placement,
@@ -27,24 +22,6 @@ from tierplan.compiler.packing.problem import (
     check_placement,
     max_live,
 )
-from tierplan.compiler.packing.recreate import ruin_and_recreate
-
-PLACERS: dict[str, Placer] = {
-    "greedy-size": greedy_by_size,
-    "greedy-breadth": greedy_by_breadth,
-    "best-fit-conflicts": best_fit_by_conflicts,
-    "first-fit-schedule": first_fit_in_schedule_order,
-    "ruin-recreate": ruin_and_recreate,
-}
-
-
-def place(items: list[Item], strategy: str = "best") -> Placement:
-    """Place ``items`` with the named placer, or with every placer for ``"best"``."""
-    if strategy != "best":
-        return Placement.of(items, PLACERS[strategy](items), strategy)
-    results = [Placement.of(items, placer(items), name) for name, placer in PLACERS.items()]
-    return min(results, key=lambda placement: placement.peak)
-
 
 __all__ = [
     "PLACERS",

@@ -2,24 +2,34 @@
 
 Each item is a rectangle: a fixed interval on the time axis and a fixed-size interval
 at a variable offset on the address axis (both axes in units: steps, and the gcd of
-the sizes, so offsets stay aligned), all pairwise apart by ``AddNoOverlap2D``. The
-objective is the peak, bounded below by max-live (so the solver proves optimality as
-soon as it meets it) and above by the known placement, which is also the hint: the
-result is never worse than what came in. Identical items (same steps and size) are
-ordered by key to break their symmetry.
+the sizes and fixed offsets, so offsets stay aligned), all pairwise apart by
+``AddNoOverlap2D``. The objective is the highest top of the free items, bounded below
+by max-live (so the solver proves optimality as soon as it meets it) and above by the
+known placement, which is also the hint: the result is never worse than what came in.
+Identical items (same steps and size) are ordered by key to break their symmetry.
 
-The solve is deterministic: it is bounded by deterministic time, with a fixed seed
-and worker count (several workers interleave their search deterministically). A
-wall-clock limit only guards against a runaway machine; when it fires, the known
-placement is kept and a warning is logged, so the output never depends on speed.
+:func:`minimize` frees every item. :func:`minimize_windows` is a large-neighbourhood
+search for problems too large (or too stalled) for one model: it fixes every item at
+its known offset except a *window* of items nearest in time to an item at the peak,
+lets CP-SAT re-place the window under the peak (the fixed items it overlaps in time
+are constant boxes in the model), and repeats on the next item at the peak; a window
+that cannot go lower is retried twice as large, up to :data:`WINDOW_LIMIT` items.
+
+Every solve is deterministic: bounded by deterministic time and a conflict count,
+with a fixed seed and worker count (several workers interleave their search
+deterministically). A wall-clock limit only guards against a runaway machine; when
+it fires, the known placement is kept and a warning is logged, so the output never
+depends on speed.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from math import gcd
 
+import numpy as np
 from ortools.sat.python import cp_model
 from tierplan.compiler.packing.problem import Item, max_live
 
@@ -27,21 +37,55 @@ log = logging.getLogger(__name__)
 
 # Deterministic limits per budget unit: CP-SAT's deterministic time undercounts the
 # propagation of AddNoOverlap2D (0.4 units in 15 s on interlocking towers), so the
-# search is also bounded by its number of conflicts.
+# search is also bounded by its number of conflicts. A conflict costs time in
+# proportion to the boxes in the model: models larger than CONFLICT_COST_BOXES get
+# proportionally fewer per unit, so that a unit stays a second or two (a 2,400-box
+# window spent 8 s on 1,000 conflicts).
 CONFLICTS_PER_UNIT = 1_000
+CONFLICT_COST_BOXES = 200
 # Wall-clock safety net: this many seconds per budget unit, plus a margin.
 SECONDS_PER_UNIT = 10.0
 SECONDS_MARGIN = 10.0
 
+WINDOW_ITEMS = 60
+"""Free items in a first window around an item at the peak."""
+WINDOW_LIMIT = 480
+"""Largest window: when one this large cannot lower the peak, the search stops."""
+WINDOW_SPAN = 8
+"""A window's model (free items and the fixed items they overlap in time) holds at
+most this many times the window's free items: long-lived items stay fixed."""
+WINDOW_UNITS = 0.25
+"""Budget units one window may spend (less when the budget left is smaller)."""
+ROUND_UNITS = 0.01
+"""Budget units a window is charged at least, for building its model."""
+
 
 @dataclass(frozen=True, slots=True)
 class Solution:
-    """CP-SAT's answer: offsets, their peak, the proven bound and the solver status."""
+    """CP-SAT's answer: offsets, their peak, the proven bound and the solver status.
+
+    ``windows`` counts the windows solved by :func:`minimize_windows` and
+    ``window_items`` the free items they held (the problem size after reduction).
+    """
 
     offsets: dict[str, int]
     peak: int
     bound: int
     status: str
+    windows: int = 0
+    window_items: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One model's answer: the free items' offsets and top, the proven bound on it,
+    the solver status and the budget units it spent."""
+
+    offsets: dict[str, int]
+    top: int
+    bound: int
+    status: str
+    spent: float
 
 
 def minimize(
@@ -52,62 +96,218 @@ def minimize(
     ``floor`` is a peak the caller accepts as good enough (another section's bound):
     the solver stops when it reaches it.
     """
-    unit = 0
-    for item in items:
-        unit = gcd(unit, item.size)
-    unit = unit or 1
-    known_peak = max((known[item.key] + item.size for item in items), default=0)
+    known_peak = _peak(items, known)
     bound = max_live(items)
     if known_peak <= max(bound, floor):
         status = "OPTIMAL" if known_peak <= bound else "FEASIBLE"
         return Solution(dict(known), known_peak, bound, status)
+    # First the decision: do the items fit under the floor? Without an objective CP-SAT
+    # settles that far faster (interlocking towers: found at max-live in 12k conflicts,
+    # where minimizing from the hint had not reached it after 30k).
+    target = max(bound, floor)
+    decided = _solve(items, [], known, target, budget / 2, workers, capacity=target)
+    if decided is not None and decided.status != "INFEASIBLE":
+        status = "OPTIMAL" if decided.top <= bound else "FEASIBLE"
+        return Solution(decided.offsets, decided.top, bound, status)
+    if decided is not None:  # proven: nothing fits under the target
+        bound = max(bound, decided.bound)
+    left = budget - (decided.spent if decided is not None else budget / 2)
+    answer = _solve(items, [], known, max(bound, floor), left, workers)
+    if answer is None:
+        return Solution(dict(known), known_peak, bound, "FEASIBLE")
+    # A bound at or below ``floor`` may come from the floor constraint itself, not a proof.
+    solved_bound = max(bound, answer.bound) if answer.bound > floor else bound
+    status = "OPTIMAL" if answer.top <= solved_bound else "FEASIBLE"
+    return Solution(answer.offsets, answer.top, solved_bound, status)
+
+
+def minimize_windows(
+    items: list[Item],
+    known: dict[str, int],
+    floor: int,
+    budget: float,
+    workers: int,
+    on_window: Callable[[int], None] | None = None,
+) -> Solution:
+    """Lower the peak of ``known`` window by window within ``budget`` units (see the
+    module docstring); never above ``known``'s peak. The bound is max-live: a window's
+    bound proves nothing about the whole problem. ``on_window`` gets the peak after
+    each window."""
+    bound = max_live(items)
+    target = max(bound, floor)
+    starts = np.array([item.start for item in items], dtype=np.int64)
+    ends = np.array([item.end for item in items], dtype=np.int64)
+    sizes = np.array([item.size for item in items], dtype=np.int64)
+    lows = np.array([known[item.key] for item in items], dtype=np.int64)
+    index = {item.key: position for position, item in enumerate(items)}
+    sorted_starts, sorted_ends = np.sort(starts), np.sort(ends)
+    left, free_count, windows, window_items = budget, WINDOW_ITEMS, 0, 0
+    while left > 0:
+        tops = lows + sizes
+        peak = int(tops.max(initial=0))
+        if peak <= target:
+            break
+        hot = int(np.flatnonzero(tops == peak)[0])  # the earliest item at the peak
+        if _alive(int(starts[hot]), int(ends[hot]), sorted_starts, sorted_ends) > (
+            WINDOW_LIMIT * WINDOW_SPAN
+        ):
+            break  # a long-lived item at the peak: no window around it is small enough
+        largest = free_count >= min(WINDOW_LIMIT, len(items))
+        free = _window(hot, starts, ends, tops, free_count, (sorted_starts, sorted_ends))
+        span = (int(starts[free].min()), int(ends[free].max()))
+        chosen = np.zeros(len(items), dtype=bool)
+        chosen[free] = True
+        fixed = np.flatnonzero(~chosen & (starts <= span[1]) & (ends >= span[0]))
+        answer = _solve(
+            [items[i] for i in free.tolist()],
+            [(items[i], int(lows[i])) for i in fixed.tolist()],
+            {items[i].key: int(lows[i]) for i in free.tolist()},
+            target,
+            left if largest else min(left, WINDOW_UNITS * free_count / WINDOW_ITEMS),
+            workers,
+        )
+        windows += 1
+        window_items += len(free)
+        if answer is None:
+            break
+        left -= max(answer.spent, ROUND_UNITS)
+        if answer.top < peak:
+            for key, offset in answer.offsets.items():
+                lows[index[key]] = offset
+            free_count = WINDOW_ITEMS
+            if on_window is not None:
+                on_window(int((lows + sizes).max()))
+        elif largest:
+            break  # the largest window cannot lower this item: the peak stays
+        else:
+            free_count *= 2
+    offsets = {item.key: int(low) for item, low in zip(items, lows.tolist(), strict=True)}
+    peak = _peak(items, offsets)
+    status = "OPTIMAL" if peak <= bound else "FEASIBLE"
+    return Solution(offsets, peak, bound, status, windows, window_items)
+
+
+def _window(
+    hot: int,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    tops: np.ndarray,
+    count: int,
+    sorted_steps: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """Up to ``count`` items nearest in time to item ``hot`` (highest tops first among
+    equals), skipping any that would stretch the window's span over more than
+    :data:`WINDOW_SPAN` times ``count`` items."""
+    distance = np.maximum(np.maximum(starts - ends[hot], starts[hot] - ends), 0)
+    distance[hot] = -1  # the item at the peak is always free
+    order = np.lexsort((np.arange(len(starts)), -tops, distance))
+    sorted_starts, sorted_ends = sorted_steps
+    first, last = int(starts[hot]), int(ends[hot])
+    free: list[int] = []
+    for candidate in order[: count * WINDOW_SPAN].tolist():
+        low, high = min(first, int(starts[candidate])), max(last, int(ends[candidate]))
+        if free and _alive(low, high, sorted_starts, sorted_ends) > count * WINDOW_SPAN:
+            continue
+        free.append(candidate)
+        first, last = low, high
+        if len(free) == count:
+            break
+    return np.array(free, dtype=np.int64)
+
+
+def _alive(first: int, last: int, sorted_starts: np.ndarray, sorted_ends: np.ndarray) -> int:
+    """How many items are alive at some step of ``[first, last]``."""
+    started = int(np.searchsorted(sorted_starts, last, side="right"))
+    return started - int(np.searchsorted(sorted_ends, first, side="left"))
+
+
+def _solve(
+    free: list[Item],
+    fixed: list[tuple[Item, int]],
+    known: dict[str, int],
+    low: int,
+    budget: float,
+    workers: int,
+    capacity: int | None = None,
+) -> _Answer | None:
+    """Re-place ``free`` (from ``known``) around the ``fixed`` (item, offset) boxes,
+    minimizing the free items' highest top down to ``low``; None when the wall-clock
+    safety net fired or the solver found nothing (the known offsets stand). With
+    ``capacity``, only decide whether they fit under it (status INFEASIBLE, with the
+    next capacity as the bound, when proven not to)."""
+    unit = 0
+    for item in free:
+        unit = gcd(gcd(unit, item.size), known[item.key])
+    for item, at in fixed:
+        unit = gcd(gcd(unit, item.size), at)
+    unit = unit or 1
+    height = _peak(free, known) // unit if capacity is None else capacity // unit
     model = cp_model.CpModel()
-    height = known_peak // unit
-    peak = model.new_int_var(max(bound, floor) // unit, height, "peak")
-    hint = _symmetric_hint(items, known)
+    top = model.new_int_var(min(-(-low // unit), height), height, "top")
+    hint = _symmetric_hint(free, known) if capacity is None else {}
     offsets = {}
     rows, columns = [], []
     previous: dict[tuple[int, int, int], cp_model.IntVar] = {}
-    for item in items:
+    for item in free:
         size = item.size // unit
         offset = model.new_int_var(0, height - size, item.key)
         offsets[item.key] = offset
         rows.append(model.new_fixed_size_interval_var(item.start, item.end - item.start + 1, ""))
         columns.append(model.new_fixed_size_interval_var(offset, size, ""))
-        model.add(peak >= offset + size)
-        model.add_hint(offset, hint[item.key] // unit)
+        model.add(top >= offset + size)
+        if hint:
+            model.add_hint(offset, hint[item.key] // unit)
         twin = previous.get((item.start, item.end, item.size))
         if twin is not None:
             model.add(twin + size <= offset)
         previous[(item.start, item.end, item.size)] = offset
+    for item, at in fixed:
+        rows.append(model.new_fixed_size_interval_var(item.start, item.end - item.start + 1, ""))
+        columns.append(model.new_fixed_size_interval_var(at // unit, item.size // unit, ""))
     model.add_no_overlap_2d(rows, columns)
-    model.minimize(peak)
+    if capacity is None:
+        model.minimize(top)
 
     solver = cp_model.CpSolver()
     solver.parameters.max_deterministic_time = budget
-    solver.parameters.max_number_of_conflicts = max(round(budget * CONFLICTS_PER_UNIT), 1)
+    per_unit = CONFLICTS_PER_UNIT * CONFLICT_COST_BOXES / max(len(rows), CONFLICT_COST_BOXES)
+    solver.parameters.max_number_of_conflicts = max(round(budget * per_unit), 1)
     solver.parameters.max_time_in_seconds = budget * SECONDS_PER_UNIT + SECONDS_MARGIN
     solver.parameters.random_seed = 0
     solver.parameters.num_workers = workers
     solver.parameters.interleave_search = workers > 1
     result = solver.solve(model)
-    name = solver.status_name(result)
     if solver.wall_time >= solver.parameters.max_time_in_seconds:
         log.warning(
             "CP-SAT hit its wall-clock safety limit (%.0f s) on %d items; keeping the known placement",
             solver.parameters.max_time_in_seconds,
-            len(items),
+            len(free),
         )
-        return Solution(dict(known), known_peak, bound, "FEASIBLE")
-    # A bound at or below ``floor`` may come from the floor constraint itself, not a proof.
-    proven = round(solver.best_objective_bound) * unit if name != "UNKNOWN" else 0
-    solved_bound = max(bound, proven) if proven > floor else bound
+        return None
+    name = solver.status_name(result)
+    spent = max(solver.deterministic_time, solver.num_conflicts / per_unit)
+    if name == "INFEASIBLE" and capacity is not None:
+        known_top = _peak(free, known)
+        return _Answer(dict(known), known_top, (height + 1) * unit, name, min(spent, budget))
     if name not in ("OPTIMAL", "FEASIBLE"):
-        return Solution(dict(known), known_peak, solved_bound, "FEASIBLE")
-    placed = {key: solver.value(var) * unit for key, var in offsets.items()}
-    placed_peak = int(solver.objective_value) * unit
-    status = "OPTIMAL" if placed_peak <= solved_bound else "FEASIBLE"
-    return Solution(placed, placed_peak, solved_bound, status)
+        return None
+    return _Answer(
+        offsets={key: solver.value(var) * unit for key, var in offsets.items()},
+        top=max(
+            (
+                solver.value(var) * unit + item.size
+                for item, var in zip(free, offsets.values(), strict=True)
+            ),
+            default=0,
+        ),
+        bound=round(solver.best_objective_bound) * unit if capacity is None else 0,
+        status=name,
+        spent=min(spent, budget),
+    )
+
+
+def _peak(items: list[Item], offsets: dict[str, int]) -> int:
+    return max((offsets[item.key] + item.size for item in items), default=0)
 
 
 def _symmetric_hint(items: list[Item], known: dict[str, int]) -> dict[str, int]:

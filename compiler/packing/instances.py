@@ -9,7 +9,9 @@ are hard for greedy placers because sizes and lifetimes are unrelated.
 - :func:`towers`: columns of random widths, each stacked with buffers of equal
   lifetime, and every column boundary shifted per row band so towers interlock;
 - :func:`staircases`: bands of bytes cut in time at a staircase of steps, so each
-  band's buffers start one step after the band below's.
+  band's buffers start one step after the band below's;
+- :func:`cut_blocks`: for scaling runs, many cut rectangles side by side in time on a
+  shared long-lived baseline (one section of 1k to 100k buffers).
 
 Sizes are multiples of ``unit`` (an alignment); seeds make every instance
 reproducible.
@@ -95,16 +97,56 @@ def staircases(bands: int, seed: int, steps: int = 64, unit: int = 64) -> list[I
     return _items(pieces, unit, "stair")
 
 
-def lifetimes(count: int, seed: int, unit: int = 64) -> list[Item]:
-    """``count`` random buffers shaped like a network's activations (short lives,
-    a few long skips, sizes over two orders of magnitude), for scaling runs."""
+def cut_blocks(
+    count: int,
+    seed: int,
+    block: int = 100,
+    steps: int = 64,
+    height: int = 256,
+    baseline: int = 4,
+    unit: int = 64,
+) -> list[Item]:
+    """About ``count`` buffers: blocks of ``block`` random guillotine cuts laid side by
+    side in time, each block ``steps`` long and between half and all of ``height``
+    tall, on a shared baseline of ``baseline`` buffers alive throughout (one unit
+    tall each). It fits at max-live (baseline plus the tallest block) by construction,
+    greedy lands above it in the tall blocks, and the baseline makes the whole set one
+    section, as a network's long-lived tensors do. Every block is cut at once (numpy
+    over blocks), so 100k buffers take about a second."""
     rng = np.random.default_rng(seed)
-    starts = np.sort(rng.integers(0, count, size=count))
-    spans = np.where(
-        rng.random(count) < 0.05, rng.integers(1, 200, size=count), rng.integers(1, 6, size=count)
+    blocks = max(-(-(count - baseline) // block), 1)
+    tall = rng.integers(height // 2, height + 1, size=blocks)
+    tall[rng.integers(blocks)] = height  # max-live is reached
+    owner = np.arange(blocks)
+    first, last = owner * steps, owner * steps + steps - 1
+    low, high = np.zeros(blocks, dtype=np.int64), tall.astype(np.int64)
+    for _ in range(block - 1):
+        splittable = (last > first) | (high - low > 1)
+        weight = (last - first + 1) * (high - low) * splittable
+        # One piece per block, drawn with probability proportional to its area
+        # (Efraimidis-Spirakis keys: the largest log(u) / weight of each block wins).
+        key = np.where(weight > 0, np.log(rng.random(len(owner))) / np.maximum(weight, 1), -np.inf)
+        order = np.lexsort((key, owner))
+        chosen = order[np.flatnonzero(np.diff(owner[order], append=blocks) != 0)]
+        chosen = chosen[np.isfinite(key[chosen])]
+        a, b, c, d = first[chosen], last[chosen], low[chosen], high[chosen]
+        in_time = (b > a) & ((d - c == 1) | (rng.random(len(chosen)) < 0.5))
+        draw = rng.random(len(chosen))
+        time_cut = a + (draw * (b - a)).astype(np.int64)  # last step of the first half
+        byte_cut = c + 1 + (draw * np.maximum(d - c - 1, 0)).astype(np.int64)
+        last[chosen] = np.where(in_time, time_cut, b)
+        high[chosen] = np.where(in_time, d, byte_cut)
+        owner = np.concatenate((owner, owner[chosen]))
+        first = np.concatenate((first, np.where(in_time, time_cut + 1, a)))
+        last = np.concatenate((last, b))
+        low = np.concatenate((low, np.where(in_time, c, byte_cut)))
+        high = np.concatenate((high, d))
+    pieces = [(0, blocks * steps - 1, level, level + 1) for level in range(baseline)]
+    pieces += zip(
+        first.tolist(),
+        last.tolist(),
+        (low + baseline).tolist(),
+        (high + baseline).tolist(),
+        strict=True,
     )
-    sizes = (2 ** rng.integers(0, 8, size=count)) * rng.integers(1, 4, size=count)
-    return [
-        Item(key=f"t{index}", start=int(start), end=int(start + span), size=int(size) * unit)
-        for index, (start, span, size) in enumerate(zip(starts, spans, sizes, strict=True))
-    ]
+    return _items(pieces, unit, "block")

@@ -7,10 +7,12 @@ search over the order in which items are placed, with the paper's reductions:
   or on the top of an item alive at a common step, so only those offsets are tried;
 - **monotonic floor**: items are placed in non-decreasing offset order, so the placed
   items form a *skyline* (per step, the highest top) and the next item's offset is the
-  skyline's maximum over its lifetime (its *floor*). An item may come next only if
-  every remaining item with a lower floor overlaps it in time (otherwise that item
-  would end up below an item placed before it); candidates go lowest floor first,
-  ties by start step, then larger first;
+  skyline's maximum over its lifetime (its *floor*). Each node decides one open step
+  at the skyline's lowest level: which item sits there, or none (that level is wasted
+  there). Among the steps at that level it takes the one the fewest items can cover
+  (*fail first*: a step only one item fits is settled before any guess is made);
+- **value order**: items whose top would be flush with the skyline next to their life
+  first (:func:`_candidates`), then larger, then longer-lived;
 - **inference**: a branch dies when an item cannot fit above its floor; when, at some
   step, the items that can still go below a level (those with a lower floor) cannot
   fill up to it without wasting more than the step's spare bytes (:func:`_fillable`);
@@ -19,8 +21,8 @@ search over the order in which items are placed, with the paper's reductions:
 - **dominance**: a failed state (placed set, skyline) prunes every later state with
   the same placed set and a skyline at least as high everywhere; among identical
   items (same steps and size) only the first remaining one is tried;
-- **restarts**: dives of growing node limits, each after the first in a seeded
-  shuffled order, so an early mistake does not sink the whole budget;
+- **restarts**: dives of growing node limits, each after the first with seeded random
+  ties among equally flush items, so an early mistake does not sink the whole budget;
 - a **node budget** bounds the work deterministically.
 
 :func:`minimize` wraps the decision in a search on the capacity, from the lower bound
@@ -106,7 +108,7 @@ class _Node:
     remaining: np.ndarray  # per item, not yet placed
     live: np.ndarray  # per step, the units of remaining items alive there
     mask: int  # placed items as a bit set (the dominance cache's key)
-    lowest: int = 0  # the lowest open step, where the next decision is made
+    lowest: int = 0  # the open step at the lowest level where the next decision is made
     candidates: list[int] = field(default_factory=list)  # items, then CLOSE
     next: int = 0
 
@@ -117,14 +119,7 @@ CLOSE = -1
 
 def fits(items: list[Item], capacity: int, node_budget: int) -> Decision:
     """Find offsets that keep every item below ``capacity`` bytes, within ``node_budget``."""
-    if not items:
-        return Decision({}, exhausted=True, nodes=0)
-    instance = _Instance(items)
-    offsets, exhausted, nodes = _search(instance, capacity // instance.unit, node_budget)
-    if offsets is None:
-        return Decision(None, exhausted, nodes)
-    keyed = {item.key: int(offsets[i]) * instance.unit for i, item in enumerate(items)}
-    return Decision(keyed, exhausted=True, nodes=nodes)
+    return Decider(items, capacity).run(node_budget)
 
 
 RESTART_NODES = 64
@@ -133,29 +128,54 @@ RESTART_NODES = 64
 RESTART_GROWTH = 1.5
 
 
-def _search(instance: _Instance, capacity: int, budget: int) -> tuple[np.ndarray | None, bool, int]:
-    """Dives of growing node limits, each in a different (seeded) candidate order.
+class Decider:
+    """The decision search for one capacity, resumable: each :meth:`run` goes on where
+    the previous one stopped, so a caller can share a budget between several problems
+    in rounds without repeating work.
 
-    A depth-first search that errs near the root spends its budget deep below the
-    mistake; restarting with another order escapes it. Refuted states stay in the
-    dominance cache across dives, and a dive that ends without hitting its limit has
-    searched everything, so an exhausted answer is still a proof.
+    The search is a series of dives of growing node limits, each with different
+    (seeded) ties in the value order: a depth-first search that errs near the root
+    spends its budget deep below the mistake, and restarting with another order
+    escapes it. Refuted states stay in the dominance cache across dives, and a dive
+    that ends without hitting its limit has searched everything, so an exhausted
+    answer is still a proof.
     """
-    failed: dict[int, list[np.ndarray]] = {}
-    nodes = 0
-    limit = float(RESTART_NODES)
-    dive = 0
-    while True:
-        last = nodes + limit >= budget
-        order = None if dive == 0 else np.random.default_rng(dive)
-        offsets, exhausted, spent = _dive(
-            instance, capacity, budget - nodes if last else int(limit), failed, order
-        )
-        nodes += spent
-        if offsets is not None or exhausted or last:
-            return offsets, exhausted, nodes
-        limit *= RESTART_GROWTH
-        dive += 1
+
+    def __init__(self, items: list[Item], capacity: int) -> None:
+        self.items = items
+        self.instance = _Instance(items) if items else None
+        self.capacity = capacity // self.instance.unit if self.instance else capacity
+        self.failed: dict[int, list[np.ndarray]] = {}
+        self.limit = float(RESTART_NODES)
+        self.dive = 0
+        self.answer: Decision | None = None if items else Decision({}, exhausted=True, nodes=0)
+
+    def run(self, node_budget: int) -> Decision:
+        """Search on for at most ``node_budget`` nodes; ``nodes`` in the answer counts
+        this call's. A proven answer (found or refuted) is final."""
+        if self.answer is not None or self.instance is None:
+            return self.answer or Decision(None, exhausted=False, nodes=0)
+        nodes = 0
+        while True:
+            last = nodes + self.limit >= node_budget
+            shuffle = None if self.dive == 0 else np.random.default_rng(self.dive)
+            dive_budget = node_budget - nodes if last else int(self.limit)
+            offsets, exhausted, spent = _dive(
+                self.instance, self.capacity, dive_budget, self.failed, shuffle
+            )
+            nodes += spent
+            self.limit *= RESTART_GROWTH
+            self.dive += 1
+            if offsets is not None:
+                unit = self.instance.unit
+                keyed = {item.key: int(offsets[i]) * unit for i, item in enumerate(self.items)}
+                self.answer = Decision(keyed, exhausted=True, nodes=nodes)
+                return self.answer
+            if exhausted:
+                self.answer = Decision(None, exhausted=True, nodes=nodes)
+                return self.answer
+            if last:
+                return Decision(None, exhausted=False, nodes=nodes)
 
 
 def _dive(
@@ -163,11 +183,12 @@ def _dive(
     capacity: int,
     budget: int,
     failed: dict[int, list[np.ndarray]],
-    order: np.random.Generator | None,
+    shuffle: np.random.Generator | None,
 ) -> tuple[np.ndarray | None, bool, int]:
-    """Depth-first search; each node decides the lowest open step (leftmost on ties):
-    one child per item that can sit at its skyline covering it, and one that closes it.
-    ``order`` shuffles the items' branching order (None: the default order)."""
+    """Depth-first search; each node decides one open step at the lowest level: one
+    child per item that can sit at its skyline covering it, and one that closes it
+    (unless the step has no byte to spare). ``shuffle`` randomizes the value order's
+    ties (None: the default order)."""
     count = len(instance.items)
     offsets = np.zeros(count, dtype=np.int64)
     root = _settle(
@@ -182,7 +203,7 @@ def _dive(
         ),
         capacity,
         failed,
-        order,
+        shuffle,
     )
     stack = [root] if root is not None else []
     nodes = 0
@@ -198,7 +219,7 @@ def _dive(
         chosen = node.candidates[node.next]
         node.next += 1
         moved = _close(node) if chosen == CLOSE else _place(instance, node, chosen)
-        child = _settle(instance, moved, capacity, failed, order)
+        child = _settle(instance, moved, capacity, failed, shuffle)
         if child is None:
             continue
         if chosen != CLOSE:
@@ -241,10 +262,10 @@ def _settle(
     node: _Node,
     capacity: int,
     failed: dict[int, list[np.ndarray]],
-    order: np.random.Generator | None,
+    shuffle: np.random.Generator | None,
 ) -> _Node | None:
-    """Check ``node`` against the capacity and the dominance cache, and find its
-    lowest open step and candidates; None if it is refuted."""
+    """Check ``node`` against the capacity and the dominance cache, and choose the
+    step it decides and its candidates; None if it is refuted."""
     if not node.remaining.any():
         return node
     level = _level(node)
@@ -257,8 +278,11 @@ def _settle(
     open_steps = np.flatnonzero(busy & ~node.closed)
     if open_steps.size == 0:
         return None
-    lowest = int(open_steps[np.argmin(node.sky[open_steps])])
-    floor = int(node.sky[lowest])
+    floor = int(node.sky[open_steps].min())
+    at_floor = open_steps[node.sky[open_steps] == floor]
+    # Fail first: the step at the lowest level that the fewest items can sit on.
+    counts = instance.cover[node.remaining & (node.floor == floor)][:, at_floor].sum(axis=0)
+    lowest = int(at_floor[np.argmin(counts)])
     spare = capacity - node.sky - node.live  # bytes each step may still leave unused
     if (spare[busy & node.closed] < 1).any() or not _fillable(instance, node, spare, floor):
         return None
@@ -266,10 +290,9 @@ def _settle(
     if tight.any() and not _tileable(instance, node, tight):
         return None
     node.lowest = lowest
-    node.candidates = _candidates(instance, node, floor)
-    if order is not None:
-        order.shuffle(node.candidates)
-    node.candidates.append(CLOSE)
+    node.candidates = _candidates(instance, node, floor, shuffle)
+    if spare[lowest] > 0:  # else wasting the level there would leave no byte to spare
+        node.candidates.append(CLOSE)
     return node
 
 
@@ -303,59 +326,73 @@ def _tileable(instance: _Instance, node: _Node, tight: np.ndarray) -> bool:
     Such an item has its floor at that level, and the items at one level are disjoint
     in time: per level, some disjoint set of them must cover all its tight steps.
     """
-    for level in np.unique(node.sky[tight]):
-        need = np.flatnonzero(tight & (node.sky == level))
-        # An item crossing a closed step at this level cannot sit at the level.
-        blocked = np.concatenate(([0], np.cumsum(node.closed & (node.sky == level))))
-        pool = np.flatnonzero(
-            node.remaining
-            & (node.floor == level)
-            & (instance.last >= need[0])
-            & (instance.first <= need[-1])
-        )
-        first, last = instance.first[pool], instance.last[pool]
-        free = blocked[last + 1] == blocked[first]
-        if not _covers(first[free].tolist(), last[free].tolist(), need.tolist()):
-            return False
-    return True
+    sky = node.sky.tolist()
+    needs: dict[int, list[int]] = {}
+    for step in np.flatnonzero(tight).tolist():
+        needs.setdefault(sky[step], []).append(step)
+    pool = np.flatnonzero(node.remaining & np.isin(node.floor, list(needs)))
+    if node.closed.any():  # an item crossing a closed step at its level cannot sit there
+        blocked = instance.cover[pool] & node.closed & (node.sky == node.floor[pool, None])
+        pool = pool[~blocked.any(axis=1)]
+    spans: dict[int, dict[int, list[int]]] = {level: {} for level in needs}
+    for first, last, level in zip(
+        instance.first[pool].tolist(),
+        instance.last[pool].tolist(),
+        node.floor[pool].tolist(),
+        strict=True,
+    ):
+        spans[level].setdefault(first, []).append(last + 1)
+    return all(_covers(spans[level], need) for level, need in needs.items())
 
 
-def _covers(first: list[int], last: list[int], need: list[int]) -> bool:
-    """Whether disjoint intervals ``[first, last]`` can cover every step of ``need``
-    (sorted): a sweep over the positions reachable with every need before them met."""
-    ends: dict[int, list[int]] = {}
-    for a, b in zip(first, last, strict=True):
-        ends.setdefault(a, []).append(b + 1)
-    needed = set(need)
-    reach = {min(first, default=need[0]), need[0]}
-    position = min(reach)
+def _covers(spans: dict[int, list[int]], need: list[int]) -> bool:
+    """Whether disjoint intervals (``spans``: first step -> ends after the last step)
+    can cover every step of ``need`` (sorted): a sweep over the positions reachable
+    with every needed step before them covered."""
     goal = need[-1]
-    while position <= goal:
-        if position in reach:
-            if position not in needed:
-                reach.add(position + 1)
-            reach.update(ends.get(position, ()))
-        elif position > need[0] and not any(p > position for p in reach):
-            return False
-        position += 1
-    return any(p > goal for p in reach)
+    needed = set(need)
+    reach = [False] * (goal + 2)
+    start = min(need[0], min(spans, default=need[0]))
+    for position in range(start, need[0] + 1):
+        reach[position] = True
+    for position in range(start, goal + 1):
+        if not reach[position]:
+            continue
+        if position not in needed:
+            reach[position + 1] = True
+        for end in spans.get(position, ()):
+            if end > goal:
+                return True
+            reach[end] = True
+    return reach[goal + 1]
 
 
-def _candidates(instance: _Instance, node: _Node, floor: int) -> list[int]:
-    """Items that can sit at ``floor`` over the lowest step, in branching order:
-    larger first, then longer-lived; one per group of identical items."""
+def _candidates(
+    instance: _Instance, node: _Node, floor: int, shuffle: np.random.Generator | None
+) -> list[int]:
+    """Items that can sit at ``floor`` over the lowest step, in branching order.
+
+    Items whose top would be flush with the skyline just before or just after their
+    life come first: in a packing without waste every top meets another item's
+    bottom, and continuing a neighbour's level keeps the skyline in few, wide steps.
+    Then larger, then longer-lived, or, when ``shuffle`` is given, in a seeded random
+    order. One per group of identical items.
+    """
     step = node.lowest
     covering = np.flatnonzero(
         node.remaining & (instance.first <= step) & (instance.last >= step) & (node.floor == floor)
     )
-    blocked = node.closed & (node.sky == floor)
-    order = np.lexsort(
-        (
-            covering,
-            instance.first[covering] - instance.last[covering],
-            -instance.sizes[covering],
-        )
+    first, last = instance.first[covering], instance.last[covering]
+    top = floor + instance.sizes[covering]
+    sky = np.concatenate(([-1], node.sky, [-1]))  # no level outside the timeline
+    flush = (top == sky[first]).astype(np.int64) + (top == sky[last + 2])
+    ties = (
+        (covering, first - last, -instance.sizes[covering])
+        if shuffle is None
+        else (shuffle.random(covering.size),)
     )
+    order = np.lexsort((*ties, -flush))
+    blocked = node.closed & (node.sky == floor)
     result: list[int] = []
     groups: set[int] = set()
     for index in covering[order]:
@@ -372,7 +409,8 @@ def minimize(items: list[Item], known: dict[str, int], floor: int, node_budget: 
 
     Capacities are tried from the lower bound (max-live, or ``floor`` if higher: a
     caller packing several independent sections needs none below the others' bound)
-    upward, bisecting between the highest refuted capacity and the best placement.
+    upward, bisecting between the highest refuted capacity and the best placement
+    (also when the try at the lower bound ran out of nodes: it gets half the budget).
     The returned ``bound`` is max-live raised by every refuted capacity.
     """
     best = dict(known)
@@ -384,10 +422,13 @@ def minimize(items: list[Item], known: dict[str, int], floor: int, node_budget: 
     unit = unit or 1
     low = max(bound, -(-floor // unit) * unit)
     nodes = 0
+    first = True
     while low < peak and nodes < node_budget:
         # The first try is the lower bound itself: often it fits, which proves optimality.
-        capacity = low if nodes == 0 else low + (peak - low) // unit // 2 * unit
-        decision = fits(items, capacity, node_budget - nodes)
+        # It gets half of the budget, so that a failure leaves some to lower the peak.
+        capacity = low if first else low + (peak - low) // unit // 2 * unit
+        share = (node_budget - nodes + 1) // 2 if first else node_budget - nodes
+        decision = fits(items, capacity, share)
         nodes += decision.nodes + 1
         if decision.offsets is not None:
             best = decision.offsets
@@ -395,6 +436,7 @@ def minimize(items: list[Item], known: dict[str, int], floor: int, node_budget: 
         elif decision.exhausted:
             bound = max(bound, capacity + unit)
             low = capacity + unit
-        else:
+        elif not first:
             break
+        first = False
     return Minimum(offsets=best, peak=peak, bound=bound, nodes=nodes)

@@ -211,8 +211,10 @@ def _allocators(view: PlanView) -> str:
             )
     columns = ["region", "allocator", "footprint", "fragmentation", "failed allocations"]
     return _table(columns, rows) + (
-        "<p>Activations only (weights are static in every design); fragmentation = footprint / "
-        "max-live - 1; failed allocations under the tier's capacity.</p>"
+        "<p>Activations only (weights are static in every design); the runtime is eager (views "
+        "share their input's block, every other output gets its own: in-place writes are the "
+        "planner's); fragmentation = footprint / max-live of the requests - 1; failed "
+        "allocations under the tier's capacity.</p>"
     )
 
 
