@@ -360,6 +360,8 @@ def memory_schedule(graph: MemoryGraph, budget: int) -> SearchResult:
     exact, the order is optimal), the peak meets :meth:`MemoryGraph.lower_bound`
     (optimal too) or the budget is spent.
     """
+    if not graph.operators:
+        return SearchResult(None, graph.initial, True, 0)
     cuts = graph.cut_points()
     bounds = [0, *(c + 1 for c in cuts if c + 1 < len(graph.operators)), len(graph.operators)]
     segments = []
@@ -369,6 +371,9 @@ def memory_schedule(graph: MemoryGraph, budget: int) -> SearchResult:
         after, peak = graph.replay(positions, done, live)
         segments.append(_Segment(positions, list(positions), peak))
         live, done = after, done | ((1 << last) - (1 << first))
+    # Each segment starts from the same live bytes in any order: the max-live of an
+    # order is the largest of its segments' peaks.
+    reference_peak = max((segment.peak for segment in segments), default=graph.initial)
     remaining, expanded = budget, 0
     floor = graph.lower_bound()
     while remaining > 0:
@@ -386,11 +391,10 @@ def memory_schedule(graph: MemoryGraph, budget: int) -> SearchResult:
             top.order, top.peak = found.order, found.peak
     top = max(segments, key=lambda s: (s.peak, -s.positions.start))
     proven = top.proven or top.peak <= floor
-    reference_peak = graph.max_live(range(len(graph.operators)))
     if top.peak >= reference_peak:
         return SearchResult(None, reference_peak, proven, expanded)
     order = [v for segment in segments for v in segment.order]
-    return SearchResult(order, graph.max_live(order), proven, expanded)
+    return SearchResult(order, top.peak, proven, expanded)
 
 
 def onnx_order_bound(ir: IRGraph) -> int:
