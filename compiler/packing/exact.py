@@ -26,9 +26,9 @@ parts so the result never depends on the machine's speed; callers give a region
    parts above the bound: 0.00% gap, where one share per part left 28.85%);
 2. each part still above the bound gets an even share of what is left: the search
    minimizes (decision at the bound, then bisection), and in ``auto`` CP-SAT takes
-   over after at most :data:`AUTO_SEARCH_UNITS` (it first decides whether the part
-   fits at the bound, which settles interlocking towers that minimizing from the
-   hint does not, then minimizes);
+   over after at most :data:`AUTO_SEARCH_UNITS` (it minimizes from the best
+   placement; given more than a unit, it first decides whether the part fits at the
+   bound, which settles interlocking towers that minimizing from the hint does not);
 3. a part with more items than :data:`CPSAT_LIMIT` (``cpsat``, ``auto``) is improved by
    CP-SAT **windows** (:func:`.cpsat.minimize_windows`) instead: at equal budget one
    model of a whole section beats windows on the sections it can hold (cuts-200
