@@ -294,16 +294,19 @@ def beam_schedule(
     width: int,
     ceiling: int | None = None,
     segment: range | None = None,
+    live: int | None = None,
 ) -> SearchResult:
     """Search frontiers layer by layer, keeping at most ``width`` per layer.
 
     With ``segment`` (the positions between two cut points, see
     :meth:`MemoryGraph.cut_points`) only those operators are ordered, the ones
-    before it having run in the reference order; the peak is the segment's own.
+    before it having run, leaving ``live`` bytes (replayed in the reference order
+    when not given); the peak is the segment's own.
     """
     segment = segment if segment is not None else range(len(graph.operators))
     done = (1 << segment.start) - 1
-    live, _ = graph.replay(range(segment.start))
+    if live is None:
+        live, _ = graph.replay(range(segment.start))
     ready = tuple(v for v in segment if not graph.predecessors[v] & ~done)
     count = len(segment)
     layer = [Frontier(done, live, live, ready, None)]
@@ -344,6 +347,7 @@ def beam_schedule(
 @dataclass(slots=True)
 class _Segment:
     positions: range
+    live: int  # bytes alive when it starts, whatever the order
     order: list[int]
     peak: int
     settled: bool = False  # searched without finding a lower peak
@@ -369,7 +373,7 @@ def memory_schedule(graph: MemoryGraph, budget: int) -> SearchResult:
     for first, last in itertools.pairwise(bounds):
         positions = range(first, last)
         after, peak = graph.replay(positions, done, live)
-        segments.append(_Segment(positions, list(positions), peak))
+        segments.append(_Segment(positions, live, list(positions), peak))
         live, done = after, done | ((1 << last) - (1 << first))
     # Each segment starts from the same live bytes in any order: the max-live of an
     # order is the largest of its segments' peaks.
@@ -380,9 +384,8 @@ def memory_schedule(graph: MemoryGraph, budget: int) -> SearchResult:
         top = max(segments, key=lambda s: (s.peak, -s.positions.start))
         if top.settled or top.peak <= floor:
             break
-        found = beam_schedule(
-            graph, max(1, remaining // len(top.positions)), top.peak, top.positions
-        )
+        width = max(1, remaining // len(top.positions))
+        found = beam_schedule(graph, width, top.peak, top.positions, top.live)
         remaining -= found.frontiers
         expanded += found.frontiers
         if found.order is None:
