@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -25,8 +26,9 @@ from rich.console import Console
 from rich.table import Table
 from tierplan.compiler.allocators import ALLOCATORS, requests, simulate
 from tierplan.compiler.api import CompileResult, compile_model, default_pipeline
-from tierplan.compiler.errors import PipelineError, TierplanError
+from tierplan.compiler.errors import InputError, PipelineError, TierplanError
 from tierplan.compiler.evaluation import ACTIVATION_KINDS
+from tierplan.compiler.execution import run_plan
 from tierplan.compiler.files import write_atomically
 from tierplan.compiler.frontend import load_model, parse_dims, parse_input_shapes
 from tierplan.compiler.packing import SOLVERS, SolveReport, place, solve
@@ -70,39 +72,11 @@ def _parser() -> argparse.ArgumentParser:
         help="output folder (default: ./<model stem>.tierplan/)",
     )
     _model_options(compile_cmd)
-    compile_cmd.add_argument("--target", default="ascend-like", help="preset name or TOML file")
-    compile_cmd.add_argument(
-        "--passes",
-        default=",".join(default_pipeline()),
-        help="pipeline: pass names, options in braces, e.g. 'schedule,liveness,pack,evaluate'",
-    )
-    _solver_options(compile_cmd, default=None)
+    _pipeline_options(compile_cmd)
     compile_cmd.add_argument(
         "--solver-report",
         action="store_true",
         help="print, per region, the exact packing's peak, bound, gap, status and time",
-    )
-    compile_cmd.add_argument(
-        "--devices",
-        metavar="K|auto",
-        help="split over K devices, or the fewest whose memory fits (partition{devices=...})",
-    )
-    compile_cmd.add_argument(
-        "--partition",
-        choices=("pipeline", "graph"),
-        help="contiguous pipeline stages, or any operator anywhere (partition{mode=...})",
-    )
-    compile_cmd.add_argument(
-        "--balance",
-        choices=("memory", "time"),
-        help="what pipeline stages balance first (partition{balance=...})",
-    )
-    compile_cmd.add_argument(
-        "--plugin",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import a module or .py file that registers passes (repeatable)",
     )
     compile_cmd.add_argument(
         "--dump-after",
@@ -139,10 +113,44 @@ def _parser() -> argparse.ArgumentParser:
         "--plugin", action="append", default=[], metavar="MODULE", help="load a plugin first"
     )
     commands.add_parser("targets", help="list the shipped target presets")
+    _run_parser(commands)
     _view_parsers(commands)
     _pack_parser(commands)
     _simulate_parser(commands)
     return parser
+
+
+def _pipeline_options(command: argparse.ArgumentParser) -> None:
+    """Options that choose how a model is compiled (``compile``, and ``run`` without a plan)."""
+    command.add_argument("--target", default="ascend-like", help="preset name or TOML file")
+    command.add_argument(
+        "--passes",
+        default=",".join(default_pipeline()),
+        help="pipeline: pass names, options in braces, e.g. 'schedule,liveness,pack,evaluate'",
+    )
+    _solver_options(command, default=None)
+    command.add_argument(
+        "--devices",
+        metavar="K|auto",
+        help="split over K devices, or the fewest whose memory fits (partition{devices=...})",
+    )
+    command.add_argument(
+        "--partition",
+        choices=("pipeline", "graph"),
+        help="contiguous pipeline stages, or any operator anywhere (partition{mode=...})",
+    )
+    command.add_argument(
+        "--balance",
+        choices=("memory", "time"),
+        help="what pipeline stages balance first (partition{balance=...})",
+    )
+    command.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module or .py file that registers passes (repeatable)",
+    )
 
 
 def _solver_options(command: argparse.ArgumentParser, default: str | None) -> None:
@@ -204,6 +212,31 @@ def _pack(args: argparse.Namespace, console: Console) -> int:
             f"({report.status}); wrote {output}"
         )
     return 0
+
+
+def _run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run_cmd = commands.add_parser(
+        "run",
+        help="execute a model inside its plan's memory and compare with onnxruntime "
+        "(exit 0 match, 1 mismatch, 2 bad input)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    run_cmd.add_argument("model", type=Path, help="the .onnx file the plan was made for")
+    run_cmd.add_argument(
+        "plan", type=Path, nargs="?", help="the plan.json file (default: compile the model first)"
+    )
+    run_cmd.add_argument(
+        "--inputs",
+        type=Path,
+        metavar="FILE.npz",
+        help="values of graph inputs (and of stripped weights) by name; the rest is seeded",
+    )
+    run_cmd.add_argument("--seed", type=int, default=0, help="seed of generated inputs and weights")
+    run_cmd.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance")
+    run_cmd.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance")
+    _model_options(run_cmd, dims_help="(default: the plan's 'dims')")
+    _pipeline_options(run_cmd)
+    run_cmd.add_argument("-q", "--quiet", action="store_true", help="print only the verdict")
 
 
 def _view_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -439,6 +472,56 @@ def _check(args: argparse.Namespace, console: Console) -> int:
     return 1
 
 
+def _run(args: argparse.Namespace, console: Console) -> int:
+    for plugin in args.plugin:
+        load_plugin(plugin)
+    passes = _with_pack_options(args, _with_partition_options(args))
+    tolerances = (args.rtol, args.atol)
+    if not all(math.isfinite(t) and t >= 0 for t in tolerances):
+        raise InputError("--rtol and --atol must be finite and not negative")
+    report = run_plan(
+        args.model,
+        args.plan,
+        inputs=args.inputs,
+        seed=args.seed,
+        rtol=args.rtol,
+        atol=args.atol,
+        dims=parse_dims(args.dim) or None,
+        shapes=parse_input_shapes(args.input_shape),
+        compile_options={"target": args.target, "passes": passes},
+    )
+    if not args.quiet:
+        table = Table(title=f"tierplan run: {args.model.name} in its plan's memory vs onnxruntime")
+        table.add_column("output")
+        table.add_column("shape")
+        for column in ("max abs error", "max rel error", "result"):
+            table.add_column(column, justify="right")
+        for output in report.outputs:
+            found = output.difference
+            table.add_row(
+                output.name,
+                "x".join(map(str, output.shape)) or "scalar",
+                f"{found.max_abs:.3g}",
+                f"{found.max_rel:.3g}",
+                "PASS" if found.matches else "FAIL",
+            )
+        split = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in report.seconds.items())
+        table.caption = (
+            f"{report.steps} steps, {report.kernels} operator kernels"
+            f"{f' ({report.fallbacks} on onnx.reference)' if report.fallbacks else ''}; "
+            f"rtol {report.rtol:g}, atol {report.atol:g}; {split}"
+        )
+        console.print(table)
+    if report.matches:
+        console.print(
+            f"PASS: the planned execution matches onnxruntime on {len(report.outputs)} outputs"
+        )
+        return 0
+    reason = report.divergence or "outputs differ"
+    print(f"tierplan: FAIL: {' '.join(reason.split())}", file=sys.stderr)
+    return 1
+
+
 def _passes(args: argparse.Namespace, console: Console) -> int:
     for plugin in args.plugin:
         load_plugin(plugin)
@@ -602,7 +685,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"compile": _compile, "check": _check, "passes": _passes, "targets": _targets}
     handlers.update(report=_report, plot=_plot, inspect=_inspect)
     handlers.update(simulate=_simulate)
-    handlers.update(pack=_pack)
+    handlers.update(pack=_pack, run=_run)
     try:
         return handlers[args.command](args, console)
     except TierplanError as error:
