@@ -1,7 +1,8 @@
 """The ``tierplan`` command line.
 
 Commands: ``compile`` (model -> plan.json + annotated model + summary table),
-``check`` (validate any plan file against its model), ``passes`` and ``targets``
+``check`` (validate any plan file against its model), ``run`` (execute a model inside
+its plan's memory and compare with onnxruntime), ``passes`` and ``targets``
 (list what is registered and shipped), and the views of a plan: ``report`` (HTML),
 ``plot`` (PNG timeline), ``inspect`` (terminal tables).
 
