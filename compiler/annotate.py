@@ -6,6 +6,12 @@ human summary in ``doc_string`` (``tier=DDR offset=0x4000 bytes=64KiB live=[3,9]
 and the same facts under namespaced ``metadata_props`` keys (``tierplan.tier``,
 ``tierplan.offset`` ...). Weight bytes are not copied: external-data references
 are kept, re-pointed relative to the folder the annotated model is written to.
+
+When a pass rewrote the graph (inserted operators other than device transfers, or
+removed some), the annotated model holds the rewritten graph, in schedule order,
+with a typed ``value_info`` for every new tensor: onnxruntime runs it unchanged.
+Device copies stay out of it (``Transfer`` is no ONNX operator): readers of a copy
+read the original.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ import os
 from pathlib import Path
 
 import onnx
+from onnx import helper
 from tierplan.compiler.files import write_atomically
-from tierplan.compiler.ir import IRGraph, Operator, Tensor
+from tierplan.compiler.frontend import onnx_element_type
+from tierplan.compiler.ir import TRANSFER_OP, IRGraph, Operator, Tensor
 
 PREFIX = "tierplan."
 
@@ -76,6 +84,37 @@ def _annotate(
         proto.metadata_props.add(key=PREFIX + key, value=value)
 
 
+def _rewritten_nodes(graph: onnx.GraphProto, ir: IRGraph) -> list[onnx.NodeProto] | None:
+    """The IR's operators as ONNX nodes, or None when no pass rewrote the graph."""
+    ops = list(ir.operators())
+    added = any(op.inserted and op.op_type != TRANSFER_OP for op in ops)
+    if not added and all(ir.has_operator(node.name) for node in graph.node):
+        return None
+    originals = {node.name: node for node in graph.node}
+    nodes = []
+    for op in sorted(ops, key=lambda op: op.step if op.step is not None else len(ops)):
+        if op.inserted and op.op_type == TRANSFER_OP:
+            continue
+        inputs = [ir.plan_name(name) for name in op.inputs]
+        outputs = [ir.plan_name(name) for name in op.outputs]
+        if op.inserted:
+            node = helper.make_node(op.op_type, inputs, outputs, name=op.name)
+            node.domain = op.domain
+            node.attribute.extend(
+                helper.make_attribute(key, value)
+                for key, value in sorted(op.attributes.items())
+                if value is not None
+            )
+        else:
+            node = onnx.NodeProto()
+            node.CopyFrom(originals[op.name])
+            del node.input[:], node.output[:]
+            node.input.extend(inputs)
+            node.output.extend(outputs)
+        nodes.append(node)
+    return nodes
+
+
 def annotate_model(
     model: onnx.ModelProto, ir: IRGraph, source_dir: Path, out_dir: Path
 ) -> onnx.ModelProto:
@@ -83,6 +122,13 @@ def annotate_model(
     annotated = onnx.ModelProto()
     annotated.CopyFrom(model)
     graph = annotated.graph
+    rewritten = _rewritten_nodes(graph, ir)
+    if rewritten is not None:
+        del graph.node[:]
+        graph.node.extend(rewritten)
+        current = [value for value in graph.value_info if ir.has_tensor(value.name)]
+        del graph.value_info[:]
+        graph.value_info.extend(current)
     for node in graph.node:
         if ir.has_operator(node.name):
             op = ir.operator(node.name)
@@ -111,6 +157,9 @@ def annotate_model(
         ):
             value = graph.value_info.add()
             value.name = tensor.name
+            value.type.CopyFrom(
+                helper.make_tensor_type_proto(onnx_element_type(tensor.dtype), tensor.shape)
+            )
             _annotate(value, tensor_summary(tensor), tensor_facts(tensor))
     entries = [e for e in annotated.metadata_props if not e.key.startswith(PREFIX)]
     del annotated.metadata_props[:]

@@ -227,6 +227,13 @@ def _run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "plan", type=Path, nargs="?", help="the plan.json file (default: compile the model first)"
     )
     run_cmd.add_argument(
+        "--planned-model",
+        type=Path,
+        metavar="FILE.onnx",
+        help="the rewritten model a compile wrote, when a pass rewrote the graph "
+        "(default: <stem>.planned.onnx beside PLAN.json)",
+    )
+    run_cmd.add_argument(
         "--inputs",
         type=Path,
         metavar="FILE.npz",
@@ -483,6 +490,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     report = run_plan(
         args.model,
         args.plan,
+        planned_model=args.planned_model,
         inputs=args.inputs,
         seed=args.seed,
         rtol=args.rtol,

@@ -17,6 +17,7 @@ still compiles. The steps, each of which reports bad input in one line:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections import Counter
@@ -462,6 +463,25 @@ def _static_shape(
     return tuple(d.dim_value for d in tensor_type.shape.dim), tensor_type.elem_type
 
 
+def _dtype_name(elem_type: int) -> str:
+    """The IR's ``Tensor.dtype`` for an ONNX element type (numpy's name where numpy has one)."""
+    type_name = _TYPE_NAMES.get(elem_type, "?")
+    np_type = helper.tensor_dtype_to_np_dtype(elem_type)
+    sub_byte = type_name in _SUB_BYTE_BITS
+    return type_name.lower() if sub_byte or np_type == np.dtype(object) else np_type.name
+
+
+def onnx_element_type(dtype: str) -> int:
+    """The ONNX element type of an IR ``Tensor.dtype`` (the inverse of the frontend's naming)."""
+    return _element_types()[dtype]
+
+
+@functools.cache
+def _element_types() -> dict[str, int]:
+    sizeless = (onnx.TensorProto.UNDEFINED, onnx.TensorProto.STRING)
+    return {_dtype_name(number): number for number in _TYPE_NAMES if number not in sizeless}
+
+
 def _tensor(
     name: str, kind: TensorKind, shape: tuple[int, ...], elem_type: int, is_output: bool
 ) -> Tensor:
@@ -478,7 +498,7 @@ def _tensor(
         raise InputError(
             f"tensor {name!r} declares {nbytes} bytes (shape {list(shape)}), more than any target can hold"
         )
-    dtype = type_name.lower() if bits or np_type == np.dtype(object) else np_type.name
+    dtype = _dtype_name(elem_type)
     return Tensor(
         name=name, dtype=dtype, shape=shape, nbytes=nbytes, kind=kind, graph_output=is_output
     )

@@ -331,6 +331,72 @@ class IRGraph:
         """Number of operator nodes."""
         return sum(1 for key in self.graph if key[0] == "op")
 
+    # -- editing (passes that rewrite the graph) --------------------------------
+
+    def unique_name(self, base: str) -> str:
+        """``base``, or ``base_1``, ``base_2``, ...: the first that names no operator or tensor."""
+        name, count = base, 0
+        while self.has_operator(name) or self.has_tensor(name):
+            count += 1
+            name = f"{base}_{count}"
+        return name
+
+    def add_value(self, name: str, dtype: str, shape: tuple[int, ...], nbytes: int) -> Tensor:
+        """Add a new activation tensor (``name`` made unique) and return it."""
+        tensor = Tensor(self.unique_name(name), dtype, shape, nbytes, "activation")
+        self.add_tensor(tensor)
+        return tensor
+
+    def remove_operator(self, name: str) -> Operator:
+        """Remove an operator and its edges; the tensors it read and wrote stay."""
+        op = self.operator(name)
+        self.graph.remove_node(op_key(name))
+        return op
+
+    def remove_tensor(self, name: str) -> None:
+        """Remove a tensor that no operator writes or reads any more."""
+        key = tensor_key(name)
+        if self.graph.degree(key):
+            raise InvariantError(f"tensor {name!r} is still written or read; it cannot be removed")
+        self.graph.remove_node(key)
+
+    def replace_uses(self, old: str, new: str) -> None:
+        """Make every operator that reads ``old`` read ``new`` instead (slots and edges)."""
+        for op in self.consumers(old):
+            self.redirect_read(op, old, new)
+
+    def clone_operators(self, names: Iterable[str], suffix: str) -> dict[str, str]:
+        """Copy operators ``names``, renaming what they write with ``suffix``.
+
+        Tensors written inside the copied set get fresh names (``<name><suffix>``,
+        made unique); tensors from outside are read as they are. Returns the map
+        from each original operator and tensor name to its copy's name. The copies
+        are inserted operators (``index`` None), not scheduled.
+        """
+        chosen = [self.operator(name) for name in names]
+        renamed: dict[str, str] = {}
+        for op in chosen:
+            for out in op.outputs:
+                if out:
+                    source = self.tensor(out)
+                    copy = self.add_value(out + suffix, source.dtype, source.shape, source.nbytes)
+                    renamed[out] = copy.name
+        for op in chosen:
+            clone = dataclasses.replace(
+                op,
+                name=self.unique_name(op.name + suffix),
+                inputs=[renamed.get(n, n) for n in op.inputs],
+                outputs=[renamed.get(n, n) for n in op.outputs],
+                implicit_inputs=[renamed.get(n, n) for n in op.implicit_inputs],
+                attributes=dict(op.attributes),
+                index=None,
+                step=None,
+                tiles=None,
+            )
+            self.add_operator(clone)
+            renamed[op.name] = clone.name
+        return renamed
+
     # -- invariants -----------------------------------------------------------
 
     def verify(self) -> None:

@@ -18,6 +18,7 @@ are ONNX Runtime's CPU kernels, not the accelerator's, and tiles are not execute
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -316,6 +317,7 @@ def run_plan(
     model: str | Path,
     plan: Plan | str | Path | None = None,
     *,
+    planned_model: str | Path | None = None,
     inputs: Mapping[str, np.ndarray] | str | Path | None = None,
     seed: int = 0,
     rtol: float = 1e-4,
@@ -329,10 +331,14 @@ def run_plan(
     Parameters
     ----------
     model:
-        The .onnx file the plan was made for.
+        The .onnx file the plan was made for (the reference runs it).
     plan:
         A plan (JSON data or a plan.json path); compiled from ``model`` when None,
         with ``compile_options`` (keyword arguments of ``compile_model``).
+    planned_model:
+        The annotated model the compile wrote (``<stem>.planned.onnx``), needed when
+        a pass rewrote the graph: it holds the operators the plan schedules. By
+        default the one beside a plan file, if the plan has rewritten operators.
     inputs:
         Values by name (a mapping or an ``.npz`` path) for graph inputs and for any
         weight; the rest is seeded from ``seed`` (see :mod:`.feeds`).
@@ -349,26 +355,67 @@ def run_plan(
     """
     seconds: dict[str, float] = {}
     began = time.perf_counter()
-    if plan is None:
-        from tierplan.compiler.api import compile_model
+    with tempfile.TemporaryDirectory(prefix="tierplan-run-") as scratch:
+        if plan is None:
+            from tierplan.compiler.api import compile_model
 
-        options = dict(compile_options or {})
-        options.setdefault("dims", dims)
-        options.setdefault("shapes", shapes)
-        plan = compile_model(model, **options).plan
-        seconds["compile"] = time.perf_counter() - began
-    elif not isinstance(plan, dict):
-        plan = read_plan(Path(plan))
+            options = dict(compile_options or {})
+            options.setdefault("dims", dims)
+            options.setdefault("shapes", shapes)
+            result = compile_model(model, **options)
+            plan = result.plan
+            if _rewritten(plan) and planned_model is None:
+                _, planned_model = result.write(Path(scratch))
+            seconds["compile"] = time.perf_counter() - began
+        elif not isinstance(plan, dict):
+            plan_path = Path(plan)
+            plan = read_plan(plan_path)
+            if _rewritten(plan) and planned_model is None:
+                planned_model = plan_path.parent / f"{Path(model).stem}.planned.onnx"
+        return _run(
+            Path(model), plan, planned_model, inputs, seed, rtol, atol, dims, shapes, seconds
+        )
+
+
+def _rewritten(plan: Plan) -> bool:
+    """True when the plan schedules operators a pass inserted (other than transfers)."""
+    ops = plan.get("ops")
+    return isinstance(ops, list) and any(
+        isinstance(op, dict) and op.get("inserted") and op.get("op_type") != TRANSFER_OP
+        for op in ops
+    )
+
+
+def _run(
+    model: Path,
+    plan: Plan,
+    planned_model: str | Path | None,
+    inputs: Mapping[str, np.ndarray] | str | Path | None,
+    seed: int,
+    rtol: float,
+    atol: float,
+    dims: Mapping[str, int] | None,
+    shapes: Mapping[str, Sequence[int]] | None,
+    seconds: dict[str, float],
+) -> RunReport:
+    began = time.perf_counter()
     if dims is None and isinstance(plan.get("dims"), dict):
         dims = {str(k): v for k, v in plan["dims"].items() if isinstance(v, int)}
-    mark = time.perf_counter()
     loaded = load_model(model, dims=dims, shapes=shapes)
     recorded = plan.get("model", {}).get("sha256") if isinstance(plan.get("model"), dict) else None
     if recorded is not None and recorded != loaded.ir.model.sha256:
         raise InputError(
             f"the plan was made for another model (its sha256 is {str(recorded)[:12]}..., "
-            f"{Path(model).name}'s is {loaded.ir.model.sha256[:12]}...)"
+            f"{model.name}'s is {loaded.ir.model.sha256[:12]}...)"
         )
+    executed = loaded
+    if planned_model is not None:
+        if not Path(planned_model).is_file():
+            raise InputError(
+                f"the plan schedules operators a pass inserted; the rewritten model "
+                f"{str(planned_model)!r} that holds them does not exist (pass --planned-model)"
+            )
+        executed = load_model(planned_model, dims=dims, shapes=shapes)
     given = dict(read_npz(Path(inputs)) if isinstance(inputs, str | Path) else inputs or {})
     graph = loaded.proto.graph
     weights = weight_values(graph, loaded.path.parent, seed, given)
@@ -379,14 +426,14 @@ def run_plan(
         raise InputError(
             f"--inputs names {unknown[0]!r}, which is not an input or weight of the model"
         )
-    seconds["load"] = time.perf_counter() - mark
+    seconds["load"] = time.perf_counter() - began
     mark = time.perf_counter()
     expected = reference_values(loaded.proto, weights, feeds)
     seconds["reference"] = time.perf_counter() - mark
-    kernels = Kernels(loaded.proto.opset_import, loaded.proto.ir_version)
+    kernels = Kernels(executed.proto.opset_import, executed.proto.ir_version)
     values = {**weights, **feeds}
     mark = time.perf_counter()
-    execution = _Execution(plan, loaded, kernels, values)
+    execution = _Execution(plan, executed, kernels, values)
     failure = None
     try:
         actual = execution.run()
@@ -411,18 +458,19 @@ def run_plan(
     if not report.matches and report.divergence is None:
         mark = time.perf_counter()
         report.divergence = _first_divergence(
-            plan, loaded, kernels, values, weights, feeds, rtol, atol
+            plan, loaded, executed, kernels, values, weights, feeds, rtol, atol
         )
         seconds["diagnosis"] = time.perf_counter() - mark
     report.kernels = len(kernels.sessions)
     report.fallbacks = kernels.fallbacks
-    seconds["total"] = time.perf_counter() - began
+    seconds["total"] = sum(seconds.values())
     return report
 
 
 def _first_divergence(
     plan: Plan,
     loaded: LoadedModel,
+    executed: LoadedModel,
     kernels: Kernels,
     values: Mapping[str, np.ndarray],
     weights: Mapping[str, np.ndarray],
@@ -430,7 +478,12 @@ def _first_divergence(
     rtol: float,
     atol: float,
 ) -> str:
-    """Re-run with every intermediate value checked against the reference's."""
+    """Re-run with every intermediate value the original model has checked against it.
+
+    Values a rewrite introduced have no reference and are not checked; a rewritten
+    operator that computes a wrong value is named by the first original value it
+    spoils.
+    """
     types = _value_types(loaded)
     exposed = [
         (name, types[name])
@@ -440,7 +493,7 @@ def _first_divergence(
     ]
     expected = reference_values(loaded.proto, weights, feeds, exposed)
     try:
-        _Execution(plan, loaded, kernels, values).run(expected, rtol, atol)
+        _Execution(plan, executed, kernels, values).run(expected, rtol, atol)
     except _Divergence as found:
         return str(found)
     except KernelError as error:
