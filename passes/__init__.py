@@ -3,7 +3,17 @@
 The default pipeline is :data:`DEFAULT_PIPELINE`, in the order of ``docs/design.md``.
 """
 
-from tierplan.passes import evaluate, inplace, liveness, pack, partition, schedule, tiers, tiling
+from tierplan.passes import (
+    attention,
+    evaluate,
+    inplace,
+    liveness,
+    pack,
+    partition,
+    schedule,
+    tiers,
+    tiling,
+)
 
 DEFAULT_PIPELINE: tuple[str, ...] = (
     "schedule",
@@ -18,6 +28,7 @@ DEFAULT_PIPELINE: tuple[str, ...] = (
 
 __all__ = [
     "DEFAULT_PIPELINE",
+    "attention",
     "evaluate",
     "inplace",
     "liveness",
