@@ -5,10 +5,15 @@ An operator's first output may share the bytes of an input in two ways:
 - a **view** (Reshape, Flatten, Squeeze, Unsqueeze, Identity): the output *is* the
   bytes of input 0, when both have the same size and input 0 is not a weight;
 - an **in-place write** (unary elementwise ops and activations, Cast between types
-  of one size, Dropout, inference BatchNormalization, binary elementwise ops): the
-  output overwrites input 0 or 1 when that input has the output's shape and size
-  (so broadcasting never reads an overwritten element), is an activation (not a
-  graph input, weight or graph output) and the output is no graph output.
+  of one size, Dropout, inference BatchNormalization, binary elementwise ops, and
+  the row-wise operators that read a whole row or channel group before writing it:
+  Softmax, LogSoftmax, Hardmax, LayerNormalization, Instance- and GroupNormalization,
+  LpNormalization, MeanVarianceNormalization): the output overwrites input 0 or 1
+  when that input has the output's shape and size (so broadcasting never reads an
+  overwritten element), is an activation (not a graph input, weight or graph
+  output) and the output is no graph output. An operator a rewriting pass inserted
+  follows the same rules; a device ``Transfer`` never aliases (its copy lives on
+  another device).
 
 :func:`reuse_candidates` applies these rules. Whether an in-place write is then
 legal depends on the schedule (no later reader may see the overwrite): the
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tierplan.compiler.ir import IRGraph, Operator, Tensor
+from tierplan.compiler.ir import TRANSFER_OP, IRGraph, Operator, Tensor
 from tierplan.compiler.validate import VIEW_OPS
 
 IN_PLACE_OPS = frozenset(
@@ -33,6 +38,9 @@ IN_PLACE_OPS = frozenset(
         # binary elementwise
         "Add", "And", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "Div", "Max", "Min", "Mod",
         "Mul", "Or", "Pow", "PRelu", "Sub", "Sum", "Xor",
+        # row-wise: every element of a row (channel group) is read before it is written
+        "Softmax", "LogSoftmax", "Hardmax", "LayerNormalization", "InstanceNormalization",
+        "GroupNormalization", "LpNormalization", "MeanVarianceNormalization",
     }
 )  # fmt: skip
 
@@ -51,7 +59,7 @@ def reuse_candidates(
 ) -> ReuseCandidates | None:
     """The inputs ``op``'s output may reuse by the rules above, or ``None``."""
     outputs = [name for name in op.outputs if name]
-    if not outputs or op.inserted:
+    if not outputs or op.op_type == TRANSFER_OP:
         return None
     if op.op_type == "BatchNormalization" and op.attributes.get("training_mode"):
         return None

@@ -9,7 +9,9 @@ Rules:
 - **Views** (Reshape, Flatten, Squeeze, Unsqueeze, Identity): the output is the
   bytes of input 0, when both have the same size and input 0 is not a weight.
 - **In-place writes** (unary elementwise ops and activations, Cast between
-  types of one size, Dropout, inference BatchNormalization, binary elementwise ops):
+  types of one size, Dropout, inference BatchNormalization, binary elementwise ops,
+  row-wise Softmax/LogSoftmax/Hardmax and the normalizations, which read a whole
+  row or channel group before writing it):
   the output overwrites one input when
   (a) the input has the output's shape and size (so broadcasting never reads an
   overwritten element),

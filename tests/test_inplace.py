@@ -88,8 +88,24 @@ def test_listed_elementwise_ops_reuse(tmp_path: Path, op: str) -> None:
     assert found["b"] == "a"
 
 
-def test_non_elementwise_ops_do_not_reuse(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "call", ["Softmax(a)", "LogSoftmax(a)", "LayerNormalization(a, scale)", "Hardmax(a)"]
+)
+def test_row_wise_ops_reuse(tmp_path: Path, call: str) -> None:
+    """A row-wise operator reads a whole row before writing it: it may overwrite its input."""
     found = aliases(
-        tmp_path, "g (float[8,8] x) => (float[8,8] z) { a = Neg(x) b = Softmax(a) z = Neg(b) }"
+        tmp_path,
+        "g (float[8,8] x, float[8] scale) => (float[8,8] z) "
+        f"{{ a = Neg(x) b = {call} z = Neg(b) }}",
     )
-    assert found["b"] is None
+    assert found["b"] == "a"
+
+
+@pytest.mark.parametrize("call", ["Transpose(a)", "MatMul(a, a)"])
+def test_ops_that_move_or_mix_elements_do_not_reuse(tmp_path: Path, call: str) -> None:
+    """An output element that depends on other positions' inputs must not overwrite them."""
+    found = aliases(
+        tmp_path,
+        f"g (float[8,8] x) => (float[8,8] z) {{ a = Neg(x) b = {call} z = Neg(b) }}",
+    )
+    assert found.get("b") is None
