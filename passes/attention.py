@@ -31,10 +31,11 @@ the target's L2 tier; the largest tier below memory when there is no L2).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tierplan.compiler.errors import PipelineError
-from tierplan.compiler.ir import IRGraph, Operator, Tensor
+from tierplan.compiler.ir import AttributeValue, IRGraph, Operator, Tensor
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
 from tierplan.compiler.target import Target
 
@@ -117,103 +118,216 @@ def find_attention(ir: IRGraph, softmax: Operator) -> Attention | None:
     return Attention(scores, tuple(chain), softmax, output, probs)
 
 
-def _sizes(rows: int, chunks: int) -> list[int]:
-    base, extra = divmod(rows, chunks)
+def _sizes(count: int, chunks: int) -> list[int]:
+    base, extra = divmod(count, chunks)
     return [base + 1 if index < extra else base for index in range(chunks)]
 
 
-def _sliced(tensor: Tensor, rows: int) -> tuple[tuple[int, ...], int]:
-    """Shape and bytes of ``tensor`` with ``rows`` rows on axis -2."""
-    shape = (*tensor.shape[:-2], rows, tensor.shape[-1])
-    return shape, tensor.nbytes // tensor.shape[-2] * rows
+def _resized(shape: tuple[int, ...], axis: int, size: int) -> tuple[int, ...]:
+    return (*shape[:axis], size, *shape[axis + 1 :])
 
 
-def _split(ir: IRGraph, tensor: Tensor, sizes: list[int], sizes_name: str, at: str) -> list[str]:
-    parts = []
-    for index, rows in enumerate(sizes):
-        shape, nbytes = _sliced(tensor, rows)
-        parts.append(ir.add_value(f"{tensor.name}/rows{index}", tensor.dtype, shape, nbytes).name)
-    ir.add_operator(
-        Operator(
-            ir.unique_name(f"{at}/split_{tensor.name}"),
-            "Split",
-            inputs=[tensor.name, sizes_name],
-            outputs=parts,
-            attributes={"axis": len(tensor.shape) - 2},
+@dataclass
+class _Emitter:
+    """Adds the operators of one rewritten attention, each with its new output tensor."""
+
+    ir: IRGraph
+    at: str
+
+    def op(
+        self,
+        op_type: str,
+        inputs: list[str],
+        like: Tensor,
+        shape: tuple[int, ...],
+        attributes: dict[str, AttributeValue] | None = None,
+        out: str | None = None,
+    ) -> str:
+        """Add ``op_type`` reading ``inputs``; its output (``out``, or a new tensor of
+        ``like``'s dtype and ``shape``) is returned."""
+        if out is None:
+            itemsize = like.nbytes // max(1, math.prod(like.shape))
+            made = self.ir.add_value(
+                f"{self.at}/{op_type}", like.dtype, shape, math.prod(shape) * itemsize
+            )
+            out = made.name
+        name = self.ir.unique_name(f"{self.at}/{op_type}")
+        self.ir.add_operator(
+            Operator(name, op_type, inputs=inputs, outputs=[out], attributes=attributes or {})
         )
-    )
+        return out
+
+    def ints(self, values: list[int]) -> str:
+        """A ``Constant`` int64 vector."""
+        made = self.ir.add_value(f"{self.at}/ints", "int64", (len(values),), 8 * len(values))
+        self.ir.add_operator(
+            Operator(
+                self.ir.unique_name(f"{self.at}/Constant"),
+                "Constant",
+                outputs=[made.name],
+                attributes={"value_ints": values},
+            )
+        )
+        return made.name
+
+    def split(self, tensor: Tensor, sizes: list[int], sizes_name: str, axis: int) -> list[str]:
+        """``tensor`` split into ``sizes`` along ``axis``."""
+        parts = []
+        for index, size in enumerate(sizes):
+            shape = _resized(tensor.shape, axis, size)
+            nbytes = tensor.nbytes // tensor.shape[axis] * size
+            parts.append(
+                self.ir.add_value(f"{tensor.name}/part{index}", tensor.dtype, shape, nbytes).name
+            )
+        self.ir.add_operator(
+            Operator(
+                self.ir.unique_name(f"{self.at}/Split"),
+                "Split",
+                inputs=[tensor.name, sizes_name],
+                outputs=parts,
+                attributes={"axis": axis},
+            )
+        )
+        return parts
+
+
+def _replace(ir: IRGraph, attention: Attention) -> tuple[list[Operator], list[str], Tensor]:
+    """Remove the matched operators; return them, the values they made and the output."""
+    steps = [attention.scores, *attention.chain, attention.softmax, attention.output]
+    for op in steps:
+        ir.remove_operator(op.name)
+    return steps, [op.outputs[0] for op in steps[:-1]], ir.tensor(attention.output.outputs[0])
+
+
+def _split_sides(
+    emit: _Emitter,
+    attention: Attention,
+    sizes: list[int],
+    sizes_name: str,
+    axis_from_end: int,
+) -> dict[str, list[str]]:
+    """Split the chain's side inputs that span the split axis (a mask over rows or keys)."""
+    full = attention.probabilities.shape[axis_from_end]
+    internal = {op.outputs[0] for op in (attention.scores, *attention.chain)}
+    parts: dict[str, list[str]] = {}
+    for op in attention.chain:
+        for name in op.inputs:
+            if not name or name in parts or name in internal:
+                continue
+            side = emit.ir.tensor(name)
+            if len(side.shape) >= -axis_from_end and side.shape[axis_from_end] == full > 1:
+                axis = len(side.shape) + axis_from_end
+                parts[name] = emit.split(side, sizes, sizes_name, axis)
     return parts
 
 
-def chunk_rows(ir: IRGraph, attention: Attention, chunks: int) -> None:
-    """Replace ``attention`` by ``chunks`` row blocks and a Concat (see the module docstring)."""
-    rows = attention.rows
-    sizes = _sizes(rows, chunks)
-    at = attention.softmax.name
-    sizes_tensor = ir.add_value(f"{at}/chunk_rows", "int64", (chunks,), 8 * chunks)
-    ir.add_operator(
-        Operator(
-            ir.unique_name(f"{at}/chunk_rows"),
-            "Constant",
-            outputs=[sizes_tensor.name],
-            attributes={"value_ints": sizes},
-        )
-    )
-    steps = [attention.scores, *attention.chain, attention.softmax, attention.output]
-    final = ir.tensor(attention.output.outputs[0])
-    old_values = [op.outputs[0] for op in steps[:-1]]
-    query = ir.tensor(attention.scores.inputs[0])
-    split_of = {query.name: _split(ir, query, sizes, sizes_tensor.name, at)}
-    side_split: set[str] = set()
+def _chain(
+    emit: _Emitter,
+    attention: Attention,
+    scores: str,
+    sides: dict[str, list[str]],
+    index: int,
+    shape: tuple[int, ...],
+) -> str:
+    """The scale/mask steps applied to one block of scores."""
+    value = scores
     for op in attention.chain:
-        for name in op.inputs:
-            if not name or name in side_split or name in old_values:
-                continue
-            side = ir.tensor(name)
-            if len(side.shape) >= 2 and side.shape[-2] == rows:
-                side_split.add(name)
-                if name not in split_of:
-                    split_of[name] = _split(ir, side, sizes, sizes_tensor.name, at)
-    for op in steps:
-        ir.remove_operator(op.name)
+        inputs = [sides[name][index] if name in sides else name for name in op.inputs]
+        previous = op.inputs.index(
+            (attention.scores, *attention.chain)[attention.chain.index(op)].outputs[0]
+        )
+        inputs[previous] = value
+        value = emit.op(op.op_type, inputs, attention.probabilities, shape, dict(op.attributes))
+    return value
+
+
+def chunk_rows(ir: IRGraph, attention: Attention, chunks: int) -> None:
+    """Replace ``attention`` by ``chunks`` blocks of query rows and a Concat (exact)."""
+    emit = _Emitter(ir, attention.softmax.name)
+    sizes = _sizes(attention.rows, chunks)
+    sizes_name = emit.ints(sizes)
+    query = ir.tensor(attention.scores.inputs[0])
+    queries = emit.split(query, sizes, sizes_name, len(query.shape) - 2)
+    sides = _split_sides(emit, attention, sizes, sizes_name, -2)
+    probabilities = attention.probabilities
+    _, old_values, final = _replace(ir, attention)
+    keys, values = attention.scores.inputs[1], attention.output.inputs[1]
     pieces = []
-    for index, _ in enumerate(sizes):
-        value = ""
-        for op in steps:
-            made = ir.tensor(op.outputs[0])
-            inputs = list(op.inputs)
-            if value:  # the running value, and the chain's side inputs split by rows
-                previous = op.inputs.index(old_values[steps.index(op) - 1])
-                if op in attention.chain:
-                    inputs = [split_of[n][index] if n in side_split else n for n in inputs]
-                inputs[previous] = value
-            else:  # the scores: this chunk's query rows against all keys
-                inputs[0] = split_of[query.name][index]
-            shape, nbytes = _sliced(made, sizes[index])
-            piece = ir.add_value(f"{made.name}/rows{index}", made.dtype, shape, nbytes)
-            ir.add_operator(
-                Operator(
-                    ir.unique_name(f"{op.name}/rows{index}"),
-                    op.op_type,
-                    domain=op.domain,
-                    inputs=inputs,
-                    outputs=[piece.name],
-                    attributes=dict(op.attributes),
-                )
-            )
-            value = piece.name
-        pieces.append(value)
+    for index, rows in enumerate(sizes):
+        shape = _resized(probabilities.shape, len(probabilities.shape) - 2, rows)
+        scores = emit.op("MatMul", [queries[index], keys], probabilities, shape)
+        scores = _chain(emit, attention, scores, sides, index, shape)
+        probs = emit.op(
+            "Softmax", [scores], probabilities, shape, dict(attention.softmax.attributes)
+        )
+        out_shape = _resized(final.shape, len(final.shape) - 2, rows)
+        pieces.append(emit.op("MatMul", [probs, values], final, out_shape))
     for name in old_values:
         ir.remove_tensor(name)
-    ir.add_operator(
-        Operator(
-            ir.unique_name(f"{at}/concat_rows"),
-            "Concat",
-            inputs=pieces,
-            outputs=[final.name],
-            attributes={"axis": len(final.shape) - 2},
+    emit.op("Concat", pieces, final, final.shape, {"axis": len(final.shape) - 2}, out=final.name)
+
+
+def chunk_keys_online(ir: IRGraph, attention: Attention, blocks: int) -> None:
+    """Replace ``attention`` by a pass over ``blocks`` blocks of keys with a running
+    max and sum (flash-style; exact up to floating-point rounding)."""
+    emit = _Emitter(ir, attention.softmax.name)
+    probabilities = attention.probabilities
+    rank = len(probabilities.shape)
+    sizes = _sizes(probabilities.shape[-1], blocks)
+    sizes_name = emit.ints(sizes)
+    keys = ir.tensor(attention.scores.inputs[1])
+    values = ir.tensor(attention.output.inputs[1])
+    key_parts = emit.split(keys, sizes, sizes_name, len(keys.shape) - 1)
+    value_parts = emit.split(values, sizes, sizes_name, len(values.shape) - 2)
+    sides = _split_sides(emit, attention, sizes, sizes_name, -1)
+    query = attention.scores.inputs[0]
+    _, old_values, final = _replace(ir, attention)
+    stat = _resized(probabilities.shape, rank - 1, 1)
+    reduce_max, reduce_sum = _reductions(emit, ir.model.opset)
+    total = out = peak = ""
+    for index, size in enumerate(sizes):
+        shape = _resized(probabilities.shape, rank - 1, size)
+        scores = emit.op("MatMul", [query, key_parts[index]], probabilities, shape)
+        scores = _chain(emit, attention, scores, sides, index, shape)
+        block_peak = reduce_max(scores, stat)
+        new_peak = (
+            block_peak if not peak else emit.op("Max", [peak, block_peak], probabilities, stat)
         )
-    )
+        shifted = emit.op("Sub", [scores, new_peak], probabilities, shape)
+        weights = emit.op("Exp", [shifted], probabilities, shape)
+        block_total = reduce_sum(weights, stat)
+        block_out = emit.op("MatMul", [weights, value_parts[index]], final, final.shape)
+        if not peak:
+            total, out = block_total, block_out
+        else:
+            drop = emit.op("Sub", [peak, new_peak], probabilities, stat)
+            rescale = emit.op("Exp", [drop], probabilities, stat)
+            kept = emit.op("Mul", [total, rescale], probabilities, stat)
+            total = emit.op("Add", [kept, block_total], probabilities, stat)
+            kept_out = emit.op("Mul", [out, rescale], final, final.shape)
+            out = emit.op("Add", [kept_out, block_out], final, final.shape)
+        peak = new_peak
+    for name in old_values:
+        ir.remove_tensor(name)
+    emit.op("Div", [out, total], final, final.shape, out=final.name)
+
+
+def _reductions(
+    emit: _Emitter, opset: int
+) -> tuple[Callable[[str, tuple[int, ...]], str], Callable[[str, tuple[int, ...]], str]]:
+    """ReduceMax and ReduceSum over the last axis, keeping it, as this opset spells them."""
+    axes = emit.ints([-1])
+
+    def reduce(op_type: str, axes_as_input: bool) -> Callable[[str, tuple[int, ...]], str]:
+        def apply(value: str, shape: tuple[int, ...]) -> str:
+            like = emit.ir.tensor(value)
+            if axes_as_input:
+                return emit.op(op_type, [value, axes], like, shape, {"keepdims": 1})
+            return emit.op(op_type, [value], like, shape, {"keepdims": 1, "axes": [-1]})
+
+        return apply
+
+    return reduce("ReduceMax", opset >= 18), reduce("ReduceSum", True)
 
 
 def default_budget(target: Target) -> int:
@@ -236,8 +350,8 @@ class ChunkAttention(Pass):
     budget: int = 0
 
     def __post_init__(self) -> None:
-        if self.mode != "rows":
-            raise PipelineError(f"attention{{mode={self.mode}}}: only 'rows' is implemented")
+        if self.mode not in ("rows", "online"):
+            raise PipelineError(f"attention{{mode={self.mode}}}: expected 'rows' or 'online'")
         if self.chunks != "auto" and not (self.chunks.isdigit() and int(self.chunks) > 0):
             raise PipelineError(f"attention{{chunks={self.chunks}}}: expected 'auto' or a count")
         if self.budget < 0:
@@ -254,10 +368,11 @@ class ChunkAttention(Pass):
         for attention in found:
             chunks = self._chunks(attention, budget)
             if chunks > 1:
-                chunk_rows(ir, attention, chunks)
+                rewrite = chunk_rows if self.mode == "rows" else chunk_keys_online
+                rewrite(ir, attention, chunks)
+                axis = "query rows" if self.mode == "rows" else "keys"
                 notes.append(
-                    f"{attention.softmax.name}: {chunks} chunks of "
-                    f"{math.ceil(attention.rows / chunks)} rows, score block "
+                    f"{attention.softmax.name}: {chunks} blocks of {axis}, score block "
                     f"{attention.score_bytes // chunks} of {attention.score_bytes} bytes"
                 )
         return PassResult(changed=bool(notes), notes=[f"{len(notes)} attentions chunked", *notes])
@@ -268,4 +383,4 @@ class ChunkAttention(Pass):
             if self.chunks == "auto"
             else int(self.chunks)
         )
-        return min(wanted, attention.rows)
+        return min(wanted, attention.probabilities.shape[-2 if self.mode == "rows" else -1])
