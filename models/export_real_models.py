@@ -41,7 +41,7 @@ environment (torch alone is several GB), for example::
     /tmp/exportvenv/bin/python models/export_real_models.py --check-only
 
 ``--check-only`` only loads and summarises existing files (needs only
-``onnx``). Exporting everything takes about a minute on 2 CPU cores and a
+``onnx``). Exporting everything takes about five minutes on 2 CPU cores and a
 few GB of RAM.
 """
 
