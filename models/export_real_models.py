@@ -13,13 +13,18 @@ initializer names/dims/dtypes, inline ``Constant`` nodes -- but no weight
 bytes, and refers to the absent weights file. Load it with
 ``onnx.load(path, load_external_data=False)``.
 
-Integer/bool initializers of at most ``--inline-int-elems`` elements (default
-64) stay inline: they are Reshape targets, axes and similar shape constants,
-a few hundred bytes in all, and without their values ONNX shape inference
-cannot re-derive shapes from scratch (e.g. for a pass that drops
-``value_info``). Pass ``--inline-int-elems 0`` to strip every initializer,
-which is exactly ``onnx.save_model(..., save_as_external_data=True,
-size_threshold=0)``.
+Only floating-point initializers are stripped. Integer and bool initializers
+stay inline: they are model structure, not weights -- Reshape targets and
+axes, position ids, gather indices, causal and padding masks that the
+exporter folded into constants -- and neither shape inference (for a pass
+that drops ``value_info``) nor ``tierplan run``, which fills stripped float
+weights with random values, could invent them. They cost a few KB per
+model. ``--inline-int-elems`` (default ``1 << 22`` elements, 4 Mi) is only a
+guard against a huge integer tensor that would really be data, such as a
+quantised weight; any integer/bool initializer above it is stripped and
+``--check-only`` reports it. Pass ``--inline-int-elems 0`` to strip every
+initializer, which is exactly ``onnx.save_model(...,
+save_as_external_data=True, size_threshold=0)``.
 
 The heavy dependencies (torch, torchvision, transformers, onnx, onnxscript)
 are the optional extra ``tierplan[export]``. They are only needed to
@@ -36,7 +41,7 @@ environment (torch alone is several GB), for example::
     /tmp/exportvenv/bin/python models/export_real_models.py --check-only
 
 ``--check-only`` only loads and summarises existing files (needs only
-``onnx``). Exporting everything takes about a minute on 2 CPU cores and a
+``onnx``). Exporting everything takes about five minutes on 2 CPU cores and a
 few GB of RAM.
 """
 
@@ -61,6 +66,12 @@ if TYPE_CHECKING:
 SEED = 0
 #: Static sequence length of the transformer models.
 SEQ_LEN = 128
+#: GPT-2's full context (``n_positions``), for the long-sequence decoder.
+GPT2_CONTEXT = 1024
+#: Whisper's 30 s log-mel window: 80 mel bins x 3000 frames (1500 positions
+#: after the encoder's stride-2 convolution).
+WHISPER_MEL_BINS = 80
+WHISPER_FRAMES = 3000
 #: Attention implementation for the Hugging Face models. ``"eager"`` gives the
 #: classic MatMul -> scale -> mask Add -> Softmax -> MatMul pattern whose
 #: shapes stay expressible in the symbolic ``batch``/``seq`` dims. The
@@ -68,8 +79,9 @@ SEQ_LEN = 128
 #: IsNaN/Where nodes and (with dynamic shapes) 3-D ``batch*heads`` reshapes
 #: that ONNX shape inference can only name ``unk__N``.
 ATTN_IMPLEMENTATION = "eager"
-#: Default for ``--inline-int-elems`` (see the module docstring).
-INLINE_INT_ELEMS = 64
+#: Default for ``--inline-int-elems``: integer/bool initializers up to this
+#: many elements stay inline (see the module docstring).
+INLINE_INT_ELEMS = 1 << 22
 #: A stripped model should be tiny; warn above these sizes.
 WARN_BYTES = 1 << 20
 MAX_BYTES = 2 << 20
@@ -157,6 +169,38 @@ def _gpt2_module() -> torch.nn.Module:
     return GPT2Wrapper().eval()
 
 
+def _whisper_tiny_encoder_module() -> torch.nn.Module:
+    """The encoder of ``WhisperModel`` at whisper-tiny's sizes, in eval mode."""
+    import torch
+    from transformers import WhisperConfig, WhisperModel
+
+    config = WhisperConfig(
+        d_model=384,
+        encoder_layers=4,
+        encoder_attention_heads=6,
+        encoder_ffn_dim=1536,
+        decoder_layers=4,
+        decoder_attention_heads=6,
+        decoder_ffn_dim=1536,
+        num_mel_bins=WHISPER_MEL_BINS,
+        max_source_positions=WHISPER_FRAMES // 2,
+    )
+
+    class WhisperEncoderWrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            whisper = WhisperModel(config)
+            whisper.set_attn_implementation(ATTN_IMPLEMENTATION)
+            self.encoder = whisper.get_encoder()
+
+        def forward(self, input_features: torch.Tensor) -> torch.Tensor:
+            out = self.encoder(input_features=input_features, return_dict=True)
+            hidden: torch.Tensor = out.last_hidden_state
+            return hidden
+
+    return WhisperEncoderWrapper().eval()
+
+
 def _token_inputs(batch: int, seq: int, vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Random ``input_ids`` and an all-ones ``attention_mask``."""
     import torch
@@ -194,6 +238,20 @@ def _bert_dynamic() -> Export:
 def _gpt2_static() -> Export:
     input_ids, _ = _token_inputs(1, SEQ_LEN, GPT2_VOCAB)
     return Export(_gpt2_module(), (input_ids,), ["input_ids"], ["last_hidden_state"])
+
+
+def _gpt2_long() -> Export:
+    input_ids, _ = _token_inputs(1, GPT2_CONTEXT, GPT2_VOCAB)
+    return Export(_gpt2_module(), (input_ids,), ["input_ids"], ["last_hidden_state"])
+
+
+def _whisper_tiny_encoder() -> Export:
+    import torch
+
+    features = torch.randn(1, WHISPER_MEL_BINS, WHISPER_FRAMES)
+    return Export(
+        _whisper_tiny_encoder_module(), (features,), ["input_features"], ["last_hidden_state"]
+    )
 
 
 def _randwire_module(channels: int = 109, nodes: int = 32, seed: int = SEED) -> torch.nn.Module:
@@ -303,6 +361,13 @@ SPECS: dict[str, ModelSpec] = {
             "HF BertModel(BertConfig()), symbolic batch x seq",
             _bert_dynamic,
         ),
+        ModelSpec(
+            "whisper_tiny_encoder",
+            f"HF Whisper encoder at whisper-tiny sizes, 1x{WHISPER_MEL_BINS}x{WHISPER_FRAMES}",
+            _whisper_tiny_encoder,
+        ),
+        ModelSpec("gpt2_seq1024", f"HF GPT2Model(GPT2Config()), 1x{GPT2_CONTEXT}", _gpt2_long),
+        ModelSpec("vit_b_16", "torchvision vit_b_16, 1x3x224x224", _torchvision("vit_b_16")),
     )
 }
 
@@ -381,7 +446,7 @@ def _strip_metadata(model: onnx.ModelProto) -> None:
             node.doc_string = ""
 
 
-#: Integer and boolean element types: shape, axes and index constants.
+#: Integer and boolean element types: shape constants, indices and masks.
 _INDEX_TYPES = frozenset(
     {
         onnx.TensorProto.INT8,
@@ -398,7 +463,7 @@ _INDEX_TYPES = frozenset(
 
 
 def _keep_inline(tensor: onnx.TensorProto, inline_int_elems: int) -> bool:
-    """Whether ``tensor`` is a small integer constant worth keeping in the file."""
+    """Whether ``tensor`` is an integer/bool constant (structure) to keep in the file."""
     elems = 1
     for dim in tensor.dims:
         elems *= dim
@@ -413,10 +478,11 @@ def save_stripped(
     Every initializer is written to ``<stem>.weights`` -- the equivalent of
     ``onnx.save_model(..., save_as_external_data=True, size_threshold=0)`` --
     except integer/bool initializers with at most ``inline_int_elems``
-    elements, which stay inline when ``inline_int_elems > 0``; those are the
-    shape/axes constants (Reshape targets etc.) that ONNX shape inference
-    needs values for. ``Constant`` nodes are always left inline. The weights
-    file is deleted afterwards, so the saved model refers to an absent file.
+    elements, which stay inline when ``inline_int_elems > 0``: shape
+    constants, position ids, indices and masks that neither shape inference
+    nor a runner filling random weights could re-create. ``Constant`` nodes
+    are always left inline. The weights file is deleted afterwards, so the
+    saved model refers to an absent file.
     """
     from onnx import external_data_helper, numpy_helper
 
@@ -447,6 +513,7 @@ class Stats:
     nodes: int
     initializers: int
     external_initializers: int
+    external_non_float: list[str]
     value_infos: int
     non_static_value_infos: int
     non_static_outputs: int
@@ -523,14 +590,15 @@ def inspect_model(path: Path) -> Stats:
     del bare.graph.value_info[:]
     bare_graph = onnx.shape_inference.infer_shapes(bare, data_prop=True).graph
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    external = sum(1 for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL)
+    external = [t for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
     return Stats(
         name=path.stem,
         size_bytes=path.stat().st_size,
         opset=opset,
         nodes=len(graph.node),
         initializers=len(graph.initializer),
-        external_initializers=external,
+        external_initializers=len(external),
+        external_non_float=[t.name for t in external if t.data_type in _INDEX_TYPES],
         value_infos=len(graph.value_info),
         non_static_value_infos=sum(1 for v in graph.value_info if not _is_static(v)),
         non_static_outputs=_non_static_outputs(graph),
@@ -554,6 +622,11 @@ def _report(stats: Stats) -> None:
         f"   opset {stats.opset}, {stats.nodes} nodes, {stats.initializers} initializers "
         f"({stats.external_initializers} external)"
     )
+    if stats.external_non_float:
+        # A runner can fill stripped float weights at random, not these.
+        print(
+            f"   WARNING: integer/bool initializers stripped: {', '.join(stats.external_non_float)}"
+        )
     print(f"   inputs: {', '.join(stats.graph_inputs)}")
     print(f"   outputs: {', '.join(stats.graph_outputs)}")
     print(
@@ -595,7 +668,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=INLINE_INT_ELEMS,
         metavar="N",
         help="keep integer/bool initializers with at most N elements inline "
-        f"(shape constants; default {INLINE_INT_ELEMS}); 0 strips every initializer",
+        f"(model structure, not weights; default {INLINE_INT_ELEMS}); "
+        "0 strips every initializer",
     )
     parser.add_argument(
         "--check-only",

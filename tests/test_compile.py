@@ -13,10 +13,15 @@ from tierplan.compiler.cli import main
 from tierplan.compiler.frontend import load_model
 from tierplan.compiler.plan import max_live_bytes
 
-from tests.conftest import MODELS, model_files
+from tests.conftest import MODELS, large_model_files, model_files
+
+EVERY_MODEL = [
+    *model_files(),
+    *(pytest.param(path, marks=pytest.mark.slow) for path in large_model_files()),
+]
 
 
-@pytest.mark.parametrize("path", model_files(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", EVERY_MODEL, ids=lambda p: p.stem)
 def test_model_compiles_to_a_valid_plan_near_the_bound(path: Path, tmp_path: Path) -> None:
     result = compile_model(path, verify_each=True)
     evaluation = result.evaluation
