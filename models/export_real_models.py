@@ -13,7 +13,11 @@ initializer names/dims/dtypes, inline ``Constant`` nodes -- but no weight
 bytes, and refers to the absent weights file. Load it with
 ``onnx.load(path, load_external_data=False)``.
 
-Only floating-point initializers are stripped. Integer and bool initializers
+Only floating-point initializers of more than one element are stripped: a
+single float is a constant of the graph (the 3 of GELU's ``Pow(x, 3)``, a
+LayerNorm epsilon, an attention scale, a mask's fill value, Clip's bounds),
+and a random stand-in would change what the model computes (``x ** 0.04`` of a
+negative ``x`` is NaN). Integer and bool initializers
 stay inline: they are model structure, not weights -- Reshape targets and
 axes, position ids, gather indices, causal and padding masks that the
 exporter folded into constants -- and neither shape inference (for a pass
@@ -463,11 +467,14 @@ _INDEX_TYPES = frozenset(
 
 
 def _keep_inline(tensor: onnx.TensorProto, inline_int_elems: int) -> bool:
-    """Whether ``tensor`` is an integer/bool constant (structure) to keep in the file."""
+    """Whether ``tensor`` is a constant (structure, not a weight) to keep in the file:
+    an integer/bool tensor, or a single float (an exponent, epsilon, scale or fill value)."""
     elems = 1
     for dim in tensor.dims:
         elems *= dim
-    return tensor.data_type in _INDEX_TYPES and elems <= inline_int_elems
+    if inline_int_elems <= 0:
+        return False
+    return (tensor.data_type in _INDEX_TYPES and elems <= inline_int_elems) or elems <= 1
 
 
 def save_stripped(

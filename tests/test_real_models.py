@@ -15,10 +15,12 @@ FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, Ten
 
 
 @pytest.mark.parametrize("path", EXPORTED, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_only_float_initializers_are_stripped(path: Path) -> None:
+def test_only_float_weights_are_stripped(path: Path) -> None:
     # Integer/bool initializers (position ids, masks, indices) cannot be
     # invented by a runner that fills stripped weights at random.
     model = onnx.load(str(path), load_external_data=False)
     external = [t for t in model.graph.initializer if t.data_location == TensorProto.EXTERNAL]
     assert external, "expected stripped weights"
     assert [t.name for t in external if t.data_type not in FLOAT_TYPES] == []
+    # A single float is a constant (an exponent, epsilon, scale, fill value), not a weight.
+    assert [t.name for t in external if len(t.dims) == 0 or list(t.dims) == [1]] == []
