@@ -25,6 +25,8 @@ from tierplan.compiler.cli import main
 from tierplan.compiler.frontend import load_model
 from tierplan.compiler.plan import memory_summary
 
+from tests.byte_owners import corrupted_reads
+
 MODEL = Path(__file__).resolve().parents[1] / "models" / "synthetic" / "diamond.onnx"
 
 Plan = dict[str, Any]
@@ -536,7 +538,10 @@ def test_hand_built_plan(
     if case.rule is None:
         assert code == 0, err
         assert err == ""
+        assert corrupted_reads(_hand_plan(model, case.placements)) == []
         return
+    if case.rule == "alias-group":  # the independent replay sees the corruption too
+        assert corrupted_reads(_hand_plan(model, case.placements))
     assert code == 1, err
     culprits = [line for line in err.splitlines() if f"[{case.rule}]" in line]
     assert any(all(name in line for name in case.culprits) for line in culprits), err
