@@ -493,7 +493,7 @@ class _Checker:
                 ("concat part", target.offset + position)
                 for position in concat_part_positions(self.model, made, b.tensor)
             ]
-        # Last: an operator that only moves bytes (a view) is no write, whatever its step.
+        # In place last: an alias that is also a (slice) view of its source only reads it.
         if self.in_place(b, target):
             found.append(("in place", target.offset))
         return found
@@ -559,8 +559,8 @@ class _Checker:
         """Members of one alias group share bytes only through their declarations.
 
         Views and slice views only read their source's bytes; every other member
-        (the root, an in-place result, a concat part) writes its bytes at its first
-        step. Such a write must not reach a byte of another member that must stay
+        (the root, an in-place result, a concat part) writes its bytes at the step
+        that produces it. Such a write must not reach a byte of another member that must stay
         intact after that step: an in-place write while a view of the overwritten
         tensor is still read later corrupts the view (plan-format.md). A write into a
         concat output by one of its parts is the declaration itself.

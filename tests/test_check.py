@@ -446,6 +446,15 @@ HAND_PLANS = [
         "alias-group", ("'c'", "'v'", "read at step 4"),
     ),
     HandPlan(
+        "in_place_write_under_a_view_without_buffer",  # its readers need the source live
+        [_node("Neg", ["x"], ["a"]), _node("Identity", ["a"], ["v"]),
+         _node("Relu", ["a"], ["r"]), _node("Add", ["v", "r"], ["y"])],
+        {"x": ROW},
+        [("x", 0, 0, 0, None), ("a", 64, 0, 2, None), ("r", 64, 2, 3, "a"),
+         ("y", 128, 3, 3, None)],
+        "lifetime", ("'a'", "view 'v' read at step 3"),
+    ),
+    HandPlan(
         "in_place_write_after_the_view_is_done",
         [_node("Neg", ["x"], ["a"]), _node("Identity", ["a"], ["v"]),
          _node("Sigmoid", ["v"], ["s"]), _node("Relu", ["a"], ["r"]),
