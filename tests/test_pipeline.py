@@ -22,6 +22,7 @@ from tierplan.compiler.cli import main
 from tierplan.compiler.errors import InvariantError, PipelineError
 from tierplan.compiler.pass_manager import PassManager, load_plugin, parse_pipeline
 
+from tests.byte_owners import corrupted_reads
 from tests.conftest import MODELS
 
 PLUGIN = Path(__file__).parent / "plugins" / "count_ops_plugin.py"
@@ -208,6 +209,7 @@ def test_annotated_model_and_plan_json_describe_the_same_plan(
     ]
     plan_path, model_path = compile_model(path, passes=pipeline).write(tmp_path)
     plan = json.loads(plan_path.read_text())
+    assert corrupted_reads(plan) == []
     annotated = onnx.load(model_path, load_external_data=False)
     fields = ("device", "tier", "offset", "start", "end")
     buffers: dict[str, set[tuple[str, ...]]] = {}
