@@ -17,7 +17,7 @@ from tierplan.compiler.frontend import load_model
 from tierplan.compiler.plan import group_live_ranges, live_bytes_per_step
 
 from models.llama import llama
-from tests.test_check import HAND_PLANS, _hand_plan, _save_model
+from tests.hand_plans import HAND_PLANS, HandPlan, hand_plan, save_model
 
 
 def _union_max_live(buffers: list[dict[str, Any]]) -> int:
@@ -75,9 +75,9 @@ VALID_HAND_PLANS = [case for case in HAND_PLANS if case.rule is None]
 
 
 @pytest.mark.parametrize("case", VALID_HAND_PLANS, ids=lambda case: case.name)
-def test_members_inside_each_other_count_once(case: Any, tmp_path: Path) -> None:
-    model = _save_model(tmp_path / "hand.onnx", case.nodes, case.inputs)
-    plan = _hand_plan(model, case.placements)
+def test_members_inside_each_other_count_once(case: HandPlan, tmp_path: Path) -> None:
+    model = save_model(tmp_path / "hand.onnx", case.nodes, case.inputs)
+    plan = hand_plan(model, case.placements)
     assert validate_plan(plan, load_model(model).ir) == []
     [(key, members)] = _regions(plan).items()
     assert plan["summary"]["lower_bound_bytes"][key] == _union_max_live(members)
