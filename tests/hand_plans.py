@@ -211,6 +211,16 @@ HAND_PLANS = [
          ("g", 384, 2, 4, "a"), ("y0", 512, 3, 4, None), ("y1", 640, 4, 4, None)],
     ),
     HandPlan(
+        "gather_index_from_a_constant_node",
+        [helper.make_node("Constant", [], ["idx"], name="idx",
+                          value=numpy_helper.from_array(np.array(1, dtype=np.int64))),
+         node("Neg", ["x"], ["a"]), node("Gather", ["a", "idx"], ["g"]),
+         node("Sigmoid", ["g"], ["y"])],
+        {"x": MATRIX},
+        [("x", 0, 0, 1, None), ("idx", 256, 0, 2, None), ("a", 320, 1, 2, None),
+         ("g", 384, 2, 3, "a"), ("y", 640, 3, 3, None)],
+    ),
+    HandPlan(
         "gathered_row_at_the_wrong_bytes",
         [node("Neg", ["x"], ["a"]), node("Gather", ["a", "one"], ["g"]),
          node("Sigmoid", ["g"], ["y"])],
