@@ -194,7 +194,8 @@ def requests(plan: Plan, kinds: frozenset[str], in_place: bool = False) -> dict[
     groups: dict[tuple[str, str], list[int]] = {}
     for b in buffers:
         region = region_key(b["device"], b["tier"])
-        span = groups.setdefault((region, roots[b["tensor"]]), [b["start"], b["end"], b["bytes"]])
+        root = roots[(region, b["tensor"])]
+        span = groups.setdefault((region, root), [b["start"], b["end"], b["bytes"]])
         span[:] = [min(span[0], b["start"]), max(span[1], b["end"]), max(span[2], b["bytes"])]
     regions: dict[str, list[Request]] = defaultdict(list)
     for (region, _), (start, end, size) in groups.items():

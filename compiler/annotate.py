@@ -37,18 +37,18 @@ def human_bytes(count: int) -> str:
     return f"{count}B"
 
 
-def tensor_facts(tensor: Tensor) -> dict[str, str]:
-    """The plan facts of one tensor, as metadata strings."""
+def tensor_facts(tensor: Tensor, ir: IRGraph) -> dict[str, str]:
+    """The plan facts of one tensor, as metadata strings (names as the plan gives them)."""
     facts = {"kind": tensor.kind, "bytes": str(tensor.nbytes), "dtype": tensor.dtype}
     if tensor.needs_buffer:
         facts.update(device=str(tensor.device), tier=str(tensor.tier), offset=str(tensor.offset))
         facts.update(start=str(tensor.start), end=str(tensor.end))
     if tensor.alias_of:
-        facts["alias_of"] = tensor.alias_of
+        facts["alias_of"] = ir.plan_name(tensor.alias_of)
     return facts
 
 
-def tensor_summary(tensor: Tensor) -> str:
+def tensor_summary(tensor: Tensor, ir: IRGraph) -> str:
     """One line for Netron, e.g. ``tier=DDR offset=0x4000 bytes=64KiB live=[3,9]``."""
     if not tensor.needs_buffer:
         return f"tierplan: no buffer (never read) bytes={human_bytes(tensor.nbytes)}"
@@ -56,7 +56,7 @@ def tensor_summary(tensor: Tensor) -> str:
         f"tierplan: tier={tensor.tier} offset={tensor.offset or 0:#x} bytes={human_bytes(tensor.nbytes)} "
         f"live=[{tensor.start},{tensor.end}] device={tensor.device}"
     )
-    return text + (f" alias_of={tensor.alias_of}" if tensor.alias_of else "")
+    return text + (f" alias_of={ir.plan_name(tensor.alias_of)}" if tensor.alias_of else "")
 
 
 def operator_facts(op: Operator) -> dict[str, str]:
@@ -140,11 +140,11 @@ def annotate_model(
     for value in [*graph.input, *graph.output, *graph.value_info]:
         if ir.has_tensor(value.name):
             tensor = ir.tensor(value.name)
-            _annotate(value, tensor_summary(tensor), tensor_facts(tensor))
+            _annotate(value, tensor_summary(tensor, ir), tensor_facts(tensor, ir))
             described.add(value.name)
     for initializer in graph.initializer:
         tensor = ir.tensor(initializer.name)
-        _annotate(initializer, tensor_summary(tensor), tensor_facts(tensor))
+        _annotate(initializer, tensor_summary(tensor, ir), tensor_facts(tensor, ir))
         for entry in initializer.external_data:
             if entry.key == "location" and not os.path.isabs(entry.value):
                 entry.value = os.path.relpath(source_dir / entry.value, out_dir)
@@ -160,7 +160,7 @@ def annotate_model(
             value.type.CopyFrom(
                 helper.make_tensor_type_proto(onnx_element_type(tensor.dtype), tensor.shape)
             )
-            _annotate(value, tensor_summary(tensor), tensor_facts(tensor))
+            _annotate(value, tensor_summary(tensor, ir), tensor_facts(tensor, ir))
     entries = [e for e in annotated.metadata_props if not e.key.startswith(PREFIX)]
     del annotated.metadata_props[:]
     annotated.metadata_props.extend(entries)

@@ -11,11 +11,12 @@ import importlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import onnx
 from tierplan.compiler.annotate import write_annotated_model
-from tierplan.compiler.errors import PipelineError
+from tierplan.compiler.errors import InvariantError, PipelineError
 from tierplan.compiler.evaluation import Evaluation
 from tierplan.compiler.frontend import load_model
 from tierplan.compiler.ir import IRGraph
@@ -33,6 +34,10 @@ from tierplan.compiler.pass_manager import (
 )
 from tierplan.compiler.plan import Plan, build_plan, plan_text, write_plan
 from tierplan.compiler.target import Target, load_target
+
+# What a plan says about the model's memory (its summary aside): what must not change
+# between the evaluated plan and the one written.
+PLAN_CONTENT = ("schedule", "ops", "buffers")
 
 
 @dataclass
@@ -54,14 +59,27 @@ class CompileResult:
         result = self.context.results.get("evaluate")
         return result if isinstance(result, Evaluation) else None
 
-    @property
+    @cached_property
     def plan(self) -> Plan:
-        """The plan as JSON data (``plan-format.md``)."""
-        if self.evaluation is not None:
-            return self.evaluation.plan
+        """The plan as JSON data (``plan-format.md``), of the IR as the pipeline left it.
+
+        With ``evaluate`` in the pipeline it is the evaluated plan (its summary has the
+        cost), which must be the final IR's: plan.json and the annotated model (written
+        from the IR) then describe the same plan.
+        """
         if any(t.needs_buffer and t.offset is None for t in self.ir.tensors()):
             raise PipelineError("the pipeline placed no buffers (add 'pack'), so there is no plan")
-        return build_plan(self.ir, self.target)
+        final = build_plan(self.ir, self.target)
+        if self.evaluation is None:
+            return final
+        evaluated = self.evaluation.plan
+        changed = [key for key in PLAN_CONTENT if evaluated[key] != final[key]]
+        if changed:
+            raise InvariantError(
+                f"the plan's {changed[0]} changed after 'evaluate' validated it (a pass after "
+                "it changed the IR without invalidating 'evaluation')"
+            )
+        return evaluated
 
     def plan_json(self) -> str:
         """The plan file's exact text."""

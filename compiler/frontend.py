@@ -29,13 +29,15 @@ import networkx as nx
 import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
-from onnx import helper
+from onnx import helper, numpy_helper
 from tierplan.compiler.errors import InputError
 from tierplan.compiler.ir import AttributeValue, IRGraph, ModelInfo, Operator, Tensor, TensorKind
 from tierplan.compiler.shape_folding import fold_shapes
 
 # A tensor larger than this is a malformed model, not a workload (256 TiB).
 MAX_TENSOR_BYTES = 2**48
+# Integer constants up to this many elements keep their values in the IR (Tensor.value).
+MAX_CONSTANT_ELEMENTS = 64
 
 # Element type number -> name; built once (the enum lookup is slow per tensor).
 _TYPE_NAMES = {number: name for name, number in onnx.TensorProto.DataType.items()}
@@ -356,6 +358,8 @@ def _lower(graph: onnx.GraphProto, ir: IRGraph) -> None:
         if value.name not in initializers:
             _check_bound(value.name, types[value.name], model_dims, None)
 
+    constants = _integer_constants(graph)
+
     def add(name: str, kind: TensorKind) -> None:
         if name in initializers:
             init = initializers[name]
@@ -364,7 +368,9 @@ def _lower(graph: onnx.GraphProto, ir: IRGraph) -> None:
             shape, elem_type = _static_shape(
                 name, types.get(name), model_dims, producer_of.get(name)
             )
-        ir.add_tensor(_tensor(name, kind, shape, elem_type, name in outputs))
+        tensor = _tensor(name, kind, shape, elem_type, name in outputs)
+        tensor.value = constants.get(name)
+        ir.add_tensor(tensor)
 
     for name in initializers:
         add(name, "weight")
@@ -388,6 +394,33 @@ def _lower(graph: onnx.GraphProto, ir: IRGraph) -> None:
                 index=index,
             )
         )
+
+
+def _integer_constants(graph: onnx.GraphProto) -> dict[str, list[int]]:
+    """Small integer constants whose values are in the file (see ``Tensor.value``)."""
+    tensors = {t.name: t for t in graph.initializer}
+    constants: dict[str, list[int]] = {}
+    for node in graph.node:
+        if node.op_type != "Constant" or node.domain or not node.output:
+            continue
+        for attribute in node.attribute:
+            if attribute.name == "value":
+                tensors[node.output[0]] = attribute.t
+            elif attribute.name == "value_int":
+                constants[node.output[0]] = [attribute.i]
+            elif attribute.name == "value_ints":
+                constants[node.output[0]] = list(attribute.ints)
+    for name, tensor in tensors.items():
+        external = tensor.external_data or tensor.data_location == onnx.TensorProto.EXTERNAL
+        if external or math.prod(tensor.dims) > MAX_CONSTANT_ELEMENTS:
+            continue
+        try:
+            array = numpy_helper.to_array(tensor)
+        except (ValueError, TypeError):  # a type numpy cannot hold, or inconsistent data
+            continue
+        if array.dtype.kind in "iu":
+            constants[name] = [int(v) for v in array.ravel()]
+    return {name: v for name, v in constants.items() if len(v) <= MAX_CONSTANT_ELEMENTS}
 
 
 def _type_user_shapes(graph: onnx.GraphProto, names: set[str]) -> bool:

@@ -135,6 +135,10 @@ class Tensor:
         output of a ``Transfer``, or a weight replica), that tensor's name. The
         plan names the copy's buffer, and every operator's use of it, by the
         original name (:meth:`IRGraph.plan_name`).
+    value:
+        The elements of a small integer constant (an initializer whose bytes are in
+        the file, a ``Constant`` node's output), flattened; ``None`` otherwise. Where
+        a Slice or a Gather view lies in its input depends on them (plan-format.md).
     """
 
     name: str
@@ -150,6 +154,7 @@ class Tensor:
     tier: str | None = None
     offset: int | None = None
     copy_of: str | None = None
+    value: list[int] | None = None
 
     @property
     def needs_buffer(self) -> bool:

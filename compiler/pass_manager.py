@@ -48,6 +48,9 @@ ENTRY_POINT_GROUP = "tierplan.passes"
 
 # Facts the frontend establishes before any pass runs.
 INITIAL_FACTS = frozenset({"shapes"})
+# The fact the ``evaluate`` pass provides (a validated, costed plan); passes that
+# change the plan invalidate it.
+EVALUATION_FACT = "evaluation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +269,23 @@ def check_pipeline(passes: Sequence[Pass], facts: Iterable[str] = INITIAL_FACTS)
             )
         available = (available - item.invalidates) | item.provides
         ran.append(item.name)
+    _check_evaluation_is_last(passes)
+
+
+def _check_evaluation_is_last(passes: Sequence[Pass]) -> None:
+    """Refuse a pass that changes the plan after the last pass that evaluated (and validated)
+    it: plan.json and the annotated model would describe a plan nobody checked."""
+    evaluated = [i for i, item in enumerate(passes) if EVALUATION_FACT in item.provides]
+    if not evaluated:
+        return
+    later = [item for item in passes[evaluated[-1] + 1 :] if EVALUATION_FACT in item.invalidates]
+    if later:
+        names = ", ".join(p.name for p in passes)
+        raise PipelineError(
+            f"pass {later[0].name!r} changes the plan after {passes[evaluated[-1]].name!r} "
+            f"validated it; run {passes[evaluated[-1]].name!r} again after it "
+            f"(pipeline: {names})"
+        )
 
 
 # -- instruments -----------------------------------------------------------------

@@ -7,6 +7,7 @@ writes it deterministically (same plan, same bytes) and atomically.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 from collections.abc import Iterable
@@ -57,16 +58,58 @@ def max_live_bytes(ranges: Iterable[tuple[int, int, int]]) -> int:
     return int(curve.max()) if len(curve) else 0
 
 
-def alias_groups(buffers: list[dict[str, Any]]) -> dict[str, str]:
-    """Map each tensor to the root of its ``alias_of`` chain (cycles end at the first repeat)."""
-    parent = {b["tensor"]: b.get("alias_of") for b in buffers}
-    roots: dict[str, str] = {}
-    for name in parent:
+def alias_groups(buffers: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """Map each ``(region key, tensor)`` to the root of its ``alias_of`` chain in that region.
+
+    ``alias_of`` applies to the aliased tensor's buffers on the same device and tier
+    (plan-format.md), so a tensor copied to other devices or tiers belongs to one
+    group per region. Cycles end at the first repeat.
+    """
+    parent: dict[tuple[str, str], str | None] = {}
+    for b in buffers:
+        key = (region_key(b["device"], b["tier"]), b["tensor"])
+        parent[key] = parent.get(key) or b.get("alias_of")
+    roots: dict[tuple[str, str], str] = {}
+    for region, name in parent:
         seen = [name]
-        while parent.get(seen[-1]) and parent[seen[-1]] not in seen:
-            seen.append(parent[seen[-1]])
-        roots[name] = seen[-1]
+        while (up := parent.get((region, seen[-1]))) and up not in seen:
+            seen.append(up)
+        roots[(region, name)] = seen[-1]
     return roots
+
+
+def group_live_ranges(members: list[dict[str, Any]]) -> list[tuple[int, int, int]]:
+    """The bytes one alias group holds, as inclusive ``(start, end, bytes)`` ranges.
+
+    At each step the group holds the union of the byte ranges of its live members
+    (a slice view or a concat part lies inside another member: counted once).
+    """
+    events = sorted({b["start"] for b in members} | {b["end"] + 1 for b in members})
+    waiting = sorted(members, key=lambda b: b["start"], reverse=True)
+    live: list[dict[str, Any]] = []
+    ranges = []
+    for first, after in itertools.pairwise(events):
+        while waiting and waiting[-1]["start"] <= first:
+            live.append(waiting.pop())
+        live = [b for b in live if b["end"] >= first]
+        held, reach = 0, -(2**63)
+        for low, high in sorted((b["offset"], b["offset"] + b["bytes"]) for b in live):
+            held += max(0, high - max(low, reach))
+            reach = max(reach, high)
+        if held:
+            ranges.append((first, after - 1, held))
+    return ranges
+
+
+def region_live_ranges(buffers: list[dict[str, Any]]) -> list[tuple[int, int, int]]:
+    """Inclusive ``(start, end, bytes)`` ranges of one region's buffers, each alias group
+    counted once: their :func:`max_live_bytes` is the region's lower bound."""
+    roots = alias_groups(buffers)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for b in buffers:
+        key = (region_key(b["device"], b["tier"]), b["tensor"])
+        groups[(key[0], roots[key])].append(b)
+    return [span for members in groups.values() for span in group_live_ranges(members)]
 
 
 def memory_summary(
@@ -78,7 +121,6 @@ def memory_summary(
     the peak is then measured from the lowest such buffer's offset.
     """
     chosen = [b for b in buffers if kinds is None or b["kind"] in kinds]
-    roots = alias_groups(chosen)
     regions: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for buffer in chosen:
         regions[region_key(buffer["device"], buffer["tier"])].append(buffer)
@@ -86,15 +128,7 @@ def memory_summary(
     for key, members in sorted(regions.items()):
         floor = 0 if kinds is None else min(b["offset"] for b in members)
         peaks[key] = max(b["offset"] + b["bytes"] for b in members) - floor
-        groups: dict[str, list[int]] = {}
-        for b in members:
-            span = groups.setdefault(roots[b["tensor"]], [b["start"], b["end"], b["bytes"]])
-            span[0], span[1], span[2] = (
-                min(span[0], b["start"]),
-                max(span[1], b["end"]),
-                max(span[2], b["bytes"]),
-            )
-        bounds[key] = max_live_bytes((s, e, n) for s, e, n in groups.values())
+        bounds[key] = max_live_bytes(region_live_ranges(members))
     return peaks, bounds
 
 

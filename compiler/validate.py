@@ -15,11 +15,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tierplan.compiler.ir import IRGraph
+from tierplan.compiler.alias_layout import concat_part_positions, slice_view_position
+from tierplan.compiler.ir import IRGraph, Operator
 from tierplan.compiler.plan import PLAN_FORMAT, memory_summary
 
 # Operators whose output may be declared a view of input 0 (plan-format.md).
 VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+# Alias kinds that only read their source's bytes, and those that may sit at any byte.
+READ_ONLY_ALIASES = frozenset({"view", "slice view"})
+UNALIGNED_ALIASES = frozenset({"slice view", "concat part"})
 BUFFER_KINDS = frozenset({"input", "output", "activation", "weight", "scratch"})
 MAX_REPORTED = 50
 
@@ -246,18 +250,13 @@ class _Checker:
     def buffer_fields(self) -> None:
         target = self.plan["target"]
         capacity = {t["name"]: t["capacity"] for t in target["tiers"]}
-        alignment, devices = target["alignment"], target["devices"]
+        devices = target["devices"]
         for b in self.buffers:
             if b.tier not in capacity:
                 self.add("tier", f"buffer {b.label()} is in unknown tier {b.tier!r}")
             elif b.offset < 0 or b.offset + b.nbytes > capacity[b.tier]:
                 self.add(
                     "capacity", f"buffer {b.label()} exceeds {b.tier} capacity {capacity[b.tier]}"
-                )
-            if b.offset % alignment:
-                self.add(
-                    "alignment",
-                    f"buffer {b.label()}: offset {b.offset} is not a multiple of {alignment}",
                 )
             if not 0 <= b.device < devices:
                 self.add(
@@ -428,11 +427,16 @@ class _Checker:
     # -- aliasing and overlap --------------------------------------------------
 
     def aliases(self) -> dict[int, str]:
-        """Validate each alias; return the alias-group root of each buffer allowed to share bytes."""
+        """Validate each alias; return the alias-group root of each buffer allowed to share bytes.
+
+        Also records, for each valid alias, its parent buffer and its kind (in place,
+        view, slice view, concat part), which the group and alignment rules read.
+        """
         first: dict[tuple[str, int, str], _Buffer] = {}
         for b in self.buffers:
             first.setdefault((b.tensor, b.device, b.tier), b)
-        parent: dict[int, int] = {}  # buffer index -> the aliased buffer's, on its device
+        self.alias_parent: dict[int, int] = {}  # buffer index -> the aliased buffer's
+        self.alias_kind: dict[int, str] = {}
         for b in self.buffers:
             if b.alias_of is None:
                 continue
@@ -442,28 +446,65 @@ class _Checker:
                     "alias",
                     f"buffer {b.label()} aliases {b.alias_of!r}, which has no buffer on {b.device}/{b.tier}",
                 )
-            elif target.offset != b.offset:
+                continue
+            placements = self.alias_placements(b, target)
+            kind = next((kind for kind, offset in placements if offset == b.offset), None)
+            if kind is not None:
+                self.alias_parent[b.index] = target.index
+                self.alias_kind[b.index] = kind
+            elif placements:
+                where = " or ".join(f"{offset} ({kind})" for kind, offset in placements)
                 self.add(
-                    "alias", f"buffer {b.label()} aliases {target.label()} at a different offset"
+                    "alias",
+                    f"buffer {b.label()} aliases {target.label()} at a different offset: "
+                    f"its declaration puts it at {where}",
                 )
-            elif not (self.in_place(b, target) or self.is_view(b, target)):
+            else:
                 self.add(
                     "alias",
                     f"buffer {b.label()} aliases {b.alias_of!r} but is neither an in-place result "
-                    "(starting where the aliased buffer ends, written by the operator that reads it) "
-                    "nor a view of it",
+                    "(starting where the aliased buffer ends, written by the operator that reads it), "
+                    "a view, a slice view nor a concat part of it",
                 )
-            else:
-                parent[b.index] = target.index
         names = {b.index: b.tensor for b in self.buffers}
         roots = {}
         for b in self.buffers:
             seen, index = set(), b.index
-            while index in parent and index not in seen:
+            while index in self.alias_parent and index not in seen:
                 seen.add(index)
-                index = parent[index]
+                index = self.alias_parent[index]
             roots[b.index] = names[index]
         return roots
+
+    def alias_placements(self, b: _Buffer, target: _Buffer) -> list[tuple[str, int]]:
+        """Each kind of alias ``b`` may be of ``target`` (plan-format.md), with the offset
+        that kind puts it at."""
+        found = []
+        if self.is_view(b, target):
+            found.append(("view", target.offset))
+        made = self.model_producer(b.tensor)
+        if made is not None and made.inputs[:1] == [target.tensor]:
+            position = slice_view_position(self.model, made, b.tensor)
+            if position is not None:
+                found.append(("slice view", target.offset + position))
+        made = self.model_producer(target.tensor)
+        if made is not None:
+            found += [
+                ("concat part", target.offset + position)
+                for position in concat_part_positions(self.model, made, b.tensor)
+            ]
+        # In place last: an alias that is also a (slice) view of its source only reads it.
+        if self.in_place(b, target):
+            found.append(("in place", target.offset))
+        return found
+
+    def model_producer(self, tensor: str) -> Operator | None:
+        """The model's operator that the plan schedules to write ``tensor``."""
+        step = self.producer_step.get(tensor)
+        if step is None:
+            return None
+        name = self.plan["schedule"][step]
+        return self.model.operator(name) if self.model.has_operator(name) else None
 
     def in_place(self, b: _Buffer, target: _Buffer) -> bool:
         if b.start != target.end or not 0 <= b.start <= self.last_step:
@@ -494,14 +535,90 @@ class _Checker:
         reported = 0
         for members in regions.values():
             for a, b in _overlapping_pairs(members, self.last_step):
-                if roots[a.index] == roots[b.index] and a.offset == b.offset:
-                    continue
+                if roots[a.index] == roots[b.index]:
+                    continue  # members of one group: group_writes() checks them
                 self.add(
                     "overlap", f"buffers {a.label()} and {b.label()} share bytes at a common step"
                 )
                 reported += 1
                 if reported >= MAX_REPORTED:
                     return
+
+    def alignment(self) -> None:
+        """Every offset is a multiple of the alignment, but for slice views and concat parts,
+        which sit where their bytes are."""
+        alignment = self.plan["target"]["alignment"]
+        for b in self.buffers:
+            if b.offset % alignment and self.alias_kind.get(b.index) not in UNALIGNED_ALIASES:
+                self.add(
+                    "alignment",
+                    f"buffer {b.label()}: offset {b.offset} is not a multiple of {alignment}",
+                )
+
+    def group_writes(self, roots: dict[int, str]) -> None:
+        """Members of one alias group share bytes only through their declarations.
+
+        Views and slice views only read their source's bytes; every other member
+        (the root, an in-place result, a concat part) writes its bytes at the step
+        that produces it. Such a write must not reach a byte of another member that must stay
+        intact after that step: an in-place write while a view of the overwritten
+        tensor is still read later corrupts the view (plan-format.md). A write into a
+        concat output by one of its parts is the declaration itself.
+        """
+        groups: dict[tuple[int, str, str], list[_Buffer]] = defaultdict(list)
+        for b in self.buffers:
+            groups[(b.device, b.tier, roots[b.index])].append(b)
+        reported = 0
+        for (_, _, root), members in groups.items():
+            if len(members) < 2:
+                continue
+            for writer in members:
+                step = self.write_step(writer)
+                if step is None:
+                    continue
+                for other in members:
+                    if (
+                        other is writer
+                        or not other.start <= step < other.end
+                        or other.offset >= writer.offset + writer.nbytes
+                        or writer.offset >= other.offset + other.nbytes
+                        or self.is_part_of(writer, other)
+                    ):
+                        continue
+                    later = [s for s in self.readers.get(other.tensor, []) if s > step]
+                    still = (
+                        f"read at step {min(later)}" if later else f"live until step {other.end}"
+                    )
+                    what = self.alias_kind.get(writer.index, "root")
+                    self.add(
+                        "alias-group",
+                        f"{what} {writer.label()} writes at step {step} over bytes of "
+                        f"{other.label()}, which is in the same alias group (root {root!r}) "
+                        f"and still {still}",
+                    )
+                    reported += 1
+                    if reported >= MAX_REPORTED:
+                        return
+
+    def write_step(self, b: _Buffer) -> int | None:
+        """The step at which ``b``'s bytes are written, ``None`` if they are only read
+        (a view) or written before the schedule starts (a graph input, a weight)."""
+        if self.alias_kind.get(b.index) in READ_ONLY_ALIASES:
+            return None
+        made = self.producer_step.get(b.tensor)
+        if made is not None and self.op_device.get(made) == b.device and b.start <= made <= b.end:
+            return made
+        # A copy from another device or tier is written when its buffer starts.
+        return b.start if made is not None or b.start > 0 else None
+
+    def is_part_of(self, part: _Buffer, whole: _Buffer) -> bool:
+        """True when ``part`` is a concat part of ``whole``, directly or through nested concats."""
+        index = part.index
+        while self.alias_kind.get(index) == "concat part":
+            index = self.alias_parent[index]
+            if index == whole.index:
+                return True
+        return False
 
     def summary(self) -> None:
         summary = self.plan["summary"]
@@ -588,6 +705,9 @@ def validate_plan(plan: Any, model: IRGraph, model_sha256: str | None = None) ->
     checker.buffer_fields()
     checker.tiles()
     checker.coverage()
-    checker.overlaps(checker.aliases())
+    roots = checker.aliases()
+    checker.alignment()
+    checker.group_writes(roots)
+    checker.overlaps(roots)
     checker.summary()
     return checker.violations

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from tierplan.compiler import PipelineError, compile_model
+from tierplan.compiler import CompileResult, PipelineError, compile_model
+from tierplan.compiler.cost import operator_flops
 from tierplan.compiler.execution import run_plan
 
 from tests.conftest import MODELS
@@ -30,12 +32,26 @@ def test_chunked_attention_matches_onnxruntime(chunks: int) -> None:
     report = run_plan(STACK, compile_options={"passes": passes})
     assert report.matches, report.divergence
     result = compile_model(STACK, passes=passes)
-    counts = {op.op_type: 0 for op in result.ir.operators()}
-    for op in result.ir.operators():
-        counts[op.op_type] += 1
-    chunked = min(chunks, 64)  # 64 query rows
-    assert counts["Softmax"] == 4 * chunked and counts["Concat"] == 4
+    counts = Counter(op.op_type for op in result.ir.operators())
+    assert counts["Softmax"] == 4 * chunks and counts["Concat"] == 4  # 64 query rows
     assert any("4 attentions chunked" in note for r in result.pass_results for note in r.notes)
+
+
+@pytest.mark.parametrize("blocks", [2, 3, 64])
+def test_online_attention_matches_onnxruntime(blocks: int) -> None:
+    passes = f"attention{{chunks={blocks} mode=online}},{REST}"
+    report = run_plan(STACK, compile_options={"passes": passes})
+    assert report.matches, report.divergence
+    result = compile_model(STACK, passes=passes)
+    counts = Counter(op.op_type for op in result.ir.operators())
+    assert counts["Softmax"] == 0 and counts["ReduceMax"] == 4 * blocks
+    plain = compile_model(STACK)
+    extra = _flops(result) / _flops(plain) - 1
+    assert 0 < extra < 0.05  # a few elementwise operations per score, against 2 MatMuls
+
+
+def _flops(result: CompileResult) -> int:
+    return sum(operator_flops(result.ir, op) for op in result.ir.operators())
 
 
 def test_one_chunk_of_scores_alive_at_a_time() -> None:
@@ -99,7 +115,7 @@ def test_attention_after_schedule_is_refused() -> None:
         compile_model(STACK, passes="schedule,attention,liveness,pack,evaluate")
 
 
-@pytest.mark.parametrize("option", ["chunks=0", "chunks=many", "mode=online"])
+@pytest.mark.parametrize("option", ["chunks=0", "chunks=many", "mode=flash"])
 def test_bad_options_fail_before_any_pass_runs(option: str) -> None:
     with pytest.raises(PipelineError, match="attention"):
         compile_model(STACK, passes=f"attention{{{option}}},{REST}")

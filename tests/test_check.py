@@ -3,7 +3,9 @@
 A small model is compiled once per module; each test deep-copies its plan, breaks
 one rule of ``plan-format.md``, writes it and runs the CLI in-process. Breakages
 pick their victims from the plan itself (live-together pairs, readers, ...) so they
-keep working if the packer or the scheduler changes its choices.
+keep working if the packer or the scheduler changes its choices. Plans the compiler
+does not make (alias-group breakages, slice views, concat parts) are written by hand
+(:mod:`tests.hand_plans`), accepted or rejected.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import pytest
 from tierplan.compiler import compile_model, validate_plan
 from tierplan.compiler.cli import main
 from tierplan.compiler.frontend import load_model
+
+from tests.byte_owners import corrupted_reads
+from tests.hand_plans import HAND_PLANS, HandPlan, hand_plan, save_model
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "synthetic" / "diamond.onnx"
 
@@ -297,3 +302,27 @@ def test_validate_plan_api(plan: Plan) -> None:
     # Without a hash to compare, the model rule is not checked.
     plan["model"]["sha256"] = "0" * 64
     assert {v.rule for v in validate_plan(plan, ir)} == {"overlap"}
+
+
+# -- hand-built plans: alias groups, slice views, concat parts ---------------------------
+
+
+@pytest.mark.parametrize("case", HAND_PLANS, ids=lambda case: case.name)
+def test_hand_built_plan(
+    case: HandPlan, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = save_model(tmp_path / "hand.onnx", case.nodes, case.inputs)
+    plan = hand_plan(model, case.placements)
+    code = main(["check", str(model), str(_write(plan, tmp_path / "plan.json"))])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    if case.rule is None:
+        assert code == 0, err
+        assert err == ""
+        assert corrupted_reads(plan) == []
+        return
+    if case.rule == "alias-group":  # the independent replay sees the corruption too
+        assert corrupted_reads(plan)
+    assert code == 1, err
+    culprits = [line for line in err.splitlines() if f"[{case.rule}]" in line]
+    assert any(all(name in line for name in case.culprits) for line in culprits), err

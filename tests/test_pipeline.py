@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import onnx
 import pytest
 from tierplan.compiler import (
     IRGraph,
@@ -21,6 +22,7 @@ from tierplan.compiler.cli import main
 from tierplan.compiler.errors import InvariantError, PipelineError
 from tierplan.compiler.pass_manager import PassManager, load_plugin, parse_pipeline
 
+from tests.byte_owners import corrupted_reads
 from tests.conftest import MODELS
 
 PLUGIN = Path(__file__).parent / "plugins" / "count_ops_plugin.py"
@@ -139,3 +141,97 @@ def test_a_crashing_pass_is_reported_with_the_passes_before_it(
     assert "pass 'test-crash' crashed with ZeroDivisionError: boom" in err
     assert "after the passes: [schedule, liveness]" in err
     assert err.count("\n") == 1
+
+
+# -- the written plan is the validated one -----------------------------------------------
+
+
+def test_a_pass_changing_the_plan_after_evaluate_is_refused_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    passes = "schedule,liveness,pack,evaluate,tiers"
+    code = main(["compile", str(CHAIN), "-o", str(tmp_path / "out"), "-q", "--passes", passes])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1, err
+    assert err.startswith("tierplan: error: pass 'tiers' changes the plan after 'evaluate'")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(PipelineError, match="'tiling' changes the plan after 'evaluate'"):
+        parse_and_check("schedule,liveness,pack,evaluate,tiling,pack")
+
+
+def test_evaluating_again_after_the_change_is_accepted() -> None:
+    result = compile_model(CHAIN, passes="schedule,liveness,pack,evaluate,tiers,pack,evaluate")
+    assert result.evaluation is not None
+    assert {b["tier"] for b in result.plan["buffers"]} != {"DDR"}, "tiers moved nothing"
+
+
+@register_pass
+@dataclass(frozen=True)
+class MoveBuffer(Pass):
+    """Test pass: moves a buffer but does not say it invalidates the evaluation."""
+
+    name = "test-move-buffer"
+    requires = frozenset({"placement"})
+
+    def run(self, ir: IRGraph, context: PassContext) -> PassResult:
+        tensor = next(t for t in ir.tensors() if t.needs_buffer)
+        tensor.offset = (tensor.offset or 0) + context.target.alignment
+        return PassResult(changed=True)
+
+
+def test_an_undeclared_change_after_evaluate_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    passes = "schedule,liveness,pack,evaluate,test-move-buffer"
+    code = main(["compile", str(CHAIN), "-o", str(tmp_path / "out"), "-q", "--passes", passes])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "buffers changed after 'evaluate' validated it" in err
+    assert not list(tmp_path.glob("out/*"))
+
+
+SAME_PLAN_MODELS = [
+    *sorted((MODELS / "synthetic").glob("*.onnx")),
+    MODELS / "real" / "resnet18.onnx",
+    MODELS / "real" / "bert_base.onnx",
+]
+
+
+@pytest.mark.parametrize("devices", [1, 2])
+@pytest.mark.parametrize("path", SAME_PLAN_MODELS, ids=lambda p: p.stem)
+def test_annotated_model_and_plan_json_describe_the_same_plan(
+    path: Path, devices: int, tmp_path: Path
+) -> None:
+    pipeline = [
+        f"partition{{devices={devices}}}" if name == "partition" else name
+        for name in default_pipeline()
+    ]
+    plan_path, model_path = compile_model(path, passes=pipeline).write(tmp_path)
+    plan = json.loads(plan_path.read_text())
+    assert corrupted_reads(plan) == []
+    annotated = onnx.load(model_path, load_external_data=False)
+    fields = ("device", "tier", "offset", "start", "end")
+    buffers: dict[str, set[tuple[str, ...]]] = {}
+    for b in plan["buffers"]:
+        buffers.setdefault(b["tensor"], set()).add(tuple(str(b[key]) for key in fields))
+    graph = annotated.graph
+    described = set()
+    for value in [*graph.input, *graph.output, *graph.value_info, *graph.initializer]:
+        facts = {e.key.removeprefix("tierplan."): e.value for e in value.metadata_props}
+        if "tier" in facts:
+            described.add(value.name)
+            assert tuple(facts[key] for key in fields) in buffers.get(value.name, set()), (
+                f"{value.name}: the annotated model says {facts}, plan.json {buffers.get(value.name)}"
+            )
+            alias = next(b["alias_of"] for b in plan["buffers"] if b["tensor"] == value.name)
+            assert facts.get("alias_of") == alias
+    planned = {b["tensor"] for b in plan["buffers"] if b["kind"] != "scratch"}
+    assert planned <= described
+    ops = {op["node"]: op for op in plan["ops"]}
+    for node in graph.node:
+        facts = {e.key.removeprefix("tierplan."): e.value for e in node.metadata_props}
+        assert (facts["step"], facts["device"]) == (
+            str(ops[node.name]["step"]),
+            str(ops[node.name]["device"]),
+        )

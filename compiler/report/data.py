@@ -19,7 +19,13 @@ from typing import Any
 
 import numpy as np
 from tierplan.compiler.cost import OpCost
-from tierplan.compiler.plan import Plan, alias_groups, live_bytes_per_step, region_key
+from tierplan.compiler.plan import (
+    Plan,
+    alias_groups,
+    live_bytes_per_step,
+    region_key,
+    region_live_ranges,
+)
 
 # Labels for buffers that no operator produces (their "producer" column).
 NO_PRODUCER = {"weight": "(weight)", "input": "(graph input)", "output": "(graph input)"}
@@ -208,7 +214,7 @@ class PlanView:
     def _groups(self, key: str) -> dict[str, list[Buffer]]:
         groups: dict[str, list[Buffer]] = defaultdict(list)
         for buffer in self.region_buffers(key):
-            groups[self._roots.get(buffer.tensor, buffer.tensor)].append(buffer)
+            groups[self._roots.get((key, buffer.tensor), buffer.tensor)].append(buffer)
         return groups
 
     def live_curve(self, key: str) -> np.ndarray:
@@ -216,15 +222,12 @@ class PlanView:
 
         Its maximum is the plan's ``lower_bound_bytes`` for the region.
         """
-        spans = [
-            (
-                min(b.start for b in members),
-                min(max(b.end for b in members), self.steps - 1),
-                max(b.bytes for b in members),
-            )
-            for members in self._groups(key).values()
+        members = [
+            b
+            for b in self.plan.get("buffers", [])
+            if region_key(b["device"], b["tier"]) == key and b["start"] < self.steps
         ]
-        return live_bytes_per_step(spans, self.steps)
+        return live_bytes_per_step(region_live_ranges(members), self.steps)
 
     # -- what is live ----------------------------------------------------------------
 
@@ -277,8 +280,18 @@ class PlanView:
 
     def aliases_of(self, name: str) -> list[str]:
         """Tensors whose buffers reuse ``name``'s bytes, directly or through a chain."""
-        root = self._roots.get(name, name)
-        return sorted(t for t, r in self._roots.items() if r == root and t != name)
+        roots = {
+            region: self._roots[(region, tensor)]
+            for region, tensor in self._roots
+            if tensor == name
+        }
+        return sorted(
+            {
+                t
+                for (region, t), root in self._roots.items()
+                if roots.get(region) == root and t != name
+            }
+        )
 
     def tensor_bytes(self, name: str) -> int:
         """Size of a tensor that has a buffer (0 when it has none)."""
