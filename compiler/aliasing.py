@@ -89,3 +89,17 @@ def view_aliases(ir: IRGraph, order: list[Operator]) -> dict[str, str]:
             source = found.sources[0].name
             root_of[found.output.name] = root_of.get(source, source)
     return root_of
+
+
+def is_view(ir: IRGraph, op: Operator) -> bool:
+    """True when ``op``'s output is a view of its input 0 (``alias_of`` set by ``inplace``).
+
+    A view moves and computes nothing: it is neither tiled nor charged traffic.
+    """
+    outputs = [name for name in op.outputs if name]
+    return (
+        op.op_type in VIEW_OPS
+        and bool(op.inputs)
+        and len(outputs) == 1
+        and ir.tensor(outputs[0]).alias_of == op.inputs[0]
+    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tierplan.compiler.aliasing import is_view
 from tierplan.compiler.errors import PassFailure
 from tierplan.compiler.ir import IRGraph, Operator, Tensor, Tiles
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
@@ -68,6 +69,8 @@ class Tiling(Pass):
             return PassResult(changed=False, notes=["one memory tier: nothing to tile into"])
         tiled, unknown = 0, []
         for op in ir.scheduled_operators():
+            if is_view(ir, op):
+                continue
             nest = loop_nest(ir, op)
             if nest is None:
                 touched = sum(ir.tensor(n).nbytes for n in [*op.read_tensors(), *op.outputs] if n)

@@ -3,7 +3,7 @@
 :func:`summary_tables` is the overview (per device and tier, top consumers at each
 peak, latency by op type when costs are known); :func:`tensor_table` is one tensor's
 life, :func:`step_table` what is live at a step (biggest first), :func:`op_table` one
-operator's tensors, tiles and traffic. An unknown name is an :class:`InputError`
+operator's tensors, tiles and traffic (per tensor and tier, from the costs). An unknown name is an :class:`InputError`
 that suggests close matches.
 """
 
@@ -107,13 +107,16 @@ def op_table(view: PlanView, name: str) -> Table:
     table = Table(
         title=f"operator {name} ({op['op_type']}), step {op['step']}, device {op.get('device', 0)}"
     )
-    for column in ("slot", "tensor", "device/tier", "offset", "bytes", "steps"):
+    cost = view.op_cost(name)
+    for column in ("slot", "tensor", "device/tier", "offset", "bytes", "steps", "moved"):
         table.add_column(column, justify="left" if column in ("slot", "tensor") else "right")
     for role, names in (("in", op.get("inputs", [])), ("out", op.get("outputs", []))):
         for index, tensor in enumerate(names):
             buffers = view.tensor_buffers(tensor) if tensor else []
+            moved = cost.bytes_by_tensor.get(tensor, {}) if cost is not None else {}
+            moved_text = ", ".join(f"{t} {human_bytes(n)}" for t, n in moved.items()) or "-"
             if not buffers:
-                table.add_row(f"{role} {index}", tensor or "(omitted)", "-", "-", "-", "-")
+                table.add_row(f"{role} {index}", tensor or "(omitted)", "-", "-", "-", "-", "-")
             for b in buffers:
                 table.add_row(
                     f"{role} {index}",
@@ -122,6 +125,7 @@ def op_table(view: PlanView, name: str) -> Table:
                     f"{b.offset:#x}",
                     human_bytes(b.bytes),
                     f"[{b.start}, {b.end}]",
+                    moved_text,
                 )
     tiled = next((t for t in view.tiled_ops() if t.node == name), None)
     notes = []
@@ -134,7 +138,6 @@ def op_table(view: PlanView, name: str) -> Table:
             f"{human_bytes(tiled.traffic_bytes)} = {tiled.ratio:.2f} x compulsory "
             f"{human_bytes(tiled.compulsory_bytes)}"
         )
-    cost = view.op_cost(name)
     if cost is not None:
         traffic = ", ".join(f"{t} {human_bytes(n)}" for t, n in cost.bytes_by_tier.items())
         notes.append(f"{cost.flops} FLOPs; traffic {traffic}; {cost.seconds * 1e6:.2f} µs")
