@@ -109,8 +109,11 @@ def test_depthwise_conv_splits_channels_without_halo(tmp_path: Path) -> None:
     assert op.tiles.traffic_bytes == 65536 + 64 * 9 * 4 + 65536
 
 
-def test_softmax_tiles_rows_and_never_splits_the_reduced_axis(tmp_path: Path) -> None:
-    # A row is 256 floats (1 KiB); x and y rows double-buffered: 4 KiB per row.
+def test_softmax_keeps_rows_whole_when_they_fit(tmp_path: Path) -> None:
+    # A row is 256 floats (1 KiB); x and y rows double-buffered: 4 KiB per row, plus
+    # the running max and sum (8 B per row, aligned, double-buffered with the rows):
+    # 16 rows need 65536 + 256 B, so 11 rows (ceil(512 / 48)) per tile; every byte
+    # moves once.
     result = compile_text(
         tmp_path,
         "g (float[512,256] x) => (float[512,256] y) { y = Softmax <axis = -1> (x) }",
@@ -118,21 +121,64 @@ def test_softmax_tiles_rows_and_never_splits_the_reduced_axis(tmp_path: Path) ->
     )
     op = result.ir.operator("Softmax_0")
     assert op.tiles is not None
-    assert op.tiles.axes == {"d0": 16, "d1": 256}
-    assert op.tiles.count == 32
+    assert op.tiles.axes == {"d0": 11, "d1": 256}
+    assert op.tiles.count == 47
+    assert op.tiles.l1_bytes == 4 * 11 * 1024 + 2 * 128
     assert op.tiles.traffic_bytes == 2 * 512 * 256 * 4
 
 
-def test_a_row_too_large_for_l1_is_a_clear_diagnostic(tmp_path: Path) -> None:
+def test_a_softmax_row_larger_than_l1_is_split_and_read_twice(tmp_path: Path) -> None:
+    # Rows of 256 KiB in a 64 KiB L1: the row is split; the first pass keeps the
+    # running max and sum, the second reads the row again to write it.
+    result = compile_text(
+        tmp_path,
+        "g (float[4,65536] x) => (float[4,65536] y) { y = Softmax <axis = -1> (x) }",
+        small_target("64KiB"),
+    )
+    op = result.ir.operator("Softmax_0")
+    assert op.tiles is not None and op.tiles.l1_bytes <= 64 * 1024
+    assert op.tiles.axes["d1"] < 65536
+    assert op.tiles.traffic_by_tensor == {"x": 2 * 4 * 65536 * 4, "y": 4 * 65536 * 4}
+    assert not validate_plan(result.plan, result.ir)
+
+
+def test_global_average_pool_accumulates_over_split_planes(tmp_path: Path) -> None:
+    # 184x184 planes (132 KiB each) in a 64 KiB L1: the plane is split and each
+    # channel's sum stays in its output tile; every byte moves once.
+    result = compile_text(
+        tmp_path,
+        "g (float[1,8,184,184] x) => (float[1,8,1,1] y) { y = GlobalAveragePool(x) }",
+        small_target("64KiB"),
+    )
+    op = result.ir.operator("GlobalAveragePool_0")
+    assert op.tiles is not None and op.tiles.l1_bytes <= 64 * 1024
+    assert op.tiles.axes["d2"] * op.tiles.axes["d3"] < 184 * 184
+    assert op.tiles.traffic_by_tensor == {"x": 8 * 184 * 184 * 4, "y": 8 * 4}
+
+
+def test_an_operator_no_tiler_fits_streams_with_a_note(tmp_path: Path) -> None:
+    result = compile_text(
+        tmp_path,
+        "g (float[64,1024] x, int64[1] k) => (float[64,1024] v, int64[64,1024] i) "
+        "{ v, i = TopK <axis = 1> (x, k) }",
+        small_target("64KiB"),
+    )
+    op = result.ir.operator("TopK_0")
+    assert op.tiles is None
+    notes = " ".join(n for record in result.pass_results for n in record.notes)
+    assert "stream from their tiers untiled" in notes and "TopK" in notes
+
+
+def test_only_a_target_without_room_for_one_element_fails(tmp_path: Path) -> None:
     with pytest.raises(PassFailure) as caught:
         compile_text(
             tmp_path,
             "g (float[4,65536] x) => (float[4,65536] y) { y = Softmax <axis = -1> (x) }",
-            small_target("64KiB"),
+            small_target("192"),
         )
     message = str(caught.value)
     assert "\n" not in message
-    assert "Softmax_0" in message and "d1 (size 65536)" in message
+    assert "Softmax_0" in message and "one element of each operand" in message
 
 
 def test_reserve_shrinks_the_tiles(tmp_path: Path) -> None:
