@@ -106,9 +106,13 @@ class Tiling(Pass):
                 self._apply(ir, op, found, nest, l1.name)
                 tiled += 1
             elif self.strict:
-                raise found if isinstance(found, TilingError) else PassFailure(
-                    f"tiling: operator {op.name!r} ({op.op_type}) touches {touched} bytes, "
-                    f"more than the L1 budget {budget}, and no tiler handles it"
+                raise (
+                    found
+                    if isinstance(found, TilingError)
+                    else PassFailure(
+                        f"tiling: operator {op.name!r} ({op.op_type}) touches {touched} bytes, "
+                        f"more than the L1 budget {budget}, and no tiler handles it"
+                    )
                 )
             else:
                 streamed.append(op.op_type)
