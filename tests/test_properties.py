@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 from tierplan.compiler import CompileResult, PassFailure, compile_model, validate_plan
@@ -130,5 +130,13 @@ def test_random_dags_give_valid_plans(
         result = compile_model(path, target=target, verify_each=True)
     except PassFailure as error:
         assert "does not fit" in str(error)
+        event("does not fit")
         return
     check_compiled_plan(result, path)
+    event(f"{len(target.tiers)} tiers, {target.devices} devices")
+    event("tiled" if any(op["tiles"] for op in result.plan["ops"]) else "nothing tiled")
+    event(
+        "several devices used"
+        if len({op["device"] for op in result.plan["ops"]}) > 1
+        else "one device used"
+    )
