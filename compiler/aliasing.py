@@ -97,9 +97,8 @@ def is_view(ir: IRGraph, op: Operator) -> bool:
     A view moves and computes nothing: it is neither tiled nor charged traffic.
     """
     outputs = [name for name in op.outputs if name]
-    return (
-        op.op_type in VIEW_OPS
-        and bool(op.inputs)
-        and len(outputs) == 1
-        and ir.tensor(outputs[0]).alias_of == op.inputs[0]
-    )
+    if op.op_type not in VIEW_OPS or not op.inputs or not op.inputs[0] or len(outputs) != 1:
+        return False
+    source = ir.tensor(outputs[0]).alias_of
+    # A device copy of the input (partition) is the same tensor in the plan.
+    return source is not None and ir.plan_name(source) == ir.plan_name(op.inputs[0])
