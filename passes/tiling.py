@@ -2,10 +2,10 @@
 
 Reads: shapes, ``Operator.step`` and ``device``, ``Tensor.alias_of`` (a view,
 :func:`~tierplan.compiler.aliasing.is_view`, moves nothing and is never tiled),
-the target's first tier (its capacity minus its ``reserve``). Writes: ``Operator.tiles`` (axes with tile
-sizes in loop order, outermost first; tile count; L1 bytes; traffic, in total and
-per tensor) on operators whose working set (every operand whole) exceeds the
-budget, ``None`` on the others; and one ``scratch`` tensor per tile buffer, in
+the target's first tier (its capacity minus its ``reserve``). Writes:
+``Operator.tiles`` (axes with tile sizes in loop order, outermost first; tile
+count; L1 bytes; traffic, in total and per tensor) on operators whose working set
+(every operand whole) exceeds the budget, ``None`` on the others; and one ``scratch`` tensor per tile buffer, in
 the first tier, live at the operator's step only, with an offset (buffers of one
 step stacked from 0), so their total is ``l1_bytes`` (``plan-format.md``).
 

@@ -23,7 +23,9 @@ from tierplan.compiler.report.units import human_bytes
 from tests.conftest import MODELS, model_files
 
 FAST = {"diamond", "resnet18"}
-LATENCY = re.compile(r"estimated latency ([0-9.]+) ms")
+FIGURES = re.compile(
+    r"estimated latency ([0-9.]+ ms; traffic (?:[\w.-]+ [0-9.]+(?:B|KiB|MiB|GiB)(?:, )?)+)"
+)
 
 
 def _models() -> list[object]:
@@ -47,7 +49,7 @@ def test_compile_report_and_inspect_agree(
     model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    compiled = LATENCY.findall(_printed(capsys, "compile", str(model), "-o", str(out)))
+    compiled = FIGURES.findall(_printed(capsys, "compile", str(model), "-o", str(out)))
     plan_path = out / "plan.json"
     plan = read_plan(plan_path)
     carried = PlanView(plan).costs
@@ -55,11 +57,11 @@ def test_compile_report_and_inspect_agree(
     reported = view_of_plan_file(plan_path).costs  # what `report PLAN.json` shows
     assert reported is not None and _figures(reported) == _figures(carried)
     assert sum(c.seconds for c in carried) == pytest.approx(plan["summary"]["latency_s"])
-    inspected = LATENCY.findall(_printed(capsys, "inspect", str(plan_path)))
+    inspected = FIGURES.findall(_printed(capsys, "inspect", str(plan_path)))
     html = tmp_path / "r.html"
     assert main(["report", str(plan_path), "-o", str(html), "-q"]) == 0
-    assert compiled and inspected == compiled
-    assert f"estimated latency {compiled[0]} ms" in html.read_text()
+    assert compiled and inspected == compiled  # latency and traffic per tier
+    assert f"estimated latency {compiled[0]}" in " ".join(html.read_text().split())
     busiest = max(carried, key=lambda c: (sum(c.bytes_by_tier.values()), c.name))
     printed = _printed(capsys, "inspect", str(plan_path), "--op", busiest.name)
     traffic = ", ".join(f"{t} {human_bytes(n)}" for t, n in busiest.bytes_by_tier.items())

@@ -372,6 +372,16 @@ class PlanView:
         rows = sorted(seconds.items(), key=lambda item: (-item[1], item[0]))
         return [(name, counts[name], s, s / total if total else 0.0) for name, s in rows]
 
+    def traffic_by_tier(self) -> dict[str, int] | None:
+        """Bytes the operators move from or to each tier (``None`` without costs)."""
+        if self.costs is None:
+            return None
+        totals: dict[str, int] = defaultdict(int)
+        for cost in self.costs:
+            for tier, count in cost.bytes_by_tier.items():
+                totals[tier] += count
+        return dict(sorted(totals.items()))
+
     def op_cost(self, name: str) -> OpCost | None:
         """The cost of one operator, when costs are known."""
         return next((c for c in self.costs or [] if c.name == name), None)

@@ -14,7 +14,13 @@ from difflib import get_close_matches
 from rich.table import Table
 from tierplan.compiler.errors import InputError
 from tierplan.compiler.report.data import PlanView
-from tierplan.compiler.report.units import REGION_COLUMNS, human_bytes, percent, region_cells
+from tierplan.compiler.report.units import (
+    REGION_COLUMNS,
+    human_bytes,
+    percent,
+    region_cells,
+    traffic_text,
+)
 
 
 def _unknown(what: str, name: str, known: list[str]) -> InputError:
@@ -30,9 +36,11 @@ def summary_tables(view: PlanView, title: str) -> list[Table]:
         regions.add_column(column, justify="left" if column == "device/tier" else "right")
     for r in view.regions:
         regions.add_row(*region_cells(r))
-    latency = view.latency_s
-    regions.caption = f"{view.steps} steps, {len(view.buffers)} buffers" + (
-        f", estimated latency {latency * 1e3:.3f} ms" if latency is not None else ""
+    latency, traffic = view.latency_s, view.traffic_by_tier()
+    regions.caption = (
+        f"{view.steps} steps, {len(view.buffers)} buffers"
+        + (f", estimated latency {latency * 1e3:.3f} ms" if latency is not None else "")
+        + (f"; traffic {traffic_text(traffic)}" if traffic is not None else "")
     )
     tables = [regions]
     for r in view.regions:
@@ -114,7 +122,7 @@ def op_table(view: PlanView, name: str) -> Table:
         for index, tensor in enumerate(names):
             buffers = view.tensor_buffers(tensor) if tensor else []
             moved = cost.bytes_by_tensor.get(tensor, {}) if cost is not None else {}
-            moved_text = ", ".join(f"{t} {human_bytes(n)}" for t, n in moved.items()) or "-"
+            moved_text = traffic_text(moved) if moved else "-"
             if not buffers:
                 table.add_row(f"{role} {index}", tensor or "(omitted)", "-", "-", "-", "-", "-")
             for b in buffers:
@@ -139,7 +147,9 @@ def op_table(view: PlanView, name: str) -> Table:
             f"{human_bytes(tiled.compulsory_bytes)}"
         )
     if cost is not None:
-        traffic = ", ".join(f"{t} {human_bytes(n)}" for t, n in cost.bytes_by_tier.items())
-        notes.append(f"{cost.flops} FLOPs; traffic {traffic}; {cost.seconds * 1e6:.2f} µs")
+        notes.append(
+            f"{cost.flops} FLOPs; traffic {traffic_text(cost.bytes_by_tier)}; "
+            f"{cost.seconds * 1e6:.2f} µs"
+        )
     table.caption = "; ".join(notes)
     return table

@@ -5,9 +5,10 @@ Each family module turns an operator into a :class:`~tierplan.compiler.tiling.ne
 :func:`choose_tiling` searches the nest for the least-traffic tiling whose
 double-buffered tiles fit the L1 budget, or raises :class:`TilingError` naming
 what would have to be split; :func:`element_floor` is the least any operator
-needs (one element of each operand, double-buffered). Families: :mod:`.gemm` (MatMul, Gemm),
-:mod:`.conv` (Conv, grouped, depthwise), :mod:`.pooling`, :mod:`.elementwise`,
-:mod:`.reduction` (Softmax, normalizations, reductions), :mod:`.movement`.
+needs (one element of each operand, double-buffered). Families: :mod:`.gemm`
+(MatMul, Gemm), :mod:`.conv` (Conv, grouped, depthwise), :mod:`.pooling`,
+:mod:`.elementwise`, :mod:`.reduction` (Softmax, normalizations, reductions, global
+pooling), :mod:`.movement`.
 """
 
 from __future__ import annotations
