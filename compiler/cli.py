@@ -251,7 +251,10 @@ def _view_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     asked.add_argument("--op", metavar="NAME", help="an operator: tensors, tiles and traffic")
     inspect_cmd.add_argument(
-        "--model", type=Path, default=None, help="the plan's model, to add latency and traffic"
+        "--model",
+        type=Path,
+        default=None,
+        help="the plan's model, to cost an older plan whose ops carry no cost",
     )
 
 
