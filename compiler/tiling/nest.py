@@ -206,6 +206,9 @@ def _traffic(
     count = len(next(iter(tiles.values())))
     result = []
     for operand in nest.operands:
+        if operand.local:
+            result.append(np.zeros(count, dtype=np.int64))
+            continue
         swept = np.full(count, operand.element_bytes, dtype=np.float64)
         for dim in operand.dims:
             swept = swept * _swept(dim, tiles, sizes)
@@ -217,12 +220,11 @@ def _traffic(
             if name not in operand.axes:
                 reloads = reloads * np.where(position[name] < deepest, trips[name], 1)
         transfers = 2 * reloads - 1 if operand.output else reloads
-        if operand.local:
-            transfers = np.zeros(count, dtype=np.float64)
-        split = np.zeros(count, dtype=bool)
-        for name in operand.reread_axes:
-            split |= trips[name] > 1
-        transfers = transfers * np.where(split, 1 + operand.rereads, 1)
+        if operand.reread_axes:
+            split = np.zeros(count, dtype=bool)
+            for name in operand.reread_axes:
+                split |= trips[name] > 1
+            transfers = transfers * np.where(split, 1 + operand.rereads, 1)
         result.append(np.ceil(swept * transfers).astype(np.int64))
     return result
 
