@@ -1,6 +1,7 @@
 """Benchmark: tiling into L1 and tier assignment across L2/DDR, per model.
 
-For every model in models/real (and the synthetic ones with GEMMs or convolutions):
+For every model in models/real (and the synthetic ones with GEMMs or convolutions,
+and ``reduction_net``: pooling, reductions and rows larger than L1):
 the number of tiled operators, the largest tile working set against the L1
 capacity, the GEMM/MatMul traffic of operators larger than L1 as a ratio to the
 Hong-Kung bound ``2*M*N*K*e / sqrt(S/e)`` (max and mean) and to the I/O lower
@@ -132,7 +133,7 @@ def main() -> None:
     args = parser.parse_args()
     models = sorted((ROOT / "models/real").glob("*.onnx")) + [
         ROOT / "models/synthetic" / f"{name}.onnx"
-        for name in ("transformer_stack_4", "unet", "residual_block")
+        for name in ("transformer_stack_4", "unet", "residual_block", "reduction_net")
     ]
     rows = [row(path, args.target) for path in models]
     table = Table(*HEADERS, title=f"tiling and tiers on {args.target}")

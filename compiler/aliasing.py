@@ -97,3 +97,16 @@ def view_aliases(ir: IRGraph, order: list[Operator]) -> dict[str, str]:
             source = found.sources[0].name
             root_of[found.output.name] = root_of.get(source, source)
     return root_of
+
+
+def is_view(ir: IRGraph, op: Operator) -> bool:
+    """True when ``op``'s output is a view of its input 0 (``alias_of`` set by ``inplace``).
+
+    A view moves and computes nothing: it is neither tiled nor charged traffic.
+    """
+    outputs = [name for name in op.outputs if name]
+    if op.op_type not in VIEW_OPS or not op.inputs or not op.inputs[0] or len(outputs) != 1:
+        return False
+    source = ir.tensor(outputs[0]).alias_of
+    # A device copy of the input (partition) is the same tensor in the plan.
+    return source is not None and ir.plan_name(source) == ir.plan_name(op.inputs[0])

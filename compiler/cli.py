@@ -43,7 +43,7 @@ from tierplan.compiler.report.html import render_html
 from tierplan.compiler.report.plot import write_timeline_png
 from tierplan.compiler.report.progress import compile_progress, progress_wanted, solve_progress
 from tierplan.compiler.report.source import view_of_plan_file
-from tierplan.compiler.report.units import human_bytes
+from tierplan.compiler.report.units import human_bytes, traffic_text
 from tierplan.compiler.target import load_target, parse_size, preset_names
 from tierplan.compiler.validate import validate_plan
 
@@ -292,7 +292,10 @@ def _view_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     asked.add_argument("--op", metavar="NAME", help="an operator: tensors, tiles and traffic")
     inspect_cmd.add_argument(
-        "--model", type=Path, default=None, help="the plan's model, to add latency and traffic"
+        "--model",
+        type=Path,
+        default=None,
+        help="the plan's model, to cost an older plan whose ops carry no cost",
     )
 
 
@@ -349,6 +352,7 @@ def _summary_table(result: CompileResult) -> Table:
         )
     table.caption = (
         f"{result.ir.operator_count()} operators; estimated latency {evaluation.latency_s * 1e3:.3f} ms; "
+        f"traffic {traffic_text(evaluation.bytes_by_tier())}; "
         f"compiled in {result.seconds:.2f} s\nbound: max-live for this schedule; act.: the activation "
         "region above the weights; no reuse: every activation in its own bytes"
     )

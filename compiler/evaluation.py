@@ -1,8 +1,9 @@
 """The evaluator: validate a planned IR, then cost it.
 
 :func:`evaluate` builds the plan from the IR, runs the validator (an invalid plan
-gets no cost, only its violations), and returns an :class:`Evaluation` with the
-memory summary, the naive no-reuse baseline and the latency estimate.
+gets no cost, only its violations), writes each operator's cost into the plan
+(``ops[*].cost``) and returns an :class:`Evaluation` with the memory summary, the
+naive no-reuse baseline and the latency estimate.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from tierplan.compiler.cost import OpCost, estimate
+from tierplan.compiler.cost import OpCost, cost_entry, estimate
 from tierplan.compiler.errors import PassFailure
 from tierplan.compiler.ir import TRANSFER_OP, IRGraph
 from tierplan.compiler.plan import Plan, build_plan, memory_summary, region_key
@@ -83,6 +84,8 @@ def evaluate(ir: IRGraph, target: Target) -> Evaluation:
         more = f" (and {len(violations) - 3} more)" if len(violations) > 3 else ""
         raise PassFailure(f"the plan is invalid: {shown}{more}")
     costs = estimate(ir, target)
+    for entry, cost in zip(plan["ops"], costs, strict=True):
+        entry["cost"] = cost_entry(cost, ir.plan_name)
     latency = sum(cost.seconds for cost in costs)
     plan["summary"]["latency_s"] = latency
     transfers, busy = _device_times(ir, costs)

@@ -48,6 +48,7 @@ __all__ = [
     "is_external",
     "main",
     "random_dag",
+    "reduction_net",
     "residual_block",
     "transformer_block",
     "transformer_stack",
@@ -1083,6 +1084,70 @@ def transformer_stack(
     )
 
 
+def reduction_net(
+    size: int = 368, channels: int = 32, *, batch: int = 1, name: str = "reduction_net"
+) -> onnx.ModelProto:
+    """A PP-OCR-style detector whose reductions and rows exceed a 256 KiB L1.
+
+    A stride-2 ``Conv`` stem to ``[batch, channels, size / 2, size / 2]`` (184 x 184
+    by default), then squeeze-excitation (``GlobalAveragePool``, 1x1 ``Conv``,
+    ``Sigmoid``, ``Mul``), ``InstanceNormalization`` of whole planes, ``ReduceSum`` / ``ReduceMax`` / ``ReduceMean`` / ``ArgMax`` over
+    planes and channels, ``GlobalMaxPool``, and ``Softmax``, ``LogSoftmax`` and
+    ``LayerNormalization`` over rows of ``channels / 4`` planes (1 MiB each by
+    default), with ``Reshape`` views around them.
+
+    Parameters
+    ----------
+    size
+        Input height and width (even).
+    channels
+        Channels after the stem (a multiple of 4).
+    batch
+        Batch size.
+    name
+        Graph name and weights-file stem.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The model.
+    """
+    gb = GraphBuilder(name)
+    x = conv_relu(gb, _image_input(gb, batch, 3, size), channels, name="stem")
+    n, c, h, w = gb.shapes[x]
+    x = gb.op("Conv", [x, gb.weight("down.weight", (c, c, 3, 3))], (n, c, h // 2, w // 2),
+              kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2])  # fmt: skip
+    h, w = h // 2, w // 2
+    with gb.module("se"):
+        pooled = gb.op("GlobalAveragePool", [x], (n, c, 1, 1))
+        gate = unary(gb, "Sigmoid", conv(gb, pooled, c, kernel=1, name="fc"))
+        x = binary(gb, "Mul", x, gate)
+    with gb.module("instance_norm"):
+        x = gb.op("InstanceNormalization", [x, gb.weight("weight", (c,)), gb.weight("bias", (c,))])
+    sums = gb.op("ReduceSum", [x, gb.shape_constant([2, 3])], (n, c, 1, 1))
+    peaks = gb.op("ReduceMax", [x, gb.shape_constant([1])], (n, 1, h, w))
+    means = gb.op("ReduceMean", [x, gb.shape_constant([1])], (n, h, w), keepdims=0)
+    best = gb.node("ArgMax", [x], [(n, 1, h, w)], out_dtype=TensorProto.INT64, axis=1)[0]
+    maxima = gb.op("GlobalMaxPool", [x], (n, c, 1, 1))
+    rows = reshape(gb, x, (n, 4, c // 4 * h * w))
+    probabilities = gb.op("Softmax", [rows], axis=-1)
+    logs = gb.op("LogSoftmax", [rows], axis=-1)
+    with gb.module("row_norm"):
+        features = gb.shapes[rows][-1]
+        normed = gb.op(
+            "LayerNormalization",
+            [rows, gb.weight("weight", (features,)), gb.weight("bias", (features,))],
+            axis=-1,
+        )
+    mixed = binary(gb, "Add", binary(gb, "Add", probabilities, logs), normed)
+    out = reshape(gb, mixed, (n, c, h, w))
+    out = binary(gb, "Add", binary(gb, "Add", out, sums), maxima)
+    out = binary(gb, "Add", binary(gb, "Add", out, peaks), reshape(gb, means, (n, 1, h, w)))
+    gb.output(out)
+    gb.output(best)
+    return gb.model("reduction_net: reductions, pooling and rows larger than L1")
+
+
 # --------------------------------------------------------------------------- registry
 
 BUILDERS: dict[str, Callable[[], onnx.ModelProto]] = {
@@ -1095,6 +1160,7 @@ BUILDERS: dict[str, Callable[[], onnx.ModelProto]] = {
     "wide_branchy": wide_branchy,
     "random_dag_1k": partial(random_dag, num_ops=1000, name="random_dag_1k"),
     "transformer_stack_4": partial(transformer_stack, layers=4, name="transformer_stack_4"),
+    "reduction_net": reduction_net,
 }
 """Default-size models by name; each name is also the model's weights-file stem."""
 

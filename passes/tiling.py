@@ -1,28 +1,39 @@
 """``tiling``: cut every operator too large for L1 into tiles that fit.
 
-Reads: shapes, ``Operator.step`` and ``device``, the target's first tier (its
-capacity minus its ``reserve``). Writes: ``Operator.tiles`` (axes with tile
-sizes in loop order, outermost first; tile count; L1 bytes; traffic, in total and
-per tensor) on operators whose working set (every operand whole) exceeds the
-budget, ``None`` on the others; and one ``scratch`` tensor per tile buffer, in
+Reads: shapes, ``Operator.step`` and ``device``, ``Tensor.alias_of`` (a view,
+:func:`~tierplan.compiler.aliasing.is_view`, moves nothing and is never tiled),
+the target's first tier (its capacity minus its ``reserve``). Writes:
+``Operator.tiles`` (axes with tile sizes in loop order, outermost first; tile
+count; L1 bytes; traffic, in total and per tensor) on operators whose working set
+(every operand whole) exceeds the budget, ``None`` on the others; and one ``scratch`` tensor per tile buffer, in
 the first tier, live at the operator's step only, with an offset (buffers of one
 step stacked from 0), so their total is ``l1_bytes`` (``plan-format.md``).
 
-The tilers are :mod:`tierplan.compiler.tiling`. An operator whose smallest legal
-tile does not fit fails the pass with the operator and the axis that would have
-to be split. An operator no tiler knows is left untiled (noted); with
-``strict=true`` it fails instead when it exceeds the budget. A target with one
-tier has no faster memory to tile into: nothing is tiled.
+The tilers are :mod:`tierplan.compiler.tiling`. An operator larger than the
+budget that no tiler handles, or whose tiler finds no tiling that fits, is left
+untiled: it streams its tensors from the tiers they live in, each moved once (the
+cost model counts that traffic), and the pass notes it. The pass fails only when
+not even one element of each operand fits (double-buffered), or, with
+``strict=true``, on any operator it leaves untiled above the budget. A target
+with one tier has no faster memory to tile into: nothing is tiled.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tierplan.compiler.aliasing import is_view
 from tierplan.compiler.errors import PassFailure
 from tierplan.compiler.ir import IRGraph, Operator, Tensor, Tiles
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
-from tierplan.compiler.tiling import choose_tiling, loop_nest, untiled_bytes
+from tierplan.compiler.tiling import (
+    TilingError,
+    choose_tiling,
+    element_floor,
+    loop_nest,
+    untiled_bytes,
+)
+from tierplan.compiler.tiling.nest import LoopNest
 from tierplan.compiler.tiling.nest import Tiling as NestTiling
 
 
@@ -43,6 +54,16 @@ def _remove_scratch(ir: IRGraph) -> None:
         if t.kind == "scratch" and not ir.graph.degree(("tensor", t.name))
     ]
     ir.graph.remove_nodes_from(stale)
+
+
+def _search(nest: LoopNest | None, budget: int, alignment: int) -> NestTiling | TilingError | None:
+    """The tiling of ``nest``, or why there is none (``None``: no tiler)."""
+    if nest is None:
+        return None
+    try:
+        return choose_tiling(nest, budget, alignment)
+    except TilingError as error:
+        return error
 
 
 @register_pass
@@ -66,33 +87,48 @@ class Tiling(Pass):
             op.tiles = None
         if len(context.target.tiers) < 2:
             return PassResult(changed=False, notes=["one memory tier: nothing to tile into"])
-        tiled, unknown = 0, []
+        tiled, streamed = 0, []
         for op in ir.scheduled_operators():
+            if is_view(ir, op):
+                continue
             nest = loop_nest(ir, op)
-            if nest is None:
-                touched = sum(ir.tensor(n).nbytes for n in [*op.read_tensors(), *op.outputs] if n)
-                if touched > budget:
-                    if self.strict:
-                        raise PassFailure(
-                            f"tiling: operator {op.name!r} ({op.op_type}) touches {touched} bytes, "
-                            f"more than the L1 budget {budget}, and no tiler handles it"
-                        )
-                    unknown.append(op.op_type)
+            touched = sum(ir.tensor(n).nbytes for n in [*op.read_tensors(), *op.outputs] if n)
+            if (untiled_bytes(nest) if nest is not None else touched) <= budget:
                 continue
-            if untiled_bytes(nest) <= budget:
-                continue
-            sizes = {axis.name: axis.size for axis in nest.axes}
-            self._apply(ir, op, choose_tiling(nest, budget, alignment), sizes, l1.name)
-            tiled += 1
+            floor = element_floor(ir, op, alignment)
+            if floor > budget:
+                raise TilingError(
+                    f"tiling: operator {op.name!r} ({op.op_type}) does not fit L1: one element "
+                    f"of each operand, double-buffered, needs {floor} bytes, the L1 budget is {budget}"
+                )
+            found = _search(nest, budget, alignment)
+            if isinstance(found, NestTiling) and nest is not None:
+                self._apply(ir, op, found, nest, l1.name)
+                tiled += 1
+            elif self.strict:
+                raise (
+                    found
+                    if isinstance(found, TilingError)
+                    else PassFailure(
+                        f"tiling: operator {op.name!r} ({op.op_type}) touches {touched} bytes, "
+                        f"more than the L1 budget {budget}, and no tiler handles it"
+                    )
+                )
+            else:
+                streamed.append(op.op_type)
         notes = [f"{tiled} operators tiled into {l1.name} (budget {budget} bytes)"]
-        if unknown:
-            kinds = ", ".join(sorted(set(unknown)))
-            notes.append(f"{len(unknown)} operators larger than {l1.name} have no tiler: {kinds}")
+        if streamed:
+            kinds = ", ".join(sorted(set(streamed)))
+            notes.append(
+                f"{len(streamed)} operators larger than {l1.name} stream from their tiers "
+                f"untiled (no tiler, or none that fits): {kinds}"
+            )
         return PassResult(changed=True, notes=notes)
 
     def _apply(
-        self, ir: IRGraph, op: Operator, tiling: NestTiling, sizes: dict[str, int], tier: str
+        self, ir: IRGraph, op: Operator, tiling: NestTiling, nest: LoopNest, tier: str
     ) -> None:
+        sizes = {axis.name: axis.size for axis in nest.axes}
         offset = 0
         for label, size in tiling.buffers:
             ir.add_tensor(

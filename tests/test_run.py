@@ -17,16 +17,15 @@ import numpy as np
 import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 from tierplan.compiler import PassFailure, compile_model
 from tierplan.compiler.cli import main
 from tierplan.compiler.execution import run_plan
-from tierplan.compiler.target import Target, Tier
+from tierplan.compiler.target import Target
 
 from tests.conftest import MODELS, large_model_files, model_files
 from tests.test_check import alias_hiding_overlap, lifetime_too_short, overlap
-from tests.test_properties import random_models
+from tests.test_properties import random_models, targets
 
 Plan = dict[str, Any]
 
@@ -215,31 +214,10 @@ def test_stripped_integer_weight_needs_inputs(
 
 # -- random DAGs on random targets --------------------------------------------------------
 
-_TIER_NAMES = ("L1", "L2", "DDR")
-
-
-@st.composite
-def _targets(draw: st.DrawFn) -> Target:
-    """1-3 tiers (fastest first, growing capacities) and 1-4 devices."""
-    count = draw(st.integers(1, 3))
-    capacities = sorted(draw(st.integers(2**12, 2**22)) for _ in range(count - 1))
-    tiers = [
-        Tier(name, capacity, 1e13 / (index + 1), 1e-8 * (index + 1))
-        for index, (name, capacity) in enumerate(
-            zip(_TIER_NAMES[3 - count :], [*capacities, 2**32], strict=True)
-        )
-    ]
-    return Target(
-        name="random",
-        tiers=tuple(tiers),
-        alignment=draw(st.sampled_from([1, 4, 64, 512])),
-        devices=draw(st.integers(1, 4)),
-    )
-
 
 @pytest.mark.slow
 @settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(model=random_models(), target=_targets())
+@given(model=random_models(), target=targets())
 def test_random_dags_on_random_targets_run_in_their_plans(
     tmp_path: Path, model: onnx.ModelProto, target: Target
 ) -> None:

@@ -100,11 +100,18 @@ def test_every_value_gets_a_static_shape(built: tuple[str, onnx.ModelProto]) -> 
     assert len(shapes) == sum(len(n.output) for n in model.graph.node)
 
 
+LARGE = frozenset({"reduction_net"})
+"""Models made to exceed L1: pooled channels of 128 B beside planes of 17 MiB."""
+
+
 def test_tensor_sizes_are_small(built: tuple[str, onnx.ModelProto]) -> None:
-    _, model = built
-    for shape in _static_shapes(model).values():
-        assert shape is not None
-        assert 1024 <= 4 * math.prod(shape) <= 8 * 2**20
+    name, model = built
+    sizes = [4 * math.prod(shape) for shape in _static_shapes(model).values() if shape]
+    assert len(sizes) == sum(len(n.output) for n in model.graph.node)
+    if name in LARGE:
+        assert max(sizes) > 4 * 2**20  # rows and planes far beyond a 256 KiB L1
+    else:
+        assert all(1024 <= size <= 8 * 2**20 for size in sizes)
 
 
 def test_weights_carry_no_data(built: tuple[str, onnx.ModelProto]) -> None:

@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from tierplan.compiler.cost import OpCost
+from tierplan.compiler.cost import OpCost, cost_of_entry
+from tierplan.compiler.errors import InputError
 from tierplan.compiler.plan import (
     Plan,
     alias_groups,
@@ -131,13 +132,26 @@ class DeviceRow:
     seconds: float | None
 
 
+def carried_costs(ops: Sequence[dict[str, Any]]) -> list[OpCost] | None:
+    """The costs the plan's operators carry (``ops[*].cost``), ``None`` unless all do."""
+    try:
+        costs = [cost_of_entry(op) for op in ops]
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise InputError(f"the plan's operator costs are malformed: {error!r}") from None
+    known = [cost for cost in costs if cost is not None]
+    return known if ops and len(known) == len(costs) else None
+
+
 class PlanView:
-    """Read-only views of one plan; ``costs`` (per operator) adds the latency views."""
+    """Read-only views of one plan; per-operator costs add the latency views.
+
+    The costs are ``costs`` when given, else those the plan carries (``ops[*].cost``).
+    """
 
     def __init__(self, plan: Plan, costs: Sequence[OpCost] | None = None) -> None:
         self.plan = plan
-        self.costs = list(costs) if costs is not None else None
         self.ops: list[dict[str, Any]] = list(plan.get("ops", []))
+        self.costs = list(costs) if costs is not None else carried_costs(self.ops)
         self.steps = len(plan.get("schedule", self.ops))
         self.op_by_name = {op["node"]: op for op in self.ops}
         producer: dict[str, dict[str, Any]] = {}
@@ -370,6 +384,16 @@ class PlanView:
         total = sum(seconds.values())
         rows = sorted(seconds.items(), key=lambda item: (-item[1], item[0]))
         return [(name, counts[name], s, s / total if total else 0.0) for name, s in rows]
+
+    def traffic_by_tier(self) -> dict[str, int] | None:
+        """Bytes the operators move from or to each tier (``None`` without costs)."""
+        if self.costs is None:
+            return None
+        totals: dict[str, int] = defaultdict(int)
+        for cost in self.costs:
+            for tier, count in cost.bytes_by_tier.items():
+                totals[tier] += count
+        return dict(sorted(totals.items()))
 
     def op_cost(self, name: str) -> OpCost | None:
         """The cost of one operator, when costs are known."""

@@ -19,7 +19,13 @@ from tierplan.compiler.allocators import requests as allocator_requests
 from tierplan.compiler.evaluation import ACTIVATION_KINDS
 from tierplan.compiler.plan import memory_summary
 from tierplan.compiler.report.data import Buffer, PlanView, Region, op_type_order
-from tierplan.compiler.report.units import REGION_COLUMNS, human_bytes, percent, region_cells
+from tierplan.compiler.report.units import (
+    REGION_COLUMNS,
+    human_bytes,
+    percent,
+    region_cells,
+    traffic_text,
+)
 
 PALETTE = (
     "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948",
@@ -307,13 +313,14 @@ def _latency(view: PlanView) -> str:
 def render_html(view: PlanView, title: str) -> str:
     """The whole report as one HTML document."""
     colours = label_colours(view)
-    latency = view.latency_s
+    latency, traffic = view.latency_s, view.traffic_by_tier()
     target = view.plan.get("target", {})
     sections = [
         f"<h1>tierplan report: {escape(title)}</h1>",
         f"<p>target {escape(str(target.get('name', '?')))}, {view.steps} steps, "
         f"{len(view.buffers)} buffers"
         + (f", estimated latency {latency * 1e3:.3f} ms" if latency is not None else "")
+        + (f"; traffic {escape(traffic_text(traffic))}" if traffic is not None else "")
         + "</p>",
         "<h2>Summary per device and tier</h2>",
         _summary(view),

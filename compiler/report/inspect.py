@@ -3,7 +3,7 @@
 :func:`summary_tables` is the overview (per device and tier, top consumers at each
 peak, latency by op type when costs are known); :func:`tensor_table` is one tensor's
 life, :func:`step_table` what is live at a step (biggest first), :func:`op_table` one
-operator's tensors, tiles and traffic. An unknown name is an :class:`InputError`
+operator's tensors, tiles and traffic (per tensor and tier, from the costs). An unknown name is an :class:`InputError`
 that suggests close matches.
 """
 
@@ -14,7 +14,13 @@ from difflib import get_close_matches
 from rich.table import Table
 from tierplan.compiler.errors import InputError
 from tierplan.compiler.report.data import PlanView
-from tierplan.compiler.report.units import REGION_COLUMNS, human_bytes, percent, region_cells
+from tierplan.compiler.report.units import (
+    REGION_COLUMNS,
+    human_bytes,
+    percent,
+    region_cells,
+    traffic_text,
+)
 
 
 def _unknown(what: str, name: str, known: list[str]) -> InputError:
@@ -30,9 +36,11 @@ def summary_tables(view: PlanView, title: str) -> list[Table]:
         regions.add_column(column, justify="left" if column == "device/tier" else "right")
     for r in view.regions:
         regions.add_row(*region_cells(r))
-    latency = view.latency_s
-    regions.caption = f"{view.steps} steps, {len(view.buffers)} buffers" + (
-        f", estimated latency {latency * 1e3:.3f} ms" if latency is not None else ""
+    latency, traffic = view.latency_s, view.traffic_by_tier()
+    regions.caption = (
+        f"{view.steps} steps, {len(view.buffers)} buffers"
+        + (f", estimated latency {latency * 1e3:.3f} ms" if latency is not None else "")
+        + (f"; traffic {traffic_text(traffic)}" if traffic is not None else "")
     )
     tables = [regions]
     for r in view.regions:
@@ -107,13 +115,16 @@ def op_table(view: PlanView, name: str) -> Table:
     table = Table(
         title=f"operator {name} ({op['op_type']}), step {op['step']}, device {op.get('device', 0)}"
     )
-    for column in ("slot", "tensor", "device/tier", "offset", "bytes", "steps"):
+    cost = view.op_cost(name)
+    for column in ("slot", "tensor", "device/tier", "offset", "bytes", "steps", "moved"):
         table.add_column(column, justify="left" if column in ("slot", "tensor") else "right")
     for role, names in (("in", op.get("inputs", [])), ("out", op.get("outputs", []))):
         for index, tensor in enumerate(names):
             buffers = view.tensor_buffers(tensor) if tensor else []
+            moved = cost.bytes_by_tensor.get(tensor, {}) if cost is not None else {}
+            moved_text = traffic_text(moved) if moved else "-"
             if not buffers:
-                table.add_row(f"{role} {index}", tensor or "(omitted)", "-", "-", "-", "-")
+                table.add_row(f"{role} {index}", tensor or "(omitted)", "-", "-", "-", "-", "-")
             for b in buffers:
                 table.add_row(
                     f"{role} {index}",
@@ -122,6 +133,7 @@ def op_table(view: PlanView, name: str) -> Table:
                     f"{b.offset:#x}",
                     human_bytes(b.bytes),
                     f"[{b.start}, {b.end}]",
+                    moved_text,
                 )
     tiled = next((t for t in view.tiled_ops() if t.node == name), None)
     notes = []
@@ -134,9 +146,10 @@ def op_table(view: PlanView, name: str) -> Table:
             f"{human_bytes(tiled.traffic_bytes)} = {tiled.ratio:.2f} x compulsory "
             f"{human_bytes(tiled.compulsory_bytes)}"
         )
-    cost = view.op_cost(name)
     if cost is not None:
-        traffic = ", ".join(f"{t} {human_bytes(n)}" for t, n in cost.bytes_by_tier.items())
-        notes.append(f"{cost.flops} FLOPs; traffic {traffic}; {cost.seconds * 1e6:.2f} µs")
+        notes.append(
+            f"{cost.flops} FLOPs; traffic {traffic_text(cost.bytes_by_tier)}; "
+            f"{cost.seconds * 1e6:.2f} µs"
+        )
     table.caption = "; ".join(notes)
     return table

@@ -1,9 +1,11 @@
 """Where a report's plan and costs come from: a model to compile, or a plan file.
 
-A plan file alone gives every memory view. The latency views need per-operator
-costs, which need the model's shapes: :func:`view_of_plan_file` finds the model
-(``--model``, else by ``plan["model"]["path"]``: :func:`model_of_plan`), loads it
-with the plan's ``dims``, writes the plan's placement back onto its IR and costs it.
+A plan file alone gives every memory view, and the latency views too when its
+operators carry their costs (``ops[*].cost``, written by the compile: the figures
+the compile printed). A plan without them (an older one) is costed again, which
+needs the model's shapes: :func:`view_of_plan_file` finds the model (``--model``,
+else by ``plan["model"]["path"]``: :func:`model_of_plan`), loads it with the plan's
+``dims``, writes the plan's placement back onto its IR and costs it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from tierplan.compiler.errors import InputError
 from tierplan.compiler.frontend import load_model
 from tierplan.compiler.ir import IRGraph, Tiles
 from tierplan.compiler.plan import Plan, read_plan
-from tierplan.compiler.report.data import PlanView
+from tierplan.compiler.report.data import PlanView, carried_costs
 from tierplan.compiler.target import Target, Tier, load_target, preset_names
 
 
@@ -89,6 +91,9 @@ def model_of_plan(plan: Plan, plan_path: Path) -> Path:
 
 
 def view_of_plan_file(plan_path: Path, model: Path | None = None) -> PlanView:
-    """A plan file with its costs (the model is found as the module docstring says)."""
+    """A plan file with its costs: carried, else from the model (see the module docstring)."""
     plan = read_plan(plan_path)
+    carried = carried_costs(list(plan.get("ops", [])))
+    if carried is not None:
+        return PlanView(plan, carried)
     return PlanView(plan, plan_costs(plan, model or model_of_plan(plan, plan_path)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from tierplan.compiler.report.data import Region
 
 REGION_COLUMNS = (
@@ -20,6 +22,11 @@ def human_bytes(count: int) -> str:
         if count >= size:
             return f"{count / size:.1f}{unit}"
     return f"{count}B"
+
+
+def traffic_text(by_tier: Mapping[str, int]) -> str:
+    """Bytes moved per tier as one phrase: ``"DDR 738.4KiB, L2 3.1MiB"``."""
+    return ", ".join(f"{tier} {human_bytes(count)}" for tier, count in by_tier.items()) or "none"
 
 
 def percent(share: float) -> str:

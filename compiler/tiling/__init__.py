@@ -4,9 +4,11 @@ Each family module turns an operator into a :class:`~tierplan.compiler.tiling.ne
 (its axes, the tile box each operand touches, the loop orders worth trying);
 :func:`choose_tiling` searches the nest for the least-traffic tiling whose
 double-buffered tiles fit the L1 budget, or raises :class:`TilingError` naming
-what would have to be split. Families: :mod:`.gemm` (MatMul, Gemm),
-:mod:`.conv` (Conv, grouped, depthwise), :mod:`.pooling`, :mod:`.elementwise`,
-:mod:`.reduction` (Softmax, normalizations, reductions), :mod:`.movement`.
+what would have to be split; :func:`element_floor` is the least any operator
+needs (one element of each operand, double-buffered). Families: :mod:`.gemm`
+(MatMul, Gemm), :mod:`.conv` (Conv, grouped, depthwise), :mod:`.pooling`,
+:mod:`.elementwise`, :mod:`.reduction` (Softmax, normalizations, reductions, global
+pooling), :mod:`.movement`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from tierplan.compiler.errors import PassFailure
 from tierplan.compiler.ir import IRGraph, Operator
 from tierplan.compiler.tiling import conv, elementwise, gemm, movement, pooling, reduction
 from tierplan.compiler.tiling.nest import LoopNest, Tiling, minimal_tile_bytes, search
+from tierplan.compiler.tiling.operands import element_bytes
 
 NestBuilder = Callable[[IRGraph, Operator], LoopNest | None]
 
@@ -52,7 +55,15 @@ def untiled_bytes(nest: LoopNest) -> int:
     return sum(
         math.ceil(math.prod(d.full for d in operand.dims) * operand.element_bytes)
         for operand in nest.operands
+        if not operand.local
     )
+
+
+def element_floor(ir: IRGraph, op: Operator, alignment: int) -> int:
+    """L1 bytes of one element of each operand, double-buffered: no tiling needs less."""
+    names = dict.fromkeys(n for n in [*op.read_tensors(), *op.outputs] if n)
+    sizes = [math.ceil(element_bytes(ir.tensor(n))) for n in names]
+    return sum(2 * -(-size // alignment) * alignment for size in sizes)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -73,10 +84,11 @@ def choose_tiling(nest: LoopNest, budget: int, alignment: int) -> Tiling:
     found = _search_anonymous(anonymous, budget, alignment)
     if found is None:
         raise TilingError(_diagnostic(nest, budget, alignment))
-    tensor_of = {o.label: o.tensor for o in nest.operands}
+    tensor_of = {o.label: o.tensor for o in nest.operands if not o.local}
     traffic: dict[str, int] = {}
     for label, moved in found.traffic.items():
-        traffic[tensor_of[label]] = traffic.get(tensor_of[label], 0) + moved
+        if label in tensor_of:
+            traffic[tensor_of[label]] = traffic.get(tensor_of[label], 0) + moved
     return dataclasses.replace(found, traffic=traffic)
 
 
@@ -94,4 +106,11 @@ def _diagnostic(nest: LoopNest, budget: int, alignment: int) -> str:
     )
 
 
-__all__ = ["BUILDERS", "TilingError", "choose_tiling", "loop_nest", "untiled_bytes"]
+__all__ = [
+    "BUILDERS",
+    "TilingError",
+    "choose_tiling",
+    "element_floor",
+    "loop_nest",
+    "untiled_bytes",
+]

@@ -13,6 +13,12 @@ varying axis it depends on (reuse happens only inside that axis). An output that
 accumulates over a reduction axis looping outside its innermost varying axis is
 written and read back as partial sums: ``2r - 1`` transfers for ``r`` reloads.
 
+Two operand kinds serve operators that reduce (:mod:`.reduction`): a **local**
+operand is an L1 accumulator (running maxima, sums, statistics): it takes a
+buffer but moves no bytes; an operand with ``rereads`` is read that many extra
+times when one of its ``reread_axes`` is split (a second pass over a row too
+large for L1: softmax, normalizations).
+
 Stationarity: operands that depend on the innermost varying axis stream and are
 double-buffered (the next tile loads while this one computes); the others stay
 resident across it and are held once. A tiling is legal when the buffers, each
@@ -66,6 +72,7 @@ class Operand:
 
     ``tensor`` is the IR tensor it stands for (traffic is reported per tensor);
     ``element_bytes`` may be fractional for a stream that packs several tensors.
+    ``local`` and ``rereads`` are as the module docstring says.
     """
 
     label: str
@@ -73,6 +80,9 @@ class Operand:
     dims: tuple[Dim, ...]
     element_bytes: float
     output: bool = False
+    local: bool = False
+    rereads: int = 0
+    reread_axes: frozenset[str] = frozenset()
 
     @property
     def axes(self) -> frozenset[str]:
@@ -196,6 +206,9 @@ def _traffic(
     count = len(next(iter(tiles.values())))
     result = []
     for operand in nest.operands:
+        if operand.local:
+            result.append(np.zeros(count, dtype=np.int64))
+            continue
         swept = np.full(count, operand.element_bytes, dtype=np.float64)
         for dim in operand.dims:
             swept = swept * _swept(dim, tiles, sizes)
@@ -207,6 +220,11 @@ def _traffic(
             if name not in operand.axes:
                 reloads = reloads * np.where(position[name] < deepest, trips[name], 1)
         transfers = 2 * reloads - 1 if operand.output else reloads
+        if operand.reread_axes:
+            split = np.zeros(count, dtype=bool)
+            for name in operand.reread_axes:
+                split |= trips[name] > 1
+            transfers = transfers * np.where(split, 1 + operand.rereads, 1)
         result.append(np.ceil(swept * transfers).astype(np.int64))
     return result
 
