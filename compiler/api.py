@@ -73,7 +73,7 @@ class CompileResult:
         if self.evaluation is None:
             return final
         evaluated = self.evaluation.plan
-        changed = [key for key in PLAN_CONTENT if evaluated[key] != final[key]]
+        changed = [key for key in PLAN_CONTENT if _content(evaluated, key) != final[key]]
         if changed:
             raise InvariantError(
                 f"the plan's {changed[0]} changed after 'evaluate' validated it (a pass after "
@@ -94,6 +94,13 @@ class CompileResult:
         write_annotated_model(self.model, self.ir, self.model_path.parent, model_path)
         write_plan(plan, plan_path)
         return plan_path, model_path
+
+
+def _content(plan: Plan, key: str) -> object:
+    """``plan[key]`` without what the evaluator adds to it (each operator's ``cost``)."""
+    if key != "ops":
+        return plan[key]
+    return [{name: v for name, v in op.items() if name != "cost"} for op in plan["ops"]]
 
 
 def default_pipeline() -> tuple[str, ...]:
