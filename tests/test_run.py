@@ -54,11 +54,19 @@ def test_every_model_runs_in_its_plan(model: Path, passes: str | None) -> None:
     assert report.steps >= 1
 
 
-def test_dynamic_model_runs_with_its_dims() -> None:
-    dims = {"batch": 1, "seq": 16}
-    model = MODELS / "real" / "bert_base_dynamic.onnx"
-    plan = compile_model(model, dims=dims).plan
-    assert run_plan(model, plan).matches  # the plan's dims bind the model
+@pytest.mark.parametrize(
+    ("model", "dims"),
+    [
+        ("real/bert_base_dynamic.onnx", {"batch": 1, "seq": 16}),
+        ("shape_arithmetic/paddle_style.onnx", {"N": 2}),
+        ("shape_arithmetic/torchscript_style.onnx", {"batch": 2, "seq": 16}),
+    ],
+)
+def test_models_with_symbolic_dimensions_run_with_the_plans_dims(
+    model: str, dims: dict[str, int]
+) -> None:
+    plan = compile_model(MODELS / model, dims=dims).plan
+    assert run_plan(MODELS / model, plan).matches  # the plan's dims bind the model
 
 
 # -- plans that corrupt data ------------------------------------------------------------
