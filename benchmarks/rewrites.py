@@ -36,15 +36,28 @@ CASES: list[tuple[str, str]] = [
 
 
 def _score_bytes_alive(result: Any) -> int:
-    """Largest total of Softmax input and output bytes alive at one step, over all regions."""
+    """Largest total of bytes of attention scores alive at one step, over all regions:
+    Softmax inputs and outputs, and the score blocks a rewrite labels; a tensor
+    written in place over another counts once."""
+    from tierplan.passes.attention import SCORES
+
     ir = result.ir
     names = {
         n for op in ir.operators() if op.op_type == "Softmax" for n in (*op.inputs, *op.outputs)
     }
+    names |= {t.name for t in ir.tensors() if f"/{SCORES}" in t.name}
     live = [ir.tensor(n) for n in names if ir.tensor(n).needs_buffer]
+    groups = ir.alias_groups(live)
     steps = ir.operator_count()
     return max(
-        (sum(t.nbytes for t in live if t.start <= step <= t.end) for step in range(steps)),
+        (
+            sum(
+                max(t.nbytes for t in members if t.start <= step <= t.end)
+                for members in groups.values()
+                if any(t.start <= step <= t.end for t in members)
+            )
+            for step in range(steps)
+        ),
         default=0,
     )
 

@@ -60,8 +60,12 @@ def _bits(mask: int) -> list[int]:
 
 
 def model_order(ir: IRGraph) -> list[Operator]:
-    """Operators in ONNX order if that order is topological, else a stable topological order."""
-    ops = sorted(ir.operators(), key=lambda op: (op.index is None, op.index or 0, op.name))
+    """Operators in ONNX order if that order is topological, else a stable topological order.
+
+    Inserted operators follow the model's, in the order a pass added them (a
+    rewrite adds one block of work after another: that order interleaves them).
+    """
+    ops = sorted(ir.operators(), key=lambda op: (op.index is None, op.index or 0))
     position = {op.name: i for i, op in enumerate(ops)}
     for op in ops:
         for name in op.read_tensors():

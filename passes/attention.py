@@ -42,6 +42,9 @@ from tierplan.compiler.target import Target
 _CHAIN_OPS = {"Mul": (0, 1), "Div": (0,), "Add": (0, 1), "Sub": (0,), "Where": (1, 2)}
 """Elementwise steps between the scores and Softmax, and the slots the scores may take."""
 
+SCORES = "scores"
+"""Label (in the name) of every tensor that holds a block of attention scores."""
+
 _FACTS = frozenset(
     {"schedule", "liveness", "aliasing", "tiling", "partition", "tiers", "placement", "evaluation"}
 )
@@ -142,13 +145,15 @@ class _Emitter:
         shape: tuple[int, ...],
         attributes: dict[str, AttributeValue] | None = None,
         out: str | None = None,
+        label: str = "",
     ) -> str:
         """Add ``op_type`` reading ``inputs``; its output (``out``, or a new tensor of
-        ``like``'s dtype and ``shape``) is returned."""
+        ``like``'s dtype and ``shape``, named ``<at>/<label or op_type>``) is returned.
+        Blocks of scores are labelled ``scores`` so that reports can find them."""
         if out is None:
             itemsize = like.nbytes // max(1, math.prod(like.shape))
             made = self.ir.add_value(
-                f"{self.at}/{op_type}", like.dtype, shape, math.prod(shape) * itemsize
+                f"{self.at}/{label or op_type}", like.dtype, shape, math.prod(shape) * itemsize
             )
             out = made.name
         name = self.ir.unique_name(f"{self.at}/{op_type}")
@@ -237,7 +242,9 @@ def _chain(
             (attention.scores, *attention.chain)[attention.chain.index(op)].outputs[0]
         )
         inputs[previous] = value
-        value = emit.op(op.op_type, inputs, attention.probabilities, shape, dict(op.attributes))
+        value = emit.op(
+            op.op_type, inputs, attention.probabilities, shape, dict(op.attributes), label=SCORES
+        )
     return value
 
 
@@ -255,11 +262,10 @@ def chunk_rows(ir: IRGraph, attention: Attention, chunks: int) -> None:
     pieces = []
     for index, rows in enumerate(sizes):
         shape = _resized(probabilities.shape, len(probabilities.shape) - 2, rows)
-        scores = emit.op("MatMul", [queries[index], keys], probabilities, shape)
+        scores = emit.op("MatMul", [queries[index], keys], probabilities, shape, label=SCORES)
         scores = _chain(emit, attention, scores, sides, index, shape)
-        probs = emit.op(
-            "Softmax", [scores], probabilities, shape, dict(attention.softmax.attributes)
-        )
+        attributes = dict(attention.softmax.attributes)
+        probs = emit.op("Softmax", [scores], probabilities, shape, attributes, label=SCORES)
         out_shape = _resized(final.shape, len(final.shape) - 2, rows)
         pieces.append(emit.op("MatMul", [probs, values], final, out_shape))
     for name in old_values:
@@ -287,14 +293,14 @@ def chunk_keys_online(ir: IRGraph, attention: Attention, blocks: int) -> None:
     total = out = peak = ""
     for index, size in enumerate(sizes):
         shape = _resized(probabilities.shape, rank - 1, size)
-        scores = emit.op("MatMul", [query, key_parts[index]], probabilities, shape)
+        scores = emit.op("MatMul", [query, key_parts[index]], probabilities, shape, label=SCORES)
         scores = _chain(emit, attention, scores, sides, index, shape)
         block_peak = reduce_max(scores, stat)
         new_peak = (
             block_peak if not peak else emit.op("Max", [peak, block_peak], probabilities, stat)
         )
-        shifted = emit.op("Sub", [scores, new_peak], probabilities, shape)
-        weights = emit.op("Exp", [shifted], probabilities, shape)
+        shifted = emit.op("Sub", [scores, new_peak], probabilities, shape, label=SCORES)
+        weights = emit.op("Exp", [shifted], probabilities, shape, label=SCORES)
         block_total = reduce_sum(weights, stat)
         block_out = emit.op("MatMul", [weights, value_parts[index]], final, final.shape)
         if not peak:
