@@ -75,11 +75,13 @@ def tensor_table(view: PlanView, name: str) -> Table:
 
 
 def step_table(view: PlanView, step: int) -> Table:
-    """What is live at ``step``, biggest first, with the operator that runs there."""
+    """What is live at ``step``, activations then weights, each biggest first, with the
+    operator that runs there."""
     if not 0 <= step < view.steps:
         raise InputError(f"step {step} is outside the schedule (0 to {view.steps - 1})")
     op = view.ops[step]
-    live = view.live_at(step)
+    # Activations first: they are what the step is about; weights sit there all along.
+    live = sorted(view.live_at(step), key=lambda b: b.kind == "weight")
     table = Table(
         title=f"step {step}: {op['node']} ({op['op_type']}) on device {op.get('device', 0)}"
     )
@@ -95,7 +97,7 @@ def step_table(view: PlanView, step: int) -> Table:
             f"[{b.start}, {b.end}]",
             b.producer or b.label,
         )
-    table.caption = f"{len(live)} buffers, {human_bytes(sum(b.bytes for b in live))} live (aliases counted apart)"
+    table.caption = f"{len(live)} buffers, {human_bytes(sum(b.bytes for b in live))} live (aliases counted apart); weights last"
     return table
 
 
