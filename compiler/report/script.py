@@ -258,6 +258,9 @@ if(asked){
   if(asked[1]==='step'){showStep(+name);}
   else if(asked[1]==='op'&&name in opIndex){selectOp(opIndex[name]);}
   else{find(name);}
+  // A shared link lands on the chart of what it names.
+  var chart=(document.querySelector('rect.sel')||document.querySelector('svg.plot')).closest('svg.timeline');
+  if(chart){chart.scrollIntoView({block:'nearest'});}
 }
 apply();
 })();
