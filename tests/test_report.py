@@ -417,7 +417,7 @@ def test_compare_finds_moved_vanished_and_appeared_tensors() -> None:
     changed["buffers"].append({**gone, "tensor": "new tensor"})
     a, b = PlanView(plan), PlanView(changed)
     diff = compare(a, b)
-    assert [m.tensor for m in diff.moved] == [moved["tensor"]]
+    assert [(m.tensor, m.tiers) for m in diff.moved] == [(moved["tensor"], False)]
     assert [x.tensor for x in diff.vanished] == [gone["tensor"]]
     assert [x.tensor for x in diff.appeared] == ["new tensor"]
     region = next(d for d in diff.regions if d.key == f"0/{moved['tier']}")

@@ -37,12 +37,14 @@ class RegionDelta:
 
 @dataclass(frozen=True, slots=True)
 class Moved:
-    """A tensor placed differently: where it was and where it is."""
+    """A tensor placed differently: where it was and where it is; ``tiers`` when it
+    changed region (device or tier), not only offset."""
 
     tensor: str
     bytes: int
     before: str
     after: str
+    tiers: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +69,8 @@ def _where(buffers: list[Buffer]) -> str:
 
 
 def compare(a: PlanView, b: PlanView) -> PlanDiff:
-    """The difference from ``a`` to ``b``; lists biggest first, then by name."""
+    """The difference from ``a`` to ``b``; lists biggest first, then by name (moves of
+    tier before moves of offset)."""
     regions_a = {r.key: r for r in a.regions}
     regions_b = {r.key: r for r in b.regions}
     keys = [r.key for r in a.regions] + [r.key for r in b.regions if r.key not in regions_a]
@@ -83,7 +86,13 @@ def compare(a: PlanView, b: PlanView) -> PlanDiff:
     ]
     places_a, places_b = _places(a), _places(b)
     moved = [
-        Moved(name, max(x.bytes for x in places_b[name]), _where(before), _where(places_b[name]))
+        Moved(
+            name,
+            max(x.bytes for x in places_b[name]),
+            _where(before),
+            _where(places_b[name]),
+            {x.region for x in before} != {x.region for x in places_b[name]},
+        )
         for name, before in places_a.items()
         if name in places_b and _where(before) != _where(places_b[name])
     ]
@@ -95,7 +104,8 @@ def compare(a: PlanView, b: PlanView) -> PlanDiff:
 
     return PlanDiff(
         deltas,
-        sorted(moved, key=biggest),
+        # Changes of tier first: they change traffic, an offset alone does not.
+        sorted(moved, key=lambda m: (not m.tiers, *biggest(m))),
         sorted(vanished, key=biggest),
         sorted(appeared, key=biggest),
     )
@@ -116,7 +126,7 @@ def comparison_html(diff: PlanDiff, title_a: str, title_b: str) -> str:
             human_bytes(d.peak_a),
             human_bytes(d.peak_b),
             ("+" if d.change > 0 else "-" if d.change < 0 else "") + human_bytes(abs(d.change)),
-            percent(d.change / d.peak_a) if d.peak_a else "-",
+            ("+" if d.change > 0 else "") + percent(d.change / d.peak_a) if d.peak_a else "-",
             human_bytes(d.bound_a),
             human_bytes(d.bound_b),
         ]
@@ -126,7 +136,13 @@ def comparison_html(diff: PlanDiff, title_a: str, title_b: str) -> str:
     head = "".join(f"<th>{h}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in regions)
     moved = [
-        [escape(m.tensor), human_bytes(m.bytes), escape(m.before), escape(m.after)]
+        [
+            escape(m.tensor),
+            human_bytes(m.bytes),
+            "tier" if m.tiers else "offset",
+            escape(m.before),
+            escape(m.after),
+        ]
         for m in diff.moved[:LISTED]
     ]
 
@@ -140,7 +156,7 @@ def comparison_html(diff: PlanDiff, title_a: str, title_b: str) -> str:
         f'<section id="comparison"><h2>Comparison: A {escape(title_a)} vs B {escape(title_b)}</h2>'
         f"<p>A is the plan this report shows below; B the one given with --compare.</p>"
         f"<table><tr>{head}</tr>{body}</table>"
-        + _rows(["tensor", "bytes", "A", "B"], moved, len(diff.moved), "moved")
+        + _rows(["tensor", "bytes", "change", "A", "B"], moved, len(diff.moved), "moved")
         + _rows(
             ["tensor", "kind", "bytes", "A"],
             listed(diff.vanished),
