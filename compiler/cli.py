@@ -34,7 +34,7 @@ from tierplan.compiler.packing import SOLVERS, SolveReport, place, solve
 from tierplan.compiler.packing.exact import region_budget
 from tierplan.compiler.packing.traces import read_trace, write_trace
 from tierplan.compiler.pass_manager import load_plugin, parse_pipeline, registered_passes
-from tierplan.compiler.plan import Plan, memory_summary, read_plan
+from tierplan.compiler.plan import Plan, memory_summary, read_plan, region_key
 from tierplan.compiler.report import inspect
 from tierplan.compiler.report.compare import render_comparison
 from tierplan.compiler.report.data import PlanView
@@ -466,8 +466,8 @@ def _check(args: argparse.Namespace, console: Console) -> int:
         actual = file_sha256(args.model)
         if actual != recorded:
             print(
-                f"{args.plan}: invalid: made for another model (its sha256 {recorded[:16]}... "
-                f"is not {args.model.name}'s {actual[:16]}...)",
+                f"{args.plan}: [model] made for another model: the plan's sha256 {recorded!r} is "
+                f"not {args.model.name}'s ({actual}); nothing else checked",
                 file=sys.stderr,
             )
             return 1
@@ -630,7 +630,7 @@ def _scratch_only(plan: Plan) -> set[str]:
     kinds: dict[str, set[str]] = {}
     for buffer in plan["buffers"]:
         if buffer["kind"] in ACTIVATION_KINDS:
-            key = f"{buffer['device']}/{buffer['tier']}"
+            key = region_key(buffer["device"], buffer["tier"])
             kinds.setdefault(key, set()).add(buffer["kind"])
     return {key for key, found in kinds.items() if found == {"scratch"}}
 

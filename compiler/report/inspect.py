@@ -24,18 +24,18 @@ def _unknown(what: str, name: str, known: list[str]) -> InputError:
 
 
 def summary_tables(view: PlanView, title: str) -> list[Table]:
-    """Overview tables: regions, then top consumers per region, then latency."""
+    """Overview tables: regions (most used first, tiles last), then top consumers per region."""
     regions = Table(title=f"tierplan plan: {title}")
     for column in REGION_COLUMNS:
         regions.add_column(column, justify="left" if column == "device/tier" else "right")
-    for r in view.regions:
+    for r in view.regions_by_importance():
         regions.add_row(*region_cells(r))
     latency = view.latency_s
     regions.caption = f"{view.steps} steps, {len(view.buffers)} buffers" + (
         f", estimated latency {latency * 1e3:.3f} ms" if latency is not None else ""
     )
     tables = [regions]
-    for r in view.regions:
+    for r in view.regions_by_importance():
         top = Table(title=f"{r.key}: live at peak step {r.peak_step}, by producer op type")
         for column in ("op type", "bytes", "share"):
             top.add_column(column, justify="left" if column == "op type" else "right")
