@@ -10,6 +10,7 @@ from tierplan.compiler.pass_manager import registered_passes
 from tierplan.compiler.plan import read_plan
 from tierplan.compiler.report.data import PlanView
 from tierplan.compiler.report.progress import compile_progress, progress_wanted
+from tierplan.compiler.report.source import op_sources
 
 from tests.conftest import MODELS
 
@@ -76,6 +77,8 @@ def test_op_shows_tensors_and_traffic_with_the_model(
     for tensor in conv["inputs"] + conv["outputs"]:
         assert tensor in out
     assert "FLOPs" in out and "traffic" in out
+    sources = op_sources(MODEL)
+    assert f"source {sources[conv['node']]}" in out  # the exporter's module, from the model
 
 
 def test_unknown_names_are_input_errors_with_suggestions(

@@ -2,9 +2,9 @@
 
 :func:`summary_tables` is the overview (per device and tier, top consumers at each
 peak, latency by op type when costs are known); :func:`tensor_table` is one tensor's
-life, :func:`step_table` what is live at a step (biggest first), :func:`op_table` one
-operator's tensors, tiles and traffic. An unknown name is an :class:`InputError`
-that suggests close matches.
+life, :func:`step_table` what is live at a step (activations, then weights, biggest
+first), :func:`op_table` one operator's tensors, tiles, traffic and source module. An
+unknown name is an :class:`InputError` that suggests close matches.
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ def tensor_table(view: PlanView, name: str) -> Table:
         raise _unknown("buffer for tensor", name, sorted({b.tensor for b in view.buffers}))
     first = buffers[0]
     made = f"{first.producer} ({first.producer_type})" if first.producer else first.label
+    if first.producer in view.sources:
+        made += f" from {view.sources[first.producer]}"
     readers = view.readers.get(name, [])
     table = Table(title=f"tensor {name}")
     for column in ("device", "tier", "offset", "bytes", "steps", "alias of"):
@@ -136,6 +138,8 @@ def op_table(view: PlanView, name: str) -> Table:
             f"{human_bytes(tiled.traffic_bytes)} = {tiled.ratio:.2f} x compulsory "
             f"{human_bytes(tiled.compulsory_bytes)}"
         )
+    if name in view.sources:
+        notes.append(f"source {view.sources[name]}")
     cost = view.op_cost(name)
     if cost is not None:
         traffic = ", ".join(f"{t} {human_bytes(n)}" for t, n in cost.bytes_by_tier.items())
