@@ -41,7 +41,7 @@ from tierplan.compiler.report.data import PlanView
 from tierplan.compiler.report.html import render_html
 from tierplan.compiler.report.plot import write_timeline_png
 from tierplan.compiler.report.progress import compile_progress, progress_wanted, solve_progress
-from tierplan.compiler.report.source import plan_target, view_of_plan_file
+from tierplan.compiler.report.source import op_sources, plan_target, view_of_plan_file
 from tierplan.compiler.report.units import human_bytes
 from tierplan.compiler.target import load_target, parse_size, preset_names
 from tierplan.compiler.validate import validate_plan
@@ -545,7 +545,7 @@ def _view_of(
             on_status=hooks.on_status,
         )
     op_costs = result.evaluation.op_costs if result.evaluation else None
-    return PlanView(result.plan, op_costs), source.name
+    return PlanView(result.plan, op_costs, op_sources(source)), source.name
 
 
 def _report(args: argparse.Namespace, console: Console) -> int:

@@ -25,7 +25,7 @@ from tierplan.compiler.report.compare import compare
 from tierplan.compiler.report.data import PlanView
 from tierplan.compiler.report.html import render_html
 from tierplan.compiler.report.plot import timeline_figure, timeline_png
-from tierplan.compiler.report.source import view_of_plan_file
+from tierplan.compiler.report.source import op_sources, view_of_plan_file
 from tierplan.compiler.report.units import human_bytes
 
 from models.synthetic import random_dag
@@ -101,6 +101,9 @@ def test_report_compares_runtime_allocators(tmp_path: Path) -> None:
     section = text[text.index("Runtime allocators") :]
     for row in ("<td>static plan</td>", "<td>pool</td>", "<td>buddy</td>"):
         assert section.count(row) == section.count("<td>static plan</td>") >= 1
+    # A report of a model names its operators' source modules too.
+    sources = op_sources(MODELS / "real" / "resnet18.onnx")
+    assert sources and all(f"<td>{html.escape(s)}</td>" in text for s in sources.values())
 
 
 def test_report_has_every_section(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ through :func:`html.escape` in markup, and into the embedded plan data as JSON w
 ``<``, ``>`` and ``&`` escaped, so no model text can end the data block; the script
 (``script``) only writes model text with ``textContent``. Sizes stay small: one
 ``<rect>`` per drawn buffer, one polyline per region, and the plan's tensors,
-buffers and operators once as JSON (about 1.5 MiB for a 736-operator model).
+buffers and operators once as JSON (the 736-operator RandWire-WS report is 1.4 MiB;
+``benchmarks/report.py``).
 
 Charts draw their buffers in an inner ``<svg class="plot">`` whose x axis is in
 steps, so that the script zooms and pans all of them by changing its ``viewBox``.
