@@ -499,6 +499,32 @@ def test_click_on_a_tensor_shows_producer_and_readers(
 
 
 @pytest.mark.skipif(BROWSER is None, reason="no chromium installed: browser test skipped")
+def test_click_on_an_operator_row_marks_its_tensors_on_the_charts(
+    resnet18: tuple[PlanView, str], tmp_path: Path
+) -> None:
+    view, document = resnet18
+    step = next(i for i, op in enumerate(view.ops) if op["op_type"] == "Add")
+    click = (
+        f"<script>document.getElementById('op-{step}')"
+        ".dispatchEvent(new MouseEvent('click',{bubbles:true}));</script>"
+    )
+    report = tmp_path / "row.html"
+    report.write_text(document.replace("</body>", click + "</body>"))
+    dom, console = _load_in_browser(report, tmp_path / "profile")
+    assert console == []
+    assert f'<tr id="op-{step}" data-step="{step}" class="cur">' in dom
+    selected = {int(i) for i in re.findall(r'<rect data-b="(\d+)"[^>]*class="sel"', dom)}
+    op = view.ops[step]
+    touched = {*op["inputs"], *op["outputs"]}
+    drawn = {i for i, b in enumerate(view.buffers) if b.tensor in touched and b.kind != "weight"}
+    assert selected == drawn and drawn
+    # Every chart marks the step.
+    assert dom.count(f'<rect x="{step}" y="0" width="1" height="320" class="mcur">') == 2 * len(
+        view.regions
+    )
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no chromium installed: browser test skipped")
 def test_step_address_shows_free_space(resnet18: tuple[PlanView, str], tmp_path: Path) -> None:
     view, document = resnet18
     step = view.regions_by_importance()[0].peak_step

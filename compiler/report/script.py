@@ -9,7 +9,7 @@ It reads the plan's tensors, buffers and operators from the report's
   its producer's and readers' steps are marked on every chart and in the operator
   table, and the side panel gives its details with links to those operators;
 - selects an operator (click its row, a link, or search its name): its inputs and
-  outputs stand out and its step is marked;
+  outputs stand out, its step is marked, and a button scrolls to them on the charts;
 - shows the free space of every region at a step (click an empty part of a chart, or
   type the step): the gaps between live buffers, largest first, and a bar of the
   address range;
@@ -183,6 +183,11 @@ function selectOp(step){
       tensorLink(t,li);
       li.appendChild(document.createTextNode(' '+bytes(D.buffers[buffersOf[t][0]][3])));
     });
+  });
+  var charts=h('button','show on the charts',panel);
+  charts.addEventListener('click',function(){
+    var chart=(document.querySelector('rect.sel')||document.querySelector('svg.plot')).closest('svg.timeline');
+    if(chart){chart.scrollIntoView({block:'center'});}
   });
   var free=h('button','free space at step '+step,panel);
   free.addEventListener('click',function(){showStep(step);});
