@@ -170,8 +170,14 @@ class Simulation:
     failed: int
 
     @property
-    def fragmentation(self) -> float:
-        """Footprint over the requested peak, minus one (0 is perfect)."""
+    def fragmentation(self) -> float | None:
+        """Footprint over the requested peak, minus one (0 is perfect).
+
+        None once an allocation failed: the footprint then leaves out the requests
+        that did not fit, and would read as a negative fragmentation.
+        """
+        if self.failed:
+            return None
         return self.footprint / self.requested_peak - 1 if self.requested_peak else 0.0
 
 

@@ -20,6 +20,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from difflib import get_close_matches
 from importlib.metadata import version
 from pathlib import Path
 
@@ -31,18 +32,19 @@ from tierplan.compiler.errors import InputError, PipelineError, TierplanError
 from tierplan.compiler.evaluation import ACTIVATION_KINDS
 from tierplan.compiler.execution import run_plan
 from tierplan.compiler.files import write_atomically
-from tierplan.compiler.frontend import load_model, parse_dims, parse_input_shapes
+from tierplan.compiler.frontend import file_sha256, load_model, parse_dims, parse_input_shapes
 from tierplan.compiler.packing import SOLVERS, SolveReport, place, solve
 from tierplan.compiler.packing.exact import region_budget
 from tierplan.compiler.packing.traces import read_trace, write_trace
 from tierplan.compiler.pass_manager import load_plugin, parse_pipeline, registered_passes
-from tierplan.compiler.plan import read_plan
+from tierplan.compiler.plan import Plan, memory_summary, read_plan, region_key
 from tierplan.compiler.report import inspect
+from tierplan.compiler.report.compare import render_comparison
 from tierplan.compiler.report.data import PlanView
 from tierplan.compiler.report.html import render_html
 from tierplan.compiler.report.plot import write_timeline_png
 from tierplan.compiler.report.progress import compile_progress, progress_wanted, solve_progress
-from tierplan.compiler.report.source import view_of_plan_file
+from tierplan.compiler.report.source import op_sources, plan_target, view_of_plan_file
 from tierplan.compiler.report.units import human_bytes, traffic_text
 from tierplan.compiler.target import load_target, parse_size, preset_names
 from tierplan.compiler.validate import validate_plan
@@ -50,11 +52,22 @@ from tierplan.compiler.validate import validate_plan
 log = logging.getLogger("tierplan")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default once: not when its help already says it, nor when it is
+    None, False or empty (nothing worth printing)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "(default" in text or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tierplan",
         description="Memory-planning compiler for AI accelerators: ONNX model in, memory plan out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('tierplan')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -62,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     compile_cmd = commands.add_parser(
         "compile",
         help="plan a model: write plan.json and the annotated model, print a summary",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     compile_cmd.add_argument("model", type=Path, help="the .onnx file (weights are never read)")
     compile_cmd.add_argument(
@@ -103,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     check_cmd = commands.add_parser(
         "check",
         help="validate a plan file against its model (exit 0 valid, 1 invalid, 2 bad input)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     check_cmd.add_argument("model", type=Path, help="the .onnx file the plan was made for")
     check_cmd.add_argument("plan", type=Path, help="the plan.json file")
@@ -179,7 +192,7 @@ def _pack_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     pack_cmd = commands.add_parser(
         "pack",
         help="pack a lifetime trace (MiniMalloc CSV or 'size first last' lines) and write offsets",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     pack_cmd.add_argument("trace", type=Path, help="the trace file")
     pack_cmd.add_argument(
@@ -251,7 +264,7 @@ def _view_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     report_cmd = commands.add_parser(
         "report",
         help="write a self-contained HTML report (memory timeline, consumers, latency)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     report_cmd.add_argument(
         "source", type=Path, help="a model (.onnx, compiled first) or a plan.json"
@@ -266,25 +279,39 @@ def _view_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     report_cmd.add_argument(
         "--model", type=Path, default=None, help="the plan's model (default: found from the plan)"
     )
-    report_cmd.add_argument("--target", default="ascend-like", help="preset or TOML (for a model)")
-    _model_options(report_cmd)
+    report_cmd.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="PLAN",
+        help="a second plan.json (or model) to show beside the first: per-tier peaks and "
+        "the tensors that moved, vanished or appeared",
+    )
+    _model_source_options(report_cmd)
     report_cmd.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     plot_cmd = commands.add_parser(
         "plot",
         help="draw the memory timeline of a plan as a PNG (needs tierplan[plot])",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
-    plot_cmd.add_argument("plan", type=Path, help="the plan.json file")
+    plot_cmd.add_argument("plan", type=Path, help="a plan.json, or a model (.onnx, compiled first)")
     plot_cmd.add_argument(
-        "-o", "--output", type=Path, default=None, help="the .png file (default: beside the plan)"
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="the .png file (default: timeline.png beside a plan, <stem>.timeline.png for a model)",
     )
+    _model_source_options(plot_cmd)
     plot_cmd.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     inspect_cmd = commands.add_parser(
         "inspect",
         help="print a plan's summary, or one tensor's life, one step, one operator",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
-    inspect_cmd.add_argument("plan", type=Path, help="the plan.json file")
+    inspect_cmd.add_argument(
+        "plan", type=Path, help="a plan.json, or a model (.onnx, compiled first)"
+    )
     asked = inspect_cmd.add_mutually_exclusive_group()
     asked.add_argument("--tensor", metavar="NAME", help="a tensor: producer, readers, steps, place")
     asked.add_argument(
@@ -297,6 +324,13 @@ def _view_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         default=None,
         help="the plan's model, to cost an older plan whose ops carry no cost",
     )
+    _model_source_options(inspect_cmd)
+
+
+def _model_source_options(command: argparse.ArgumentParser) -> None:
+    """``--target`` and the model options of a view command handed a model, not a plan."""
+    command.add_argument("--target", default="ascend-like", help="preset or TOML (for a model)")
+    _model_options(command)
 
 
 def _model_options(command: argparse.ArgumentParser, dims_help: str = "") -> None:
@@ -332,8 +366,7 @@ def _summary_table(result: CompileResult) -> Table:
         "no reuse",
     ):
         table.add_column(column, justify="right")
-    if evaluation is None:
-        return table
+    assert evaluation is not None  # _compile prints no table without evaluate
     for key, peak in evaluation.peak_bytes.items():
         bound = evaluation.lower_bound_bytes[key]
         tier = result.target.tier(key.split("/", 1)[1])
@@ -450,7 +483,13 @@ def _compile(args: argparse.Namespace, console: Console) -> int:
         result.ir.write_graphml(out_dir / f"{args.model.stem}.graphml")
     if args.quiet:
         return 0
-    console.print(_summary_table(result))
+    if result.evaluation is None:
+        console.print(
+            "no summary: the --passes pipeline has no 'evaluate' pass "
+            "(add it for peaks, bounds and latency)"
+        )
+    else:
+        console.print(_summary_table(result))
     if args.solver_report:
         console.print(_solve_table(result.context.results.get("pack", {}), "exact packing"))
     if args.time_passes:
@@ -466,6 +505,17 @@ def _compile(args: argparse.Namespace, console: Console) -> int:
 
 def _check(args: argparse.Namespace, console: Console) -> int:
     plan = read_plan(args.plan)
+    # Every other rule would fail too on another model's plan: say the one that matters.
+    recorded = plan.get("model", {}).get("sha256") if isinstance(plan.get("model"), dict) else None
+    if isinstance(recorded, str) and recorded and args.model.is_file():
+        actual = file_sha256(args.model)
+        if actual != recorded:
+            print(
+                f"{args.plan}: [model] made for another model: the plan's sha256 {recorded!r} is "
+                f"not {args.model.name}'s ({actual}); nothing else checked",
+                file=sys.stderr,
+            )
+            return 1
     dims = parse_dims(args.dim)
     if not dims and isinstance(plan.get("dims"), dict):
         dims = {
@@ -566,47 +616,69 @@ def _targets(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _is_model(source: Path) -> bool:
+    """A view command's source is a model to compile unless it is a .json plan."""
+    return source.suffix.lower() != ".json"
+
+
+def _view_of(
+    source: Path, args: argparse.Namespace, costs: bool, quiet: bool = True
+) -> tuple[PlanView, str]:
+    """The view of a plan file, or of the plan of a model compiled with the command's
+    ``--target``/``--dim``/``--input-shape``; and its title. ``costs``: add latency views
+    (they need the model)."""
+    if not _is_model(source):
+        model = getattr(args, "model", None)
+        view = view_of_plan_file(source, model) if costs else PlanView(read_plan(source))
+        return view, str(view.plan.get("model", {}).get("path", source.name))
+    with compile_progress(progress_wanted(quiet), len(default_pipeline())) as hooks:
+        result = compile_model(
+            source,
+            target=args.target,
+            dims=parse_dims(args.dim),
+            shapes=parse_input_shapes(args.input_shape),
+            on_pass_start=hooks.on_pass_start,
+            on_status=hooks.on_status,
+        )
+    op_costs = result.evaluation.op_costs if result.evaluation else None
+    return PlanView(result.plan, op_costs, op_sources(source)), source.name
+
+
 def _report(args: argparse.Namespace, console: Console) -> int:
-    is_plan = args.source.suffix == ".json"
     default = (
-        args.source.with_name("report.html") if is_plan else Path(f"{args.source.stem}.report.html")
+        Path(f"{args.source.stem}.report.html")
+        if _is_model(args.source)
+        else args.source.with_name("report.html")
     )
     output = args.output or default
-    with compile_progress(progress_wanted(args.quiet), len(default_pipeline())) as hooks:
-        if is_plan:
-            view = view_of_plan_file(args.source, args.model)
-            title = str(view.plan.get("model", {}).get("path", args.source.name))
-        else:
-            result = compile_model(
-                args.source,
-                target=args.target,
-                dims=parse_dims(args.dim),
-                shapes=parse_input_shapes(args.input_shape),
-                on_pass_start=hooks.on_pass_start,
-                on_status=hooks.on_status,
-            )
-            costs = result.evaluation.op_costs if result.evaluation else None
-            view, title = PlanView(result.plan, costs), args.source.name
-    write_atomically(output, render_html(view, title))
+    view, title = _view_of(args.source, args, costs=True, quiet=args.quiet)
+    if args.compare is not None:
+        other, other_title = _view_of(args.compare, args, costs=False, quiet=args.quiet)
+        document = render_comparison(view, title, other, other_title)
+    else:
+        document = render_html(view, title)
+    write_atomically(output, document)
     if not args.quiet:
         console.print(f"wrote {output} ({output.stat().st_size} bytes)")
     return 0
 
 
 def _plot(args: argparse.Namespace, console: Console) -> int:
-    view = PlanView(read_plan(args.plan))
-    output = args.output or args.plan.with_name("timeline.png")
-    title = f"{view.plan.get('model', {}).get('path', args.plan.name)} on {view.plan.get('target', {}).get('name', '?')}"
-    write_timeline_png(view, title, output)
+    view, name = _view_of(args.plan, args, costs=False, quiet=args.quiet)
+    default = (
+        Path(f"{args.plan.stem}.timeline.png")
+        if _is_model(args.plan)
+        else args.plan.with_name("timeline.png")
+    )
+    output = args.output or default
+    write_timeline_png(view, f"{name} on {view.plan.get('target', {}).get('name', '?')}", output)
     if not args.quiet:
         console.print(f"wrote {output}")
     return 0
 
 
 def _inspect(args: argparse.Namespace, console: Console) -> int:
-    view = (
-        view_of_plan_file(args.plan, args.model) if args.model else PlanView(read_plan(args.plan))
-    )
+    view, name = _view_of(args.plan, args, costs=args.model is not None or _is_model(args.plan))
     if args.tensor is not None:
         tables = [inspect.tensor_table(view, args.tensor)]
     elif args.step is not None:
@@ -614,7 +686,7 @@ def _inspect(args: argparse.Namespace, console: Console) -> int:
     elif args.op is not None:
         tables = [inspect.op_table(view, args.op)]
     else:
-        tables = inspect.summary_tables(view, str(view.plan.get("model", {}).get("path", "")))
+        tables = inspect.summary_tables(view, name)
     for table in tables:
         console.print(table)
     return 0
@@ -624,9 +696,11 @@ def _simulate_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     simulate_cmd = commands.add_parser(
         "simulate",
         help="replay the schedule through runtime allocators (pool, buddy) beside the static plan",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
-    simulate_cmd.add_argument("model", type=Path, help="the .onnx file (compiled first)")
+    simulate_cmd.add_argument(
+        "model", type=Path, help="a model (.onnx, compiled first) or a plan.json"
+    )
     simulate_cmd.add_argument(
         "--allocator", choices=[*ALLOCATORS, "all"], default="all", help="which runtime allocator"
     )
@@ -634,7 +708,8 @@ def _simulate_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "--capacity",
         default=None,
         metavar="BYTES",
-        help="bytes for the activations, e.g. 8MiB (default: the tier's capacity)",
+        help="bytes for the activations, e.g. 8MiB, in every region but the scratch-only "
+        "(tile) ones, whose buffers tiling sized to their tier (default: the tier's capacity)",
     )
     simulate_cmd.add_argument(
         "--in-place",
@@ -646,30 +721,43 @@ def _simulate_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     _model_options(simulate_cmd)
 
 
+def _scratch_only(plan: Plan) -> set[str]:
+    """Regions whose activation-kind buffers are all scratch (tiles)."""
+    kinds: dict[str, set[str]] = {}
+    for buffer in plan["buffers"]:
+        if buffer["kind"] in ACTIVATION_KINDS:
+            key = region_key(buffer["device"], buffer["tier"])
+            kinds.setdefault(key, set()).add(buffer["kind"])
+    return {key for key, found in kinds.items() if found == {"scratch"}}
+
+
 def _simulate(args: argparse.Namespace, console: Console) -> int:
-    result = compile_model(
-        args.model,
-        target=args.target,
-        dims=parse_dims(args.dim),
-        shapes=parse_input_shapes(args.input_shape),
-    )
-    evaluation = result.evaluation
-    assert evaluation is not None  # the default pipeline ends with evaluate
+    if _is_model(args.model):
+        plan = compile_model(
+            args.model,
+            target=args.target,
+            dims=parse_dims(args.dim),
+            shapes=parse_input_shapes(args.input_shape),
+        ).plan
+    else:
+        plan = read_plan(args.model)
+    target = plan_target(plan)
+    peaks, bounds = memory_summary(plan["buffers"], set(ACTIVATION_KINDS))
+    scratch_only = _scratch_only(plan)
     names = list(ALLOCATORS) if args.allocator == "all" else [args.allocator]
     table = Table(title=f"tierplan simulate: {args.model.name}: static plan vs runtime allocators")
     for column in ("region", "allocator", "capacity", "footprint", "max-live", "fragmentation"):
         table.add_column(column, justify="left" if column in ("region", "allocator") else "right")
     table.add_column("failed allocs", justify="right")
     table.add_column("static plan saves", justify="right")
-    regions = requests(evaluation.plan, ACTIVATION_KINDS, in_place=args.in_place)
+    regions = requests(plan, ACTIVATION_KINDS, in_place=args.in_place)
     for region, region_requests in regions.items():
         capacity = (
             parse_size(args.capacity, "--capacity")
-            if args.capacity
-            else result.target.tier(region.split("/", 1)[1]).capacity
+            if args.capacity and region not in scratch_only
+            else target.tier(region.split("/", 1)[1]).capacity
         )
-        static = evaluation.activation_peak_bytes[region]
-        bound = evaluation.activation_lower_bound_bytes[region]
+        static, bound = peaks[region], bounds[region]
         fits = "0" if static <= capacity else "does not fit"
         cells = [human_bytes(capacity), human_bytes(static), human_bytes(bound)]
         table.add_row(region, "static plan", *cells, f"{static / bound - 1:.1%}", fits, "")
@@ -679,21 +767,44 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
             saves = f"{1 - static / run.footprint:.1%}" if run.footprint and not run.failed else "-"
             table.add_row(
                 region, name, human_bytes(capacity), human_bytes(run.footprint),
-                human_bytes(run.requested_peak), f"{run.fragmentation:.1%}", str(run.failed), saves,
+                human_bytes(run.requested_peak),
+                "-" if run.fragmentation is None else f"{run.fragmentation:.1%}",
+                str(run.failed), saves,
             )  # fmt: skip
     table.caption = (
         "footprint: highest byte used; max-live: the requests' peak (no allocator beats it); "
-        "fragmentation: footprint / max-live - 1; runtime: "
+        "fragmentation: footprint / max-live - 1 ('-' once an allocation failed); "
+        + ("--capacity not applied to scratch-only regions; " if args.capacity else "")
+        + "runtime: "
         + ("the plan's views and in-place writes" if args.in_place else "eager (views only)")
     )
     console.print(table)
     return 0
 
 
+def _parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse, reporting an unknown flag with the command's own usage and the closest flags
+    (argparse reports it from the top-level parser, with no suggestion)."""
+    args, unknown = parser.parse_known_args(argv)
+    if not unknown:
+        return args
+    command: argparse.ArgumentParser = next(
+        action.choices[args.command]
+        for action in parser._subparsers._group_actions  # type: ignore[union-attr]
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    flags = [flag for action in command._actions for flag in action.option_strings]
+    hints = []
+    for word in unknown:
+        close = get_close_matches(word.split("=", 1)[0], flags, n=1) if word.startswith("-") else []
+        hints.append(f"{word} (did you mean {close[0]}?)" if close else word)
+    command.error(f"unrecognized arguments: {' '.join(hints)}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tierplan`` console script; returns the exit code."""
     logging.basicConfig(format="tierplan: %(levelname)s: %(message)s", level=logging.WARNING)
-    args = _parser().parse_args(argv)
+    args = _parse_args(_parser(), argv)
     console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 120)
     handlers = {"compile": _compile, "check": _check, "passes": _passes, "targets": _targets}
     handlers.update(report=_report, plot=_plot, inspect=_inspect)

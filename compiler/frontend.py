@@ -354,6 +354,7 @@ def _lower(graph: onnx.GraphProto, ir: IRGraph) -> None:
         for d in v.type.tensor_type.shape.dim
         if d.dim_param
     }
+    _check_all_dims_bound(graph, set(initializers))
     for value in graph.input:
         if value.name not in initializers:
             _check_bound(value.name, types[value.name], model_dims, None)
@@ -446,6 +447,24 @@ def _type_user_shapes(graph: onnx.GraphProto, names: set[str]) -> bool:
 
 def _outer_references_of(node: onnx.NodeProto) -> list[str]:
     return list(dict.fromkeys(n for sub in _subgraphs(node) for n in _outer_references(sub)))
+
+
+def _check_all_dims_bound(graph: onnx.GraphProto, initializers: set[str]) -> None:
+    """One error naming every unbound symbolic dimension of the graph inputs, so that a
+    model with several (``batch``, ``sequence``) needs one corrected run, not one per name."""
+    unbound = sorted(
+        {
+            d.dim_param
+            for v in graph.input
+            if v.name not in initializers
+            for d in v.type.tensor_type.shape.dim
+            if d.dim_param and not d.HasField("dim_value")
+        }
+    )
+    if len(unbound) > 1:
+        names = ", ".join(repr(name) for name in unbound)
+        flags = " ".join(f"--dim {name}=VALUE" for name in unbound)
+        raise InputError(f"symbolic dimensions {names} are not bound; give them with {flags}")
 
 
 def _check_bound(

@@ -227,7 +227,11 @@ def test_broken_plan_is_rejected(
     assert code == 1, err
     lines = err.splitlines()
     assert all(line.startswith(f"{plan_path}: ") for line in lines), err
-    assert lines[-1].endswith("violations)"), err
+    # Another model's plan breaks every rule: one line says so, nothing else is checked.
+    if breakage is other_model:
+        assert len(lines) == 1, err
+    else:
+        assert lines[-1].endswith("violations)"), err
     culprits = [line for line in lines if f"[{rule}]" in line]
     assert culprits, f"no [{rule}] violation in:\n{err}"
     assert any(all(name in line for name in names) for line in culprits), (

@@ -10,6 +10,7 @@ from tierplan.compiler.pass_manager import registered_passes
 from tierplan.compiler.plan import read_plan
 from tierplan.compiler.report.data import PlanView
 from tierplan.compiler.report.progress import compile_progress, progress_wanted
+from tierplan.compiler.report.source import op_sources
 
 from tests.conftest import MODELS
 
@@ -50,7 +51,7 @@ def test_tensor_shows_producer_readers_steps_and_aliases(
         assert reader in out
 
 
-def test_step_lists_what_is_live_biggest_first(
+def test_step_lists_activations_then_weights_biggest_first(
     plan_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     view = PlanView(read_plan(plan_path))
@@ -60,7 +61,10 @@ def test_step_lists_what_is_live_biggest_first(
     assert [b.bytes for b in live] == sorted((b.bytes for b in live), reverse=True)
     out = _run(capsys, str(plan_path), "--step", str(step))
     assert view.ops[step]["node"] in out
-    positions = [out.index(f"│ {b.tensor} │") for b in live[:5]]
+    activations = [b for b in live if b.kind != "weight"]
+    weights = [b for b in live if b.kind == "weight"]
+    assert activations and weights  # resnet18 at a peak: both, weights the bigger ones
+    positions = [out.index(f"│ {b.tensor} │") for b in [*activations[:5], *weights[:5]]]
     assert positions == sorted(positions)
 
 
@@ -73,6 +77,8 @@ def test_op_shows_tensors_and_traffic_with_the_model(
     for tensor in conv["inputs"] + conv["outputs"]:
         assert tensor in out
     assert "FLOPs" in out and "traffic" in out
+    sources = op_sources(MODEL)
+    assert f"source {sources[conv['node']]}" in out  # the exporter's module, from the model
 
 
 def test_unknown_names_are_input_errors_with_suggestions(

@@ -76,6 +76,12 @@ class Region:
     buffers: int
     peak_step: int
     weight_bytes: int
+    scratch_only: bool
+
+    @property
+    def use(self) -> float:
+        """peak / capacity (0 when the capacity is unknown)."""
+        return self.peak / self.capacity if self.capacity else 0.0
 
     @property
     def fragmentation(self) -> float:
@@ -128,7 +134,8 @@ class DeviceRow:
     ops: int
     inserted_ops: int
     buffers: int
-    bytes_by_tier: dict[str, int]
+    peak_by_tier: dict[str, int]
+    capacity_by_tier: dict[str, int]
     seconds: float | None
 
 
@@ -143,13 +150,20 @@ def carried_costs(ops: Sequence[dict[str, Any]]) -> list[OpCost] | None:
 
 
 class PlanView:
-    """Read-only views of one plan; per-operator costs add the latency views.
+    """Read-only views of one plan; per-operator costs add the latency views, and
+    ``sources`` (operator -> the model module it came from) the operators' origins.
 
     The costs are ``costs`` when given, else those the plan carries (``ops[*].cost``).
     """
 
-    def __init__(self, plan: Plan, costs: Sequence[OpCost] | None = None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        costs: Sequence[OpCost] | None = None,
+        sources: dict[str, str] | None = None,
+    ) -> None:
         self.plan = plan
+        self.sources = dict(sources or {})
         self.ops: list[dict[str, Any]] = list(plan.get("ops", []))
         self.costs = list(costs) if costs is not None else carried_costs(self.ops)
         self.steps = len(plan.get("schedule", self.ops))
@@ -213,9 +227,15 @@ class PlanView:
                     buffers=len(members),
                     peak_step=int(curve.argmax()) if len(curve) else 0,
                     weight_bytes=sum(b.bytes for b in members if b.kind == "weight"),
+                    scratch_only=all(b.kind == "scratch" for b in members),
                 )
             )
         return regions
+
+    def regions_by_importance(self) -> list[Region]:
+        """Regions as a reader should meet them: those nearest their capacity first, and
+        scratch-only ones (tiles, which tiling sizes to fill their tier) last."""
+        return sorted(self.regions, key=lambda r: (r.scratch_only, -r.use, r.key))
 
     def region(self, key: str) -> Region:
         """The region called ``key`` (``"0/DDR"``)."""
@@ -351,16 +371,17 @@ class PlanView:
         for device in devices:
             ops = [op for op in self.ops if op.get("device", 0) == device]
             buffers = [b for b in self.buffers if b.device == device]
-            by_tier: dict[str, int] = defaultdict(int)
-            for buffer in buffers:
-                by_tier[buffer.tier] += buffer.bytes
+            # The tier's peak, not the sum of its buffers: buffers that are never live
+            # together (tiles above all) share their bytes.
+            mine = [r for r in self.regions if r.device == device]
             rows.append(
                 DeviceRow(
                     device=device,
                     ops=len(ops),
                     inserted_ops=sum(1 for op in ops if op.get("inserted")),
                     buffers=len(buffers),
-                    bytes_by_tier=dict(by_tier),
+                    peak_by_tier={r.tier: r.peak for r in mine},
+                    capacity_by_tier={r.tier: r.capacity for r in mine},
                     seconds=seconds[device] if self.costs is not None else None,
                 )
             )

@@ -2,9 +2,10 @@
 
 :func:`summary_tables` is the overview (per device and tier, top consumers at each
 peak, latency by op type when costs are known); :func:`tensor_table` is one tensor's
-life, :func:`step_table` what is live at a step (biggest first), :func:`op_table` one
-operator's tensors, tiles and traffic (per tensor and tier, from the costs). An unknown name is an :class:`InputError`
-that suggests close matches.
+life, :func:`step_table` what is live at a step (activations, then weights, biggest
+first), :func:`op_table` one operator's tensors, tiles, traffic (per tensor and tier,
+from the costs) and source module. An unknown name is an :class:`InputError` that
+suggests close matches.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ def _unknown(what: str, name: str, known: list[str]) -> InputError:
 
 
 def summary_tables(view: PlanView, title: str) -> list[Table]:
-    """Overview tables: regions, then top consumers per region, then latency."""
+    """Overview tables: regions (most used first, tiles last), then top consumers per region."""
     regions = Table(title=f"tierplan plan: {title}")
     for column in REGION_COLUMNS:
         regions.add_column(column, justify="left" if column == "device/tier" else "right")
-    for r in view.regions:
+    for r in view.regions_by_importance():
         regions.add_row(*region_cells(r))
     latency, traffic = view.latency_s, view.traffic_by_tier()
     regions.caption = (
@@ -43,7 +44,7 @@ def summary_tables(view: PlanView, title: str) -> list[Table]:
         + (f"; traffic {traffic_text(traffic)}" if traffic is not None else "")
     )
     tables = [regions]
-    for r in view.regions:
+    for r in view.regions_by_importance():
         top = Table(title=f"{r.key}: live at peak step {r.peak_step}, by producer op type")
         for column in ("op type", "bytes", "share"):
             top.add_column(column, justify="left" if column == "op type" else "right")
@@ -60,6 +61,8 @@ def tensor_table(view: PlanView, name: str) -> Table:
         raise _unknown("buffer for tensor", name, sorted({b.tensor for b in view.buffers}))
     first = buffers[0]
     made = f"{first.producer} ({first.producer_type})" if first.producer else first.label
+    if first.producer in view.sources:
+        made += f" from {view.sources[first.producer]}"
     readers = view.readers.get(name, [])
     table = Table(title=f"tensor {name}")
     for column in ("device", "tier", "offset", "bytes", "steps", "alias of"):
@@ -83,11 +86,13 @@ def tensor_table(view: PlanView, name: str) -> Table:
 
 
 def step_table(view: PlanView, step: int) -> Table:
-    """What is live at ``step``, biggest first, with the operator that runs there."""
+    """What is live at ``step``, activations then weights, each biggest first, with the
+    operator that runs there."""
     if not 0 <= step < view.steps:
         raise InputError(f"step {step} is outside the schedule (0 to {view.steps - 1})")
     op = view.ops[step]
-    live = view.live_at(step)
+    # Activations first: they are what the step is about; weights sit there all along.
+    live = sorted(view.live_at(step), key=lambda b: b.kind == "weight")
     table = Table(
         title=f"step {step}: {op['node']} ({op['op_type']}) on device {op.get('device', 0)}"
     )
@@ -103,7 +108,7 @@ def step_table(view: PlanView, step: int) -> Table:
             f"[{b.start}, {b.end}]",
             b.producer or b.label,
         )
-    table.caption = f"{len(live)} buffers, {human_bytes(sum(b.bytes for b in live))} live (aliases counted apart)"
+    table.caption = f"{len(live)} buffers, {human_bytes(sum(b.bytes for b in live))} live (aliases counted apart); weights last"
     return table
 
 
@@ -146,6 +151,8 @@ def op_table(view: PlanView, name: str) -> Table:
             f"{human_bytes(tiled.traffic_bytes)} = {tiled.ratio:.2f} x compulsory "
             f"{human_bytes(tiled.compulsory_bytes)}"
         )
+    if name in view.sources:
+        notes.append(f"source {view.sources[name]}")
     if cost is not None:
         notes.append(
             f"{cost.flops} FLOPs; traffic {traffic_text(cost.bytes_by_tier)}; "

@@ -10,11 +10,12 @@ else by ``plan["model"]["path"]``: :func:`model_of_plan`), loads it with the pla
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 from tierplan.compiler.cost import OpCost, estimate
 from tierplan.compiler.errors import InputError
-from tierplan.compiler.frontend import load_model
+from tierplan.compiler.frontend import _assign_node_names, load_model, read_model_proto
 from tierplan.compiler.ir import IRGraph, Tiles
 from tierplan.compiler.plan import Plan, read_plan
 from tierplan.compiler.report.data import PlanView, carried_costs
@@ -62,12 +63,24 @@ def replay_plan(plan: Plan, ir: IRGraph) -> None:
             tensor.alias_of = buffer.get("alias_of")
 
 
+def model_symbols(model: Path) -> set[str]:
+    """The symbolic dimensions of a model's graph inputs (none for the annotated copy
+    ``tierplan compile`` writes: its shapes are bound)."""
+    graph = read_model_proto(model).graph
+    return {d.dim_param for v in graph.input for d in v.type.tensor_type.shape.dim if d.dim_param}
+
+
 def plan_costs(plan: Plan, model: Path) -> list[OpCost]:
-    """Per-operator costs of ``plan`` for the model at ``model``."""
+    """Per-operator costs of ``plan`` for the model at ``model``.
+
+    The plan's ``dims`` bind the model's symbolic dimensions; those the model no
+    longer has (the annotated copy is already bound) are not the user's mistake.
+    """
+    symbols = model_symbols(model)
     dims = {
         str(k): v
         for k, v in plan.get("dims", {}).items()
-        if isinstance(v, int) and not isinstance(v, bool)
+        if isinstance(v, int) and not isinstance(v, bool) and str(k) in symbols
     }
     ir = load_model(model, dims=dims).ir
     replay_plan(plan, ir)
@@ -90,10 +103,49 @@ def model_of_plan(plan: Plan, plan_path: Path) -> Path:
     )
 
 
+def _scope_of(props: dict[str, str]) -> str | None:
+    """The module an exporter says a node comes from: the innermost of the torch
+    exporter's ``pkg.torch.onnx.name_scopes`` (a Python list literal), else the deepest
+    named module of its ``namespace`` ("name: class/name: class/.../op: aten.op")."""
+    scopes = props.get("pkg.torch.onnx.name_scopes")
+    if scopes:
+        try:
+            names = ast.literal_eval(scopes)
+        except (ValueError, SyntaxError):
+            names = None
+        if isinstance(names, list) and names and isinstance(names[-1], str) and names[-1]:
+            return names[-1]
+    modules = [
+        part.split(": ", 1)
+        for part in props.get("namespace", "").split("/")
+        if ": " in part and not part.split(": ", 1)[1].startswith("aten.")
+    ]
+    named = [(name, cls.rsplit(".", 1)[-1]) for name, cls in modules if name]
+    return f"{named[-1][0]} ({named[-1][1]})" if named else None
+
+
+def op_sources(model: Path) -> dict[str, str]:
+    """Operator name -> the source module its exporter recorded (operators without one
+    are left out)."""
+    graph = read_model_proto(model).graph
+    sources = {}
+    for name, node in zip(_assign_node_names(graph), graph.node, strict=True):
+        scope = _scope_of({p.key: p.value for p in node.metadata_props})
+        if scope:
+            sources[name] = scope
+    return sources
+
+
 def view_of_plan_file(plan_path: Path, model: Path | None = None) -> PlanView:
-    """A plan file with its costs: carried, else from the model (see the module docstring)."""
+    """A plan file with its costs (carried, else from the model) and operator sources
+    (the model is found as the module docstring says)."""
     plan = read_plan(plan_path)
     carried = carried_costs(list(plan.get("ops", [])))
-    if carried is not None:
-        return PlanView(plan, carried)
-    return PlanView(plan, plan_costs(plan, model or model_of_plan(plan, plan_path)))
+    if carried is None:
+        path = model or model_of_plan(plan, plan_path)
+        return PlanView(plan, plan_costs(plan, path), op_sources(path))
+    try:
+        sources = op_sources(model or model_of_plan(plan, plan_path))
+    except InputError:  # the costs are in the plan; the sources are a nicety
+        sources = {}
+    return PlanView(plan, carried, sources)
