@@ -126,3 +126,19 @@ def test_gpt2_attention_with_its_causal_mask_runs() -> None:
     model = MODELS / "real" / "gpt2.onnx"
     report = run_plan(model, compile_options={"passes": f"attention{{chunks=4}},{REST}"})
     assert report.matches, report.divergence
+
+
+def test_report_compares_a_plan_with_its_rewrite(tmp_path: Path) -> None:
+    """``report A --compare B``: the rewrite's score tensors vanish and its blocks appear."""
+    from tierplan.compiler.cli import main
+
+    before, after = tmp_path / "before", tmp_path / "after"
+    assert main(["compile", str(STACK), "-o", str(before), "-q"]) == 0
+    passes = f"attention{{chunks=4}},{REST}"
+    assert main(["compile", str(STACK), "-o", str(after), "-q", "--passes", passes]) == 0
+    out = tmp_path / "compare.html"
+    plans = [str(before / "plan.json"), "--compare", str(after / "plan.json")]
+    assert main(["report", *plans, "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "12 tensors only in A (vanished)" in text
+    assert "/layer0/attn/Softmax_output_0" in text and "/layer0/attn/Softmax/scores_1" in text
