@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from tierplan.compiler.errors import InputError
 from tierplan.compiler.files import write_atomically
-from tierplan.compiler.ir import TRANSFER_OP, IRGraph
+from tierplan.compiler.ir import TRANSFER_OP, IRGraph, alias_roots
 from tierplan.compiler.target import Target
 
 PLAN_FORMAT = "tierplan-plan/1"
@@ -59,14 +59,9 @@ def max_live_bytes(ranges: Iterable[tuple[int, int, int]]) -> int:
 
 def alias_groups(buffers: list[dict[str, Any]]) -> dict[str, str]:
     """Map each tensor to the root of its ``alias_of`` chain (cycles end at the first repeat)."""
-    parent = {b["tensor"]: b.get("alias_of") for b in buffers}
-    roots: dict[str, str] = {}
-    for name in parent:
-        seen = [name]
-        while parent.get(seen[-1]) and parent[seen[-1]] not in seen:
-            seen.append(parent[seen[-1]])
-        roots[name] = seen[-1]
-    return roots
+    parent = {b["tensor"]: b.get("alias_of") or None for b in buffers}
+    roots = alias_roots(parent, parent.get)
+    return {name: roots[name] for name in parent}
 
 
 def memory_summary(

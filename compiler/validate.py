@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tierplan.compiler.ir import IRGraph
+from tierplan.compiler.ir import IRGraph, alias_roots
 from tierplan.compiler.plan import PLAN_FORMAT, memory_summary
 
 # Operators whose output may be declared a view of input 0 (plan-format.md).
@@ -456,14 +456,8 @@ class _Checker:
             else:
                 parent[b.index] = target.index
         names = {b.index: b.tensor for b in self.buffers}
-        roots = {}
-        for b in self.buffers:
-            seen, index = set(), b.index
-            while index in parent and index not in seen:
-                seen.add(index)
-                index = parent[index]
-            roots[b.index] = names[index]
-        return roots
+        root_index = alias_roots(names, parent.get)
+        return {index: names[root] for index, root in root_index.items()}
 
     def in_place(self, b: _Buffer, target: _Buffer) -> bool:
         if b.start != target.end or not 0 <= b.start <= self.last_step:

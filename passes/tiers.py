@@ -58,6 +58,52 @@ class Assignment:
     method: str
 
 
+class _PlacedSteps:
+    """The placed candidates, found by the steps they live: a segment tree over steps.
+
+    A candidate is stored at the O(log n) nodes that tile its steps, and each node
+    counts what its subtree holds, so finding the placed candidates alive at one of
+    a range's steps costs about their number times log n, not one test per placed
+    candidate (which made the greedy quadratic on long chains).
+    """
+
+    def __init__(self, steps: int) -> None:
+        self.leaves = 1 << max(steps - 1, 0).bit_length()
+        self.held: dict[int, list[int]] = defaultdict(list)
+        self.below = [0] * (2 * self.leaves)
+
+    def add(self, item: int, start: int, end: int) -> None:
+        low, high = start + self.leaves, end + 1 + self.leaves
+        while low < high:
+            if low & 1:
+                self._hold(low, item)
+                low += 1
+            if high & 1:
+                high -= 1
+                self._hold(high, item)
+            low, high = low >> 1, high >> 1
+
+    def _hold(self, node: int, item: int) -> None:
+        self.held[node].append(item)
+        while node:
+            self.below[node] += 1
+            node >>= 1
+
+    def alive(self, start: int, end: int) -> set[int]:
+        """The items stored with a step in ``start..end``."""
+        found: set[int] = set()
+        stack = [(1, 0, self.leaves - 1)]
+        while stack:
+            node, first, last = stack.pop()
+            if not self.below[node] or last < start or end < first:
+                continue
+            found.update(self.held.get(node, ()))
+            if first < last:
+                middle = (first + last) // 2
+                stack += [(2 * node, first, middle), (2 * node + 1, middle + 1, last)]
+        return found
+
+
 def greedy_assignment(candidates: list[Candidate], capacity: int) -> Assignment:
     """Best benefit per byte-step first, each at its lowest free offset if it fits."""
     order = sorted(
@@ -65,11 +111,11 @@ def greedy_assignment(candidates: list[Candidate], capacity: int) -> Assignment:
         key=lambda c: (-c.benefit / (c.size * (c.end - c.start + 1)), c.start, c.key),
     )
     placed: list[tuple[Candidate, int]] = []
+    steps = _PlacedSteps(max((c.end for c in candidates), default=0) + 1)
     for candidate in order:
         busy = sorted(
-            (o, o + c.size)
-            for c, o in placed
-            if c.start <= candidate.end and candidate.start <= c.end
+            (placed[i][1], placed[i][1] + placed[i][0].size)
+            for i in steps.alive(candidate.start, candidate.end)
         )
         offset = 0  # the lowest offset below which nothing in `busy` is in the way
         for low, high in busy:
@@ -77,6 +123,7 @@ def greedy_assignment(candidates: list[Candidate], capacity: int) -> Assignment:
                 break
             offset = max(offset, high)
         if offset + candidate.size <= capacity:
+            steps.add(len(placed), candidate.start, candidate.end)
             placed.append((candidate, offset))
     offsets = {c.key: o for c, o in placed}
     benefit = sum(c.benefit for c, _ in placed)
@@ -137,7 +184,7 @@ def assign(
     unit: int,
     solver: str = "cp-sat",
     max_deterministic_time: float = 1.0,
-    max_items: int = 3000,
+    max_items: int = 1000,
 ) -> Assignment:
     """The best assignment the chosen solver finds (never worse than the greedy)."""
     greedy = greedy_assignment(candidates, capacity)
@@ -188,7 +235,7 @@ class Tiers(Pass):
 
     solver: str = "cp-sat"
     max_deterministic_time: float = 1.0
-    max_items: int = 3000
+    max_items: int = 1000
 
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         """Set ``tier``/``offset`` of the activations placed in the middle tier."""
@@ -220,8 +267,9 @@ class Tiers(Pass):
                 self.max_deterministic_time,
                 self.max_items,
             )
+            roots = ir.alias_roots(tensors)
             for tensor in tensors:
-                offset = result.offsets.get(ir.alias_root(tensor))
+                offset = result.offsets.get(roots[tensor.name])
                 if offset is not None:
                     tensor.tier, tensor.offset = middle.name, offset
             reports[device] = result
