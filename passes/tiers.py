@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+import numpy as np
 from ortools.sat.python import cp_model
 from tierplan.compiler.cost import moved_bytes
 from tierplan.compiler.errors import PipelineError
@@ -59,45 +60,42 @@ class Assignment:
 
 
 class _PlacedSteps:
-    """The placed candidates, found by the steps they live: a segment tree over steps.
+    """The placed candidates, found by the steps they live: an interval tree over steps.
 
-    A candidate is stored at the O(log n) nodes that tile its steps, and each node
-    counts what its subtree holds, so finding the placed candidates alive at one of
-    a range's steps costs about their number times log n, not one test per placed
-    candidate (which made the greedy quadratic on long chains).
+    A candidate is kept at the smallest node of a binary tree over the steps whose
+    range holds all its steps, and each node counts what its subtree holds; a query
+    tests only the candidates of nodes that straddle its range's ends, and takes
+    those inside it whole, instead of testing every placed candidate (which made
+    the greedy quadratic on long chains).
     """
 
     def __init__(self, steps: int) -> None:
         self.leaves = 1 << max(steps - 1, 0).bit_length()
-        self.held: dict[int, list[int]] = defaultdict(list)
+        self.held: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
         self.below = [0] * (2 * self.leaves)
 
     def add(self, item: int, start: int, end: int) -> None:
-        low, high = start + self.leaves, end + 1 + self.leaves
-        while low < high:
-            if low & 1:
-                self._hold(low, item)
-                low += 1
-            if high & 1:
-                high -= 1
-                self._hold(high, item)
-            low, high = low >> 1, high >> 1
-
-    def _hold(self, node: int, item: int) -> None:
-        self.held[node].append(item)
+        node, other = start + self.leaves, end + self.leaves
+        while node != other:
+            node, other = node >> 1, other >> 1
+        self.held[node].append((start, end, item))
         while node:
             self.below[node] += 1
             node >>= 1
 
-    def alive(self, start: int, end: int) -> set[int]:
-        """The items stored with a step in ``start..end``."""
-        found: set[int] = set()
+    def alive(self, start: int, end: int) -> list[int]:
+        """The items with a step in ``start..end``."""
+        found: list[int] = []
         stack = [(1, 0, self.leaves - 1)]
         while stack:
             node, first, last = stack.pop()
             if not self.below[node] or last < start or end < first:
                 continue
-            found.update(self.held.get(node, ()))
+            held = self.held.get(node, ())
+            if start <= first and last <= end:
+                found += [item for _, _, item in held]
+            else:
+                found += [item for low, high, item in held if low <= end and start <= high]
             if first < last:
                 middle = (first + last) // 2
                 stack += [(2 * node, first, middle), (2 * node + 1, middle + 1, last)]
@@ -111,8 +109,13 @@ def greedy_assignment(candidates: list[Candidate], capacity: int) -> Assignment:
         key=lambda c: (-c.benefit / (c.size * (c.end - c.start + 1)), c.start, c.key),
     )
     placed: list[tuple[Candidate, int]] = []
-    steps = _PlacedSteps(max((c.end for c in candidates), default=0) + 1)
+    horizon = max((c.end for c in candidates), default=0) + 1
+    steps = _PlacedSteps(horizon)
+    used = np.zeros(horizon, dtype=np.int64)  # bytes placed at each step
     for candidate in order:
+        span = slice(candidate.start, candidate.end + 1)
+        if used[span].max() + candidate.size > capacity:
+            continue  # a full step in its range: no offset fits (once L2 is full, O(1) numpy)
         busy = sorted(
             (placed[i][1], placed[i][1] + placed[i][0].size)
             for i in steps.alive(candidate.start, candidate.end)
@@ -124,6 +127,7 @@ def greedy_assignment(candidates: list[Candidate], capacity: int) -> Assignment:
             offset = max(offset, high)
         if offset + candidate.size <= capacity:
             steps.add(len(placed), candidate.start, candidate.end)
+            used[span] += candidate.size
             placed.append((candidate, offset))
     offsets = {c.key: o for c, o in placed}
     benefit = sum(c.benefit for c, _ in placed)
