@@ -148,14 +148,20 @@ OnProgress = Callable[[Progress], None]
 
 def sections(items: list[Item]) -> list[list[Item]]:
     """Items grouped into maximal runs of steps that no item crosses, in step order."""
-    ordered = sorted(items, key=lambda item: (item.start, item.end, item.key))
+    return _runs(sorted(items, key=lambda item: (item.start, item.end, item.key)))
+
+
+def _runs(ordered: list[Item]) -> list[list[Item]]:
+    """:func:`sections` of items already in (start, end, key) order, which it keeps."""
     groups: list[list[Item]] = []
     reach = -1
     for item in ordered:
         if item.start > reach:
             groups.append([])
+            reach = item.end
+        elif item.end > reach:
+            reach = item.end
         groups[-1].append(item)
-        reach = max(reach, item.end)
     return groups
 
 
@@ -178,12 +184,15 @@ def stacked_sections(items: list[Item]) -> tuple[dict[str, int], list[Part]]:
     """
     stacked: dict[str, int] = {}
     parts: list[Part] = []
+    # Every part is kept in (start, end, key) order: a section's items start with
+    # the earliest start, and the spanning ones (which also end last) close that
+    # first block of equal starts.
     work = [Part(0, section) for section in reversed(sections(items))]
     while work:
         part = work.pop()
-        first = min(item.start for item in part.items)
+        first = part.items[0].start
         last = max(item.end for item in part.items)
-        spanning = [item for item in part.items if (item.start, item.end) == (first, last)]
+        spanning = [item for item in part.items if item.start == first and item.end == last]
         if not spanning:
             parts.append(part)
             continue
@@ -191,8 +200,8 @@ def stacked_sections(items: list[Item]) -> tuple[dict[str, int], list[Part]]:
         for item in sorted(spanning, key=lambda item: (-item.size, item.key)):
             stacked[item.key] = base
             base += item.size
-        rest = [item for item in part.items if (item.start, item.end) != (first, last)]
-        work.extend(Part(base, section) for section in reversed(sections(rest)) if rest)
+        rest = [item for item in part.items if item.start != first or item.end != last]
+        work.extend(Part(base, section) for section in reversed(_runs(rest)) if rest)
     return stacked, parts
 
 

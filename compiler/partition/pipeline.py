@@ -12,9 +12,10 @@ containing that stage):
 - ``seconds[i, j]``: its operators' time plus the time to receive its copies;
 - ``incoming[i, j]``: the bytes of those copies.
 
-A stage starts at one of :func:`cut_candidates` positions: every position up to
-:data:`CUT_LIMIT` operators (the DP is then exact over all cuts), else that many
-spread evenly, so that the tables and the DP need O(CUT_LIMIT²) memory, not O(n²).
+A stage starts at one of :func:`cut_candidates` positions: every position on graphs
+up to 2,000 operators (the DP is then exact over all cuts), else about
+``CUT_WORK / n`` spread evenly, so that the tables cost O(CUT_WORK) time per
+crossing tensor and O((CUT_WORK / n)²) memory, not O(n²).
 
 :func:`best_cuts` then solves, by dynamic programming over (stages, prefix), the
 lexicographic problem exactly: first the smallest possible maximum of the primary
@@ -42,9 +43,12 @@ Balance = Literal["memory", "time"]
 INFEASIBLE = np.iinfo(np.int64).max // 4
 
 
-CUT_LIMIT = 1024
-"""Most schedule positions a stage may start at: on larger graphs the candidates are
-spread evenly, so the tables stay ``CUT_LIMIT`` squared, not the operators squared."""
+CUT_WORK = 4_000_000
+"""Largest operators x candidate start positions: every stage row costs a pass over
+the operators after its start, so on a graph of n operators stages may start at
+``CUT_WORK // n`` positions (at least :data:`MIN_CUTS`), spread evenly; graphs up to
+2,000 operators keep every position, and the DP is exact over all cuts."""
+MIN_CUTS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +63,11 @@ class StageTables:
     starts: np.ndarray
 
 
-def cut_candidates(size: int, limit: int = CUT_LIMIT) -> np.ndarray:
-    """The positions a stage may start at: all of them up to ``limit``, else ``limit``
-    spread evenly (position 0 always among them)."""
+def cut_candidates(size: int, limit: int | None = None) -> np.ndarray:
+    """The positions a stage may start at: all of them up to ``limit`` (default from
+    :data:`CUT_WORK`), else ``limit`` spread evenly (position 0 always among them)."""
+    if limit is None:
+        limit = max(MIN_CUTS, CUT_WORK // max(size, 1))
     if size <= limit:
         return np.arange(size, dtype=np.int64)
     return np.unique(np.arange(limit, dtype=np.int64) * size // limit)
@@ -138,7 +144,7 @@ def _activation_row(
     return row, np.cumsum(received)[:-1]
 
 
-def stage_tables(problem: PartitionProblem, limit: int = CUT_LIMIT) -> StageTables:
+def stage_tables(problem: PartitionProblem, limit: int | None = None) -> StageTables:
     """The memory, seconds and received bytes of every stage (see the module docstring),
     for stages starting at :func:`cut_candidates` positions."""
     n = problem.size
