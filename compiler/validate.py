@@ -10,11 +10,13 @@ costing a plan, and ``tierplan check`` runs it on any plan file.
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from tierplan.compiler.intervals import IntervalIndex
 from tierplan.compiler.ir import IRGraph, alias_roots
 from tierplan.compiler.plan import PLAN_FORMAT, memory_summary
 
@@ -483,7 +485,7 @@ class _Checker:
     def overlaps(self, roots: dict[int, str]) -> None:
         regions: dict[tuple[int, str], list[_Buffer]] = defaultdict(list)
         for b in self.buffers:
-            if b.nbytes:
+            if b.nbytes > 0:
                 regions[(b.device, b.tier)].append(b)
         reported = 0
         for members in regions.values():
@@ -542,13 +544,24 @@ def _overlapping_pairs(buffers: list[_Buffer], last_step: int) -> Iterator[tuple
             if other.offset + other.nbytes <= b.offset:
                 break
             yield other, b
-    active: list[_Buffer] = []
-    for b in partial:
-        active = [a for a in active if a.end >= b.start]
-        for a in active:
-            if a.offset < b.offset + b.nbytes and b.offset < a.offset + a.nbytes:
-                yield a, b
-        active.append(b)
+    # A sweep over start steps with the live buffers indexed by their bytes (ends
+    # ranked), so each buffer meets only those sharing a byte, not all live ones.
+    ranks = {x: i for i, x in enumerate(sorted({x for b in partial for x in _bytes(b)}))}
+    live: IntervalIndex[int] = IntervalIndex(len(ranks))
+    leaving: list[tuple[int, int]] = []  # (end, position in `partial`) of the live ones
+    for position, b in enumerate(partial):
+        while leaving and leaving[0][0] < b.start:
+            gone = heapq.heappop(leaving)[1]
+            live.remove(gone, *(ranks[x] for x in _bytes(partial[gone])))
+        for earlier in sorted(live.overlapping(*(ranks[x] for x in _bytes(b)))):
+            yield partial[earlier], b
+        live.add(position, *(ranks[x] for x in _bytes(b)))
+        heapq.heappush(leaving, (b.end, position))
+
+
+def _bytes(b: _Buffer) -> tuple[int, int]:
+    """The first and last byte of a buffer (``nbytes`` > 0)."""
+    return b.offset, b.offset + b.nbytes - 1
 
 
 def validate_plan(plan: Any, model: IRGraph, model_sha256: str | None = None) -> list[Violation]:

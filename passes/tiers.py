@@ -31,6 +31,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 from tierplan.compiler.cost import moved_bytes
 from tierplan.compiler.errors import PipelineError
+from tierplan.compiler.intervals import IntervalIndex
 from tierplan.compiler.ir import IRGraph, Tensor
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
 from tierplan.compiler.target import Target
@@ -59,49 +60,6 @@ class Assignment:
     method: str
 
 
-class _PlacedSteps:
-    """The placed candidates, found by the steps they live: an interval tree over steps.
-
-    A candidate is kept at the smallest node of a binary tree over the steps whose
-    range holds all its steps, and each node counts what its subtree holds; a query
-    tests only the candidates of nodes that straddle its range's ends, and takes
-    those inside it whole, instead of testing every placed candidate (which made
-    the greedy quadratic on long chains).
-    """
-
-    def __init__(self, steps: int) -> None:
-        self.leaves = 1 << max(steps - 1, 0).bit_length()
-        self.held: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
-        self.below = [0] * (2 * self.leaves)
-
-    def add(self, item: int, start: int, end: int) -> None:
-        node, other = start + self.leaves, end + self.leaves
-        while node != other:
-            node, other = node >> 1, other >> 1
-        self.held[node].append((start, end, item))
-        while node:
-            self.below[node] += 1
-            node >>= 1
-
-    def alive(self, start: int, end: int) -> list[int]:
-        """The items with a step in ``start..end``."""
-        found: list[int] = []
-        stack = [(1, 0, self.leaves - 1)]
-        while stack:
-            node, first, last = stack.pop()
-            if not self.below[node] or last < start or end < first:
-                continue
-            held = self.held.get(node, ())
-            if start <= first and last <= end:
-                found += [item for _, _, item in held]
-            else:
-                found += [item for low, high, item in held if low <= end and start <= high]
-            if first < last:
-                middle = (first + last) // 2
-                stack += [(2 * node, first, middle), (2 * node + 1, middle + 1, last)]
-        return found
-
-
 def greedy_assignment(candidates: list[Candidate], capacity: int) -> Assignment:
     """Best benefit per byte-step first, each at its lowest free offset if it fits."""
     order = sorted(
@@ -110,7 +68,7 @@ def greedy_assignment(candidates: list[Candidate], capacity: int) -> Assignment:
     )
     placed: list[tuple[Candidate, int]] = []
     horizon = max((c.end for c in candidates), default=0) + 1
-    steps = _PlacedSteps(horizon)
+    steps: IntervalIndex[int] = IntervalIndex(horizon)  # placed candidates by their steps
     used = np.zeros(horizon, dtype=np.int64)  # bytes placed at each step
     for candidate in order:
         span = slice(candidate.start, candidate.end + 1)
@@ -118,7 +76,7 @@ def greedy_assignment(candidates: list[Candidate], capacity: int) -> Assignment:
             continue  # a full step in its range: no offset fits (once L2 is full, O(1) numpy)
         busy = sorted(
             (placed[i][1], placed[i][1] + placed[i][0].size)
-            for i in steps.alive(candidate.start, candidate.end)
+            for i in steps.overlapping(candidate.start, candidate.end)
         )
         offset = 0  # the lowest offset below which nothing in `busy` is in the way
         for low, high in busy:
