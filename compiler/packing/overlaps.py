@@ -8,6 +8,9 @@ items pairwise), never to all pairs. The placers ask :meth:`Overlaps.neighbours`
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +37,17 @@ class Overlaps:
 
     @classmethod
     def of(cls, items: list[Item]) -> Overlaps:
+        """The conflict graph of ``items`` (see :meth:`sweep`), built once per item list.
+
+        :func:`~tierplan.compiler.packing.placers.place` runs every placer on the
+        same items and each asks for their conflicts: the last graph built is kept,
+        read-only, and handed out again, since where all buffers live at once (many
+        graph outputs) it holds n² / 2 pairs.
+        """
+        return _last_built(tuple(items))
+
+    @classmethod
+    def sweep(cls, items: Sequence[Item]) -> Overlaps:
         """Build the conflict graph of ``items`` by a sweep over start steps."""
         count = len(items)
         starts = np.fromiter((item.start for item in items), dtype=np.int64, count=count)
@@ -52,9 +66,11 @@ class Overlaps:
         order = np.argsort(later_items, kind="stable")
         pointers = np.zeros(count + 1, dtype=np.int64)
         np.cumsum(np.bincount(later_items, minlength=count), out=pointers[1:])
-        return cls(
-            starts, ends, sizes, by_start, position, later_end, pointers, by_start[firsts[order]]
-        )
+        arrays = (starts, ends, sizes, by_start, position, later_end, pointers)
+        built = cls(*arrays, by_start[firsts[order]])
+        for field in dataclasses.fields(built):
+            getattr(built, field.name).flags.writeable = False
+        return built
 
     def neighbours(self, index: int) -> np.ndarray:
         """Indices of the items alive at a step where item ``index`` is alive."""
@@ -72,3 +88,8 @@ class Overlaps:
         later = in_start_order[self.later_end] - in_start_order[np.arange(1, len(self.sizes) + 1)]
         totals: np.ndarray = earlier + later[self.position] + self.sizes
         return totals
+
+
+@functools.lru_cache(maxsize=1)
+def _last_built(items: tuple[Item, ...]) -> Overlaps:
+    return Overlaps.sweep(items)
