@@ -16,7 +16,9 @@ is a list scheduler whose priority is the bytes an operator allocates minus thos
 frees; wider beams look ahead by keeping several partial orders alive; and when no
 layer was ever cut the result is the exact optimum (a DP over frontiers). Frontiers
 whose peak already reaches ``ceiling`` (e.g. the ONNX order's max-live) are dropped:
-they cannot beat it. The search is deterministic: it counts frontiers, never time.
+they cannot beat it. The search is deterministic: it counts frontiers and the
+operators tried from them (moves: a fan-out of n readers makes every frontier try
+n), never time; a search that reaches its move budget stops and says so.
 
 :func:`memory_schedule` first cuts the graph at the operators every order passes
 through (:meth:`MemoryGraph.cut_points`): the segments between them are independent,
