@@ -1,20 +1,26 @@
 """Benchmark: compile time and compiler peak RSS as graphs grow, against the issue's targets.
 
-Cases (``models.synthetic`` and ``models.llama`` builders, weights external and
-absent): random DAGs and transformer stacks of about 1k, 10k and 100k operators,
-and a Llama-7B-style decoder at full width with 32 layers. Each case is built in
+Cases (``models.synthetic``, ``models.scale_shapes`` and ``models.llama`` builders,
+weights external and absent): random DAGs and transformer stacks of about 1k, 10k
+and 100k operators; a Llama-7B-style decoder at full width with 32 layers; one
+graph per shape (chain, fan-out, many outputs, deep nest, wide layers) at 1k, 2k,
+4k and 8k operators, to see how each pass grows, and at 50k (fan-out and many
+outputs also at 10k); pipeline-partitioned cases (``--devices K``). Each case is built in
 this process, saved to a temporary folder, and compiled end to end (default
 pipeline and target, plan and annotated model written) in a **fresh child
 process**, so its peak RSS (``ru_maxrss``) is the compiler's alone. A case that
 exceeds its time cap is stopped and reported as such.
 
 Targets (issue 8): 10k operators < 30 s, 100k < 300 s, the 7B decoder < 60 s with
-peak RSS < 1 GiB; time per operator close to flat (n log n).
+peak RSS < 1 GiB; time per operator close to flat (n log n). Issue 20: every shape
+at 50k operators (fan-out and many outputs at 10k) < 120 s and 4 GiB. Issue 16:
+``--devices 4`` on 20k operators < 60 s and 2 GiB.
 
 Usage: ``python benchmarks/scale.py [--cases NAME ...] [--cap-factor 2] [--profile CASE]
 [--out benchmarks/results/scale.md] [--png benchmarks/results/scale.png]``.
 ``--profile CASE`` runs that one case under cProfile in the child and prints the 25
-most expensive functions by cumulative and by own time.
+most expensive functions by cumulative and by own time. The column "RSS grew in"
+names the pass during which the peak RSS grew most.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import onnx
@@ -37,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from models.llama import llama  # noqa: E402
+from models.scale_shapes import SHAPES  # noqa: E402
 from models.synthetic import random_dag, transformer_stack  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "scale.md"
@@ -52,6 +60,7 @@ class Case:
     target_seconds: float | None = None
     target_rss: int | None = None
     cap_seconds: float = 120.0  # the child is stopped after this (before --cap-factor)
+    devices: int = 1  # --devices (pipeline partition) when above 1
 
 
 # transformer_stack has 33 operators per layer (plus a few).
@@ -63,22 +72,52 @@ CASES = [
     Case("random_dag_100k", lambda: random_dag(100_000, seed=0), 300.0, cap_seconds=300.0),
     Case("transformer_100k", lambda: transformer_stack(3030), 300.0, cap_seconds=300.0),
     Case("llama_7b_32l", lambda: llama(32), 60.0, GiB, cap_seconds=60.0),
+    *(
+        Case(f"{shape}_{n // 1000}k", partial(build, n))
+        for shape, build in SHAPES.items()
+        for n in (1_000, 2_000, 4_000, 8_000)
+    ),
+    *(
+        Case(f"{shape}_{n // 1000}k", partial(SHAPES[shape], n), 120.0, 4 * GiB, 120.0)
+        for shape, n in (("fan_out", 10_000), ("many_outputs", 10_000))
+    ),
+    *(
+        Case(f"{shape}_50k", partial(build, 50_000), 120.0, 4 * GiB, 120.0)
+        for shape, build in SHAPES.items()
+    ),
+    Case("random_dag_20k_k4", lambda: random_dag(20_000, seed=0), 60.0, 2 * GiB, 60.0, 4),
+    Case("transformer_20k_k4", lambda: transformer_stack(606), 60.0, 2 * GiB, 60.0, 4),
+    Case("chain_50k_k1000", partial(SHAPES["chain"], 50_000), 120.0, 4 * GiB, 120.0, 1000),
 ]
 
 # Runs in the child: compile, write, report seconds per phase and peak RSS as JSON.
 CHILD = """
 import json, resource, sys, time
 began = time.perf_counter()
-from tierplan.compiler import compile_model
+from tierplan.compiler import compile_model, default_pipeline
 from tierplan.compiler.pass_manager import PassTimer
 imported = time.perf_counter()
 timer = PassTimer()
+def maxrss():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+rss = {"import": maxrss()}
+class RssAfterPass:
+    def after_pass(self, position, item, ir, result, seconds):
+        rss[item.name] = maxrss()
+devices = int(sys.argv[3])
+passes = [
+    f"partition{{devices={devices}}}" if name == "partition" and devices > 1 else name
+    for name in default_pipeline()
+]
 def run():
-    result = compile_model(sys.argv[1], instruments=[timer])
+    result = compile_model(
+        sys.argv[1], passes=passes, instruments=[timer, RssAfterPass()],
+        on_pass_start=lambda position, item: rss.setdefault("frontend", maxrss()),
+    )
     compiled = time.perf_counter()
     result.write(sys.argv[2])
     return result, compiled
-if len(sys.argv) > 3:
+if len(sys.argv) > 4:
     import cProfile, pstats
     profile = cProfile.Profile()
     result, compiled = profile.runcall(run)
@@ -95,6 +134,7 @@ print(json.dumps({
     "import": imported - began,
     "frontend": compiled - imported - sum(passes.values()),
     "passes": passes,
+    "rss_after": rss,
     "write": done - compiled,
     "total": done - imported,
     "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
@@ -114,6 +154,7 @@ class Measurement:
     write: float = 0.0
     total: float | None = None  # compile + write, seconds; None when stopped or failed
     rss: int | None = None
+    rss_after: dict[str, int] | None = None  # ru_maxrss after each pass
     failure: str = ""
     cap: float | None = None  # seconds after which the child was stopped
 
@@ -135,7 +176,8 @@ def measure(case: Case, workdir: Path, cap_factor: float, profile: bool = False)
     """Build the case's model, compile it in a child process, and collect the numbers."""
     path = workdir / f"{case.name}.onnx"
     onnx.save(case.build(), str(path))
-    command = [sys.executable, "-c", CHILD, str(path), str(workdir / f"{case.name}.out")]
+    output = workdir / f"{case.name}.out"
+    command = [sys.executable, "-c", CHILD, str(path), str(output), str(case.devices)]
     cap = case.cap_seconds * cap_factor
     try:
         child = subprocess.run(
@@ -162,6 +204,7 @@ def measure(case: Case, workdir: Path, cap_factor: float, profile: bool = False)
         write=data["write"],
         total=data["total"],
         rss=data["rss"],
+        rss_after=data["rss_after"],
     )
 
 
@@ -174,19 +217,29 @@ def _target(case: Case) -> str:
     return ", ".join(parts) or "-"
 
 
+def _grew_most(rss_after: dict[str, int]) -> str:
+    """The pass during which the peak RSS grew most (``frontend``: before any pass)."""
+    grown, before = {}, 0
+    for name, rss in rss_after.items():
+        grown[name], before = rss - before, rss
+    grown.pop("import", None)
+    return max(grown, key=lambda key: grown[key], default="-")
+
+
 def table(results: list[Measurement]) -> list[str]:
     """The Markdown table: one row per case."""
     # Passes in pipeline order (the order the children reported them).
     pass_names = list(dict.fromkeys(name for r in results for name in (r.passes or {})))
     lines = [
-        "| case | ops | total s | µs/op | peak RSS MiB | frontend s | "
+        "| case | ops | total s | µs/op | peak RSS MiB | RSS grew in | frontend s | "
         + " | ".join(f"{name} s" for name in pass_names)
         + " | write s | target | verdict |",
-        "|---" * (9 + len(pass_names)) + "|",
+        "|---" * (10 + len(pass_names)) + "|",
     ]
     for r in results:
         if r.total is None:
-            cells = [r.case.name, "-", r.failure, "-", "-", "-", *("-" for _ in pass_names), "-"]
+            cells = [r.case.name, "-", r.failure, "-", "-", "-", "-"]
+            cells += [*("-" for _ in pass_names), "-"]
         else:
             cells = [
                 r.case.name,
@@ -194,6 +247,7 @@ def table(results: list[Measurement]) -> list[str]:
                 f"{r.total:.2f}",
                 f"{r.total / max(r.ops, 1) * 1e6:.0f}",
                 f"{(r.rss or 0) / 2**20:.0f}",
+                _grew_most(r.rss_after or {}),
                 f"{r.frontend:.2f}",
                 *(f"{(r.passes or {}).get(name, 0.0):.2f}" for name in pass_names),
                 f"{r.write:.2f}",

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import networkx as nx
 from tierplan.compiler.errors import InputError, InvariantError
@@ -162,6 +162,45 @@ class Tensor:
         return self.start is not None and self.end is not None
 
 
+Key = TypeVar("Key", bound=Hashable)
+
+
+def alias_roots(names: Iterable[Key], parent: Callable[[Key], Key | None]) -> dict[Key, Key]:
+    """The root of each name's alias chain (``parent`` gives the next link, ``None`` at a root).
+
+    The one alias-group resolver of the IR, the plan and the validator: every link is
+    followed once, so a chain of n aliases costs O(n), not O(n) per member. A malformed
+    cycle ends each walk at the first repeat: a member of the cycle gets the member whose
+    parent it is, a name leading into the cycle gets what the cycle's entry gets.
+
+    >>> links = {"c": "b", "b": "a", "x": "y", "y": "x"}
+    >>> sorted(alias_roots(["c", "x"], links.get).items())
+    [('a', 'a'), ('b', 'a'), ('c', 'a'), ('x', 'y'), ('y', 'x')]
+    """
+    roots: dict[Key, Key] = {}
+    for start in names:
+        path: list[Key] = []
+        on_path: dict[Key, int] = {}
+        node = start
+        while node not in roots:
+            if node in on_path:
+                cycle = path[on_path[node] :]
+                for position, member in enumerate(cycle):
+                    roots[member] = cycle[position - 1]
+                del path[on_path[node] :]
+                break
+            on_path[node] = len(path)
+            path.append(node)
+            following = parent(node)
+            if following is None:
+                roots[node] = node
+                break
+            node = following
+        for member in path:
+            roots[member] = roots[node]
+    return roots
+
+
 def op_key(name: str) -> NodeKey:
     """Node key of the operator called ``name``."""
     return ("op", name)
@@ -265,17 +304,20 @@ class IRGraph:
 
     def alias_root(self, tensor: Tensor) -> str:
         """The tensor at the end of the ``alias_of`` chain (itself if it aliases nothing)."""
-        seen = {tensor.name}
-        while tensor.alias_of is not None and tensor.alias_of not in seen:
-            seen.add(tensor.alias_of)
-            tensor = self.tensor(tensor.alias_of)
-        return tensor.name
+        return self.alias_roots([tensor])[tensor.name]
+
+    def alias_roots(self, tensors: Iterable[Tensor]) -> dict[str, str]:
+        """:meth:`alias_root` of each of ``tensors`` (and of the tensors their chains pass),
+        in time linear in the tensors visited: call it once per pass, not once per tensor."""
+        return alias_roots((t.name for t in tensors), lambda name: self.tensor(name).alias_of)
 
     def alias_groups(self, tensors: Iterable[Tensor]) -> dict[str, list[Tensor]]:
         """``tensors`` grouped by :meth:`alias_root`: each group shares its bytes."""
+        members = list(tensors)
+        roots = self.alias_roots(members)
         groups: dict[str, list[Tensor]] = {}
-        for tensor in tensors:
-            groups.setdefault(self.alias_root(tensor), []).append(tensor)
+        for tensor in members:
+            groups.setdefault(roots[tensor.name], []).append(tensor)
         return groups
 
     def has_operator(self, name: str) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from tierplan.compiler.errors import InputError
 from tierplan.compiler.files import write_atomically
-from tierplan.compiler.ir import TRANSFER_OP, IRGraph
+from tierplan.compiler.ir import TRANSFER_OP, IRGraph, alias_roots
 from tierplan.compiler.target import Target
 
 PLAN_FORMAT = "tierplan-plan/1"
@@ -63,19 +63,19 @@ def alias_groups(buffers: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
 
     ``alias_of`` applies to the aliased tensor's buffers on the same device and tier
     (plan-format.md), so a tensor copied to other devices or tiers belongs to one
-    group per region. Cycles end at the first repeat.
+    group per region. Cycles end at the first repeat (:func:`~tierplan.compiler.ir.alias_roots`).
     """
     parent: dict[tuple[str, str], str | None] = {}
     for b in buffers:
         key = (region_key(b["device"], b["tier"]), b["tensor"])
-        parent[key] = parent.get(key) or b.get("alias_of")
-    roots: dict[tuple[str, str], str] = {}
-    for region, name in parent:
-        seen = [name]
-        while (up := parent.get((region, seen[-1]))) and up not in seen:
-            seen.append(up)
-        roots[(region, name)] = seen[-1]
-    return roots
+        parent[key] = parent.get(key) or b.get("alias_of") or None
+
+    def link(key: tuple[str, str]) -> tuple[str, str] | None:
+        up = parent.get(key)
+        return (key[0], up) if up else None
+
+    roots = alias_roots(parent, link)
+    return {key: roots[key][1] for key in parent}
 
 
 def group_live_ranges(members: list[dict[str, Any]]) -> list[tuple[int, int, int]]:

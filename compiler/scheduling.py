@@ -16,7 +16,9 @@ is a list scheduler whose priority is the bytes an operator allocates minus thos
 frees; wider beams look ahead by keeping several partial orders alive; and when no
 layer was ever cut the result is the exact optimum (a DP over frontiers). Frontiers
 whose peak already reaches ``ceiling`` (e.g. the ONNX order's max-live) are dropped:
-they cannot beat it. The search is deterministic: it counts frontiers, never time.
+they cannot beat it. The search is deterministic: it counts frontiers and the
+operators tried from them (moves: a fan-out of n readers makes every frontier try
+n), never time; a search that reaches its move budget stops and says so.
 
 :func:`memory_schedule` first cuts the graph at the operators every order passes
 through (:meth:`MemoryGraph.cut_points`): the segments between them are independent,
@@ -291,6 +293,8 @@ class SearchResult:
     peak: int
     exact: bool  # no layer was cut: the order is optimal (or none beats the ceiling)
     frontiers: int  # frontiers expanded
+    budget_spent: bool = False  # the search stopped at its budget, not at a proof
+    moves: int = 0  # operators tried from the frontiers
 
 
 def beam_schedule(
@@ -299,13 +303,17 @@ def beam_schedule(
     ceiling: int | None = None,
     segment: range | None = None,
     live: int | None = None,
+    moves: int | None = None,
 ) -> SearchResult:
     """Search frontiers layer by layer, keeping at most ``width`` per layer.
 
     With ``segment`` (the positions between two cut points, see
     :meth:`MemoryGraph.cut_points`) only those operators are ordered, the ones
     before it having run, leaving ``live`` bytes (replayed in the reference order
-    when not given); the peak is the segment's own.
+    when not given); the peak is the segment's own. ``moves`` bounds the operators
+    tried from all frontiers together (None: no bound): a search that reaches it
+    stops without an order (``budget_spent``), so a wide fan-out costs a bounded
+    number of steps, not width times its ready operators at every layer.
     """
     segment = segment if segment is not None else range(len(graph.operators))
     done = (1 << segment.start) - 1
@@ -314,30 +322,33 @@ def beam_schedule(
     ready = tuple(v for v in segment if not graph.predecessors[v] & ~done)
     count = len(segment)
     layer = [Frontier(done, live, live, ready, None)]
-    exact, expanded = True, 0
+    exact, expanded, tried = True, 0, 0
     for _ in range(count):
-        following: dict[int, Frontier] = {}
+        # A move is (frontier, operator, peak, live after); only the moves that
+        # survive the layer's cut build their frontier (its ready tuple).
+        following: dict[int, tuple[Frontier, int, int, int]] = {}
         for frontier in layer:
             expanded += 1
+            tried += len(frontier.ready)
+            if moves is not None and tried > moves:
+                return SearchResult(None, ceiling or 0, False, expanded, True, tried)
             for op in frontier.ready:
                 done = frontier.done | 1 << op
                 peak = max(frontier.peak, graph.running(op, done, frontier.live))
                 known = following.get(done)
-                if (ceiling is not None and peak >= ceiling) or (known and known.peak <= peak):
+                if (ceiling is not None and peak >= ceiling) or (known and known[2] <= peak):
                     continue
-                unlocked = [u for u in graph.successors[op] if not graph.predecessors[u] & ~done]
-                following[done] = Frontier(
-                    done=done,
-                    peak=peak,
-                    live=frontier.live + graph.allocates[op] - graph.freed(op, done),
-                    ready=tuple(sorted([v for v in frontier.ready if v != op] + unlocked)),
-                    path=(op, frontier.path),
-                )
-        layer = sorted(following.values(), key=lambda f: (f.peak, f.live, f.done))
-        if len(layer) > width:
-            layer, exact = layer[:width], False
-        if not layer:
-            return SearchResult(None, ceiling or 0, exact, expanded)
+                after = frontier.live + graph.allocates[op] - graph.freed(op, done)
+                following[done] = (frontier, op, peak, after)
+        chosen = sorted(following.items(), key=lambda item: (item[1][2], item[1][3], item[0]))
+        if len(chosen) > width:
+            chosen, exact = chosen[:width], False
+        if not chosen:
+            return SearchResult(None, ceiling or 0, exact, expanded, moves=tried)
+        layer = [
+            _advance(graph, parent, op, done, peak, after)
+            for done, (parent, op, peak, after) in chosen
+        ]
     best = layer[0]
     order: list[int] = []
     path = best.path
@@ -345,7 +356,20 @@ def beam_schedule(
         op, rest = path
         order.append(op)
         path = rest  # type: ignore[assignment]
-    return SearchResult(order[::-1], best.peak, exact, expanded)
+    return SearchResult(order[::-1], best.peak, exact, expanded, moves=tried)
+
+
+def _advance(
+    graph: MemoryGraph, parent: Frontier, op: int, done: int, peak: int, live: int
+) -> Frontier:
+    unlocked = [u for u in graph.successors[op] if not graph.predecessors[u] & ~done]
+    return Frontier(
+        done=done,
+        peak=peak,
+        live=live,
+        ready=tuple(sorted([v for v in parent.ready if v != op] + unlocked)),
+        path=(op, parent.path),
+    )
 
 
 @dataclass(slots=True)
@@ -358,6 +382,17 @@ class _Segment:
     proven: bool = False  # and the search was exact: no order of it is lower
 
 
+MOVES_PER_FRONTIER = 16
+"""Operators a search may try per frontier of its budget, on a graph of up to
+:data:`MASK_BITS` operators (fewer above: every move costs a mask of the graph's size)."""
+MASK_BITS = 4096
+
+
+def move_budget(budget: int, operators: int) -> int:
+    """The moves (operators tried, see :func:`beam_schedule`) a ``budget`` of frontiers allows."""
+    return budget * MOVES_PER_FRONTIER * MASK_BITS // max(MASK_BITS, operators)
+
+
 def memory_schedule(graph: MemoryGraph, budget: int) -> SearchResult:
     """An order with a lower max-live than the reference one, within ``budget`` frontiers.
 
@@ -366,7 +401,9 @@ def memory_schedule(graph: MemoryGraph, budget: int) -> SearchResult:
     budget allows for its length) with its current peak as the ceiling, again
     after every improvement, until a search finds nothing lower (then, if it was
     exact, the order is optimal), the peak meets :meth:`MemoryGraph.lower_bound`
-    (optimal too) or the budget is spent.
+    (optimal too) or the budget is spent: ``budget`` frontiers, or the moves
+    :func:`move_budget` allows for them, whichever runs out first. The result's
+    ``budget_spent`` says the budget, not a proof or a settled search, ended it.
     """
     if not graph.operators:
         return SearchResult(None, graph.initial, True, 0)
@@ -383,25 +420,32 @@ def memory_schedule(graph: MemoryGraph, budget: int) -> SearchResult:
     # order is the largest of its segments' peaks.
     reference_peak = max((segment.peak for segment in segments), default=graph.initial)
     remaining, expanded = budget, 0
+    moves = move_budget(budget, len(graph.operators))
     floor = graph.lower_bound()
+    spent = True
     while remaining > 0:
         top = max(segments, key=lambda s: (s.peak, -s.positions.start))
         if top.settled or top.peak <= floor:
+            spent = False
             break
         width = max(1, remaining // len(top.positions))
-        found = beam_schedule(graph, width, top.peak, top.positions, top.live)
+        found = beam_schedule(graph, width, top.peak, top.positions, top.live, moves)
         remaining -= found.frontiers
         expanded += found.frontiers
+        moves -= found.moves
+        if found.budget_spent:
+            break
         if found.order is None:
             top.settled, top.proven = True, found.exact
         else:
             top.order, top.peak = found.order, found.peak
     top = max(segments, key=lambda s: (s.peak, -s.positions.start))
     proven = top.proven or top.peak <= floor
+    spent = spent and not proven
     if top.peak >= reference_peak:
-        return SearchResult(None, reference_peak, proven, expanded)
+        return SearchResult(None, reference_peak, proven, expanded, spent)
     order = [v for segment in segments for v in segment.order]
-    return SearchResult(order, top.peak, proven, expanded)
+    return SearchResult(order, top.peak, proven, expanded, spent)
 
 
 def onnx_order_bound(ir: IRGraph) -> int:

@@ -10,13 +10,15 @@ costing a plan, and ``tierplan check`` runs it on any plan file.
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from tierplan.compiler.alias_layout import concat_part_positions, slice_view_position
-from tierplan.compiler.ir import IRGraph, Operator
+from tierplan.compiler.intervals import IntervalIndex
+from tierplan.compiler.ir import IRGraph, Operator, alias_roots
 from tierplan.compiler.plan import PLAN_FORMAT, memory_summary
 
 # Operators whose output may be declared a view of input 0 (plan-format.md).
@@ -467,14 +469,8 @@ class _Checker:
                     "a view, a slice view nor a concat part of it",
                 )
         names = {b.index: b.tensor for b in self.buffers}
-        roots = {}
-        for b in self.buffers:
-            seen, index = set(), b.index
-            while index in self.alias_parent and index not in seen:
-                seen.add(index)
-                index = self.alias_parent[index]
-            roots[b.index] = names[index]
-        return roots
+        root_index = alias_roots(names, self.alias_parent.get)
+        return {index: names[root] for index, root in root_index.items()}
 
     def alias_placements(self, b: _Buffer, target: _Buffer) -> list[tuple[str, int]]:
         """Each kind of alias ``b`` may be of ``target`` (plan-format.md), with the offset
@@ -530,7 +526,7 @@ class _Checker:
     def overlaps(self, roots: dict[int, str]) -> None:
         regions: dict[tuple[int, str], list[_Buffer]] = defaultdict(list)
         for b in self.buffers:
-            if b.nbytes:
+            if b.nbytes > 0:
                 regions[(b.device, b.tier)].append(b)
         reported = 0
         for members in regions.values():
@@ -665,13 +661,24 @@ def _overlapping_pairs(buffers: list[_Buffer], last_step: int) -> Iterator[tuple
             if other.offset + other.nbytes <= b.offset:
                 break
             yield other, b
-    active: list[_Buffer] = []
-    for b in partial:
-        active = [a for a in active if a.end >= b.start]
-        for a in active:
-            if a.offset < b.offset + b.nbytes and b.offset < a.offset + a.nbytes:
-                yield a, b
-        active.append(b)
+    # A sweep over start steps with the live buffers indexed by their bytes (ends
+    # ranked), so each buffer meets only those sharing a byte, not all live ones.
+    ranks = {x: i for i, x in enumerate(sorted({x for b in partial for x in _bytes(b)}))}
+    live: IntervalIndex[int] = IntervalIndex(len(ranks))
+    leaving: list[tuple[int, int]] = []  # (end, position in `partial`) of the live ones
+    for position, b in enumerate(partial):
+        while leaving and leaving[0][0] < b.start:
+            gone = heapq.heappop(leaving)[1]
+            live.remove(gone, *(ranks[x] for x in _bytes(partial[gone])))
+        for earlier in sorted(live.overlapping(*(ranks[x] for x in _bytes(b)))):
+            yield partial[earlier], b
+        live.add(position, *(ranks[x] for x in _bytes(b)))
+        heapq.heappush(leaving, (b.end, position))
+
+
+def _bytes(b: _Buffer) -> tuple[int, int]:
+    """The first and last byte of a buffer (``nbytes`` > 0)."""
+    return b.offset, b.offset + b.nbytes - 1
 
 
 def validate_plan(plan: Any, model: IRGraph, model_sha256: str | None = None) -> list[Violation]:

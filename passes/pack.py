@@ -61,7 +61,8 @@ def fits_as_given(
     if any(offset is None for offset in offsets.values()):
         return False
     items = packing_items(ir, tensors, target)
-    by_root = {t.name: offsets[ir.alias_root(t)] for t in tensors}
+    roots = ir.alias_roots(tensors)
+    by_root = {t.name: offsets[roots[t.name]] for t in tensors}
     if any(by_root[t.name] != offsets[t.name] for t in tensors):
         return False
     placed = {item.key: offsets[item.key] or 0 for item in items}
@@ -130,8 +131,9 @@ class Pack(Pass):
                 self.workers,
                 partial(_tell, context, region),
             )
+            roots = ir.alias_roots(activations)
             for tensor in activations:
-                tensor.offset = base + placement.offsets[ir.alias_root(tensor)]
+                tensor.offset = base + placement.offsets[roots[tensor.name]]
             peak = max((t.offset or 0) + t.nbytes for t in tensors)
             if peak > tier.capacity and fits_as_given(ir, tensors, proven, target, tier.capacity):
                 for tensor in tensors:

@@ -8,7 +8,10 @@ standard requires; a file whose nodes are out of order is sorted topologically,
 breaking ties by the ONNX position so the result is deterministic. With
 ``order=memory`` (the default), :func:`~tierplan.compiler.scheduling.memory_schedule`
 then looks for an order with a lower max-live, expanding at most ``budget``
-frontiers; it is kept only when strictly better than the reference, so the
+frontiers and trying at most a number of operators scaled to them and to the graph
+(:func:`~tierplan.compiler.scheduling.move_budget`): its cost is bounded by counts,
+never by time, and its note says when the budget rather than a proof ended it. The
+order is kept only when strictly better than the reference, so the
 schedule is never worse than the ONNX order. With ``aliasing=true`` (the default)
 max-live counts views and in-place writes as the ``inplace`` pass will make them
 for the order (an input's bytes are taken over when it dies at the writer), so the
@@ -36,6 +39,8 @@ class ScheduleReport:
     that of the ONNX order. ``method`` says how good the
     chosen order is known to be: ``onnx`` (asked for), ``exact`` (the search covered
     every frontier: no order has a lower max-live) or ``beam`` (a heuristic order).
+    ``budget_spent``: the search budget ended a ``beam`` search (a wider one might
+    find a lower max-live), rather than a search that found nothing lower.
     """
 
     order: str
@@ -44,6 +49,7 @@ class ScheduleReport:
     onnx_order_bound: int
     frontiers: int
     aliasing: bool
+    budget_spent: bool = False
 
 
 @register_pass
@@ -75,7 +81,13 @@ class Schedule(Pass):
             if found.order is not None:
                 chosen = [reference[v] for v in found.order]
             report = ScheduleReport(
-                order, method, found.peak, onnx_bound, found.frontiers, self.aliasing
+                order,
+                method,
+                found.peak,
+                onnx_bound,
+                found.frontiers,
+                self.aliasing,
+                found.budget_spent,
             )
         context.results[self.name] = report
         changed = False
@@ -86,5 +98,6 @@ class Schedule(Pass):
             f"{len(chosen)} operators in {report.order} order ({report.method}): max-live "
             f"{report.bound} bytes, ONNX order {report.onnx_order_bound}"
             + (" (with views and in-place writes)" if report.aliasing else "")
+            + ("; the search budget ended it, not a proof" if report.budget_spent else "")
         )
         return PassResult(changed=changed, notes=[note])

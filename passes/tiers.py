@@ -27,9 +27,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+import numpy as np
 from ortools.sat.python import cp_model
 from tierplan.compiler.cost import moved_bytes
 from tierplan.compiler.errors import PipelineError
+from tierplan.compiler.intervals import IntervalIndex
 from tierplan.compiler.ir import IRGraph, Tensor
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
 from tierplan.compiler.target import Target
@@ -65,11 +67,16 @@ def greedy_assignment(candidates: list[Candidate], capacity: int) -> Assignment:
         key=lambda c: (-c.benefit / (c.size * (c.end - c.start + 1)), c.start, c.key),
     )
     placed: list[tuple[Candidate, int]] = []
+    horizon = max((c.end for c in candidates), default=0) + 1
+    steps: IntervalIndex[int] = IntervalIndex(horizon)  # placed candidates by their steps
+    used = np.zeros(horizon, dtype=np.int64)  # bytes placed at each step
     for candidate in order:
+        span = slice(candidate.start, candidate.end + 1)
+        if used[span].max() + candidate.size > capacity:
+            continue  # a full step in its range: no offset fits (once L2 is full, O(1) numpy)
         busy = sorted(
-            (o, o + c.size)
-            for c, o in placed
-            if c.start <= candidate.end and candidate.start <= c.end
+            (placed[i][1], placed[i][1] + placed[i][0].size)
+            for i in steps.overlapping(candidate.start, candidate.end)
         )
         offset = 0  # the lowest offset below which nothing in `busy` is in the way
         for low, high in busy:
@@ -77,6 +84,8 @@ def greedy_assignment(candidates: list[Candidate], capacity: int) -> Assignment:
                 break
             offset = max(offset, high)
         if offset + candidate.size <= capacity:
+            steps.add(len(placed), candidate.start, candidate.end)
+            used[span] += candidate.size
             placed.append((candidate, offset))
     offsets = {c.key: o for c, o in placed}
     benefit = sum(c.benefit for c, _ in placed)
@@ -137,7 +146,7 @@ def assign(
     unit: int,
     solver: str = "cp-sat",
     max_deterministic_time: float = 1.0,
-    max_items: int = 3000,
+    max_items: int = 1000,
 ) -> Assignment:
     """The best assignment the chosen solver finds (never worse than the greedy)."""
     greedy = greedy_assignment(candidates, capacity)
@@ -188,7 +197,7 @@ class Tiers(Pass):
 
     solver: str = "cp-sat"
     max_deterministic_time: float = 1.0
-    max_items: int = 3000
+    max_items: int = 1000
 
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         """Set ``tier``/``offset`` of the activations placed in the middle tier."""
@@ -220,8 +229,9 @@ class Tiers(Pass):
                 self.max_deterministic_time,
                 self.max_items,
             )
+            roots = ir.alias_roots(tensors)
             for tensor in tensors:
-                offset = result.offsets.get(ir.alias_root(tensor))
+                offset = result.offsets.get(roots[tensor.name])
                 if offset is not None:
                     tensor.tier, tensor.offset = middle.name, offset
             reports[device] = result

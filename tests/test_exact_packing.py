@@ -26,6 +26,7 @@ from tierplan.compiler.packing import (
     search,
     solve,
 )
+from tierplan.compiler.packing.exact import Part, sections, stacked_sections
 from tierplan.compiler.packing.instances import cut_blocks, rectangle_cuts, staircases, towers
 from tierplan.compiler.pass_manager import parse_pipeline
 
@@ -392,3 +393,41 @@ def test_pack_pass_sends_progress_to_the_front_end(monkeypatch: pytest.MonkeyPat
     step = exact.Progress(1, 1, 0, "cpsat", 2, 1).describe()
     assert seen and all(line.split(" ", 1)[0].count("/") == 1 for line in seen)
     assert {line.split(" ", 1)[1] for line in seen} == {step}
+
+
+def _stacked_sections_by_rescanning(items: list[Item]) -> tuple[dict[str, int], list[Part]]:
+    """stacked_sections as first written: every peel re-sections the whole part."""
+    stacked: dict[str, int] = {}
+    parts: list[Part] = []
+    work = [Part(0, section) for section in reversed(sections(items))]
+    while work:
+        part = work.pop()
+        first = min(item.start for item in part.items)
+        last = max(item.end for item in part.items)
+        spanning = [item for item in part.items if (item.start, item.end) == (first, last)]
+        if not spanning:
+            parts.append(part)
+            continue
+        base = part.base
+        for item in sorted(spanning, key=lambda item: (-item.size, item.key)):
+            stacked[item.key] = base
+            base += item.size
+        rest = [item for item in part.items if (item.start, item.end) != (first, last)]
+        work.extend(Part(base, section) for section in reversed(sections(rest)) if rest)
+    return stacked, parts
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_stacked_sections_equal_rescanning_each_part(seed: int) -> None:
+    rng = random.Random(seed)
+    steps = rng.randint(1, 40)
+    items = []
+    for index in range(rng.randint(0, 80)):
+        if rng.random() < 0.4:  # nests and repeats, where peeling goes deep
+            start = rng.randint(0, steps // 3)
+            end = rng.randint(max(start, steps - steps // 3 - 1), steps - 1)
+        else:
+            start = rng.randrange(steps)
+            end = rng.randint(start, min(steps - 1, start + rng.choice([0, 1, 4])))
+        items.append(Item(f"i{index}", start, end, rng.choice([64, 128, 256])))
+    assert stacked_sections(items) == _stacked_sections_by_rescanning(items)

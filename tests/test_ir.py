@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import networkx as nx
 import pytest
 from tierplan.compiler import IRGraph, ModelInfo, Operator, Tensor, compile_model
 from tierplan.compiler.errors import InputError, InvariantError
+from tierplan.compiler.ir import alias_roots
 
 from tests.conftest import MODELS
 
@@ -63,3 +65,33 @@ def test_graphml_export_opens_in_networkx(tmp_path: Path) -> None:
     assert graph.number_of_nodes() == result.ir.graph.number_of_nodes()
     offsets = {n: d["offset"] for n, d in graph.nodes(data=True) if d.get("node_type") == "tensor"}
     assert offsets["tensor:" + next(iter(result.ir.tensors())).name] == 0
+
+
+def _walk_to_first_repeat(parent: dict[str, str], name: str) -> str:
+    seen = [name]
+    while parent.get(seen[-1]) and parent[seen[-1]] not in seen:
+        seen.append(parent[seen[-1]])
+    return seen[-1]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_alias_roots_equal_walking_each_chain(seed: int) -> None:
+    rng = random.Random(seed)
+    names = [f"t{i}" for i in range(rng.randint(1, 40))]
+    # Random links, cycles included (a malformed plan may hold them).
+    parent = {name: rng.choice(names) for name in names if rng.random() < 0.7}
+    roots = alias_roots(names, parent.get)
+    assert {name: roots[name] for name in names} == {
+        name: _walk_to_first_repeat(parent, name) for name in names
+    }
+
+
+def test_alias_groups_of_a_long_in_place_chain_share_one_root() -> None:
+    ir = IRGraph(ModelInfo(path="m.onnx", sha256="0"))
+    for i in range(5000):
+        ir.add_tensor(
+            Tensor(f"t{i}", "float32", (4,), 16, "activation", alias_of=f"t{i - 1}" if i else None)
+        )
+    groups = ir.alias_groups(ir.tensors())
+    assert list(groups) == ["t0"] and len(groups["t0"]) == 5000
+    assert ir.alias_root(ir.tensor("t4999")) == "t0"

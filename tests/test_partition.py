@@ -106,6 +106,36 @@ def test_more_stages_never_need_more_memory_and_the_max_is_above_the_ideal() -> 
         assert peak >= single / k
 
 
+def test_limited_cut_candidates_give_the_full_tables_entries(tmp_path: Path) -> None:
+    problem = _problem(_dag(tmp_path, 40, 4))
+    full = stage_tables(problem)
+    limited = stage_tables(problem, limit=7)
+    starts = limited.starts.tolist()
+    assert len(starts) == 7 and starts[0] == 0 and starts == sorted(set(starts))
+    ends = [*(s - 1 for s in starts[1:]), problem.size - 1]
+    for a, b in itertools.combinations_with_replacement(range(len(starts)), 2):
+        i, j = starts[a], ends[b]
+        assert limited.memory[a, b] == full.memory[i, j]
+        assert limited.incoming[a, b] == full.incoming[i, j]
+        assert limited.seconds[a, b] == pytest.approx(full.seconds[i, j], rel=1e-12)
+    cuts = best_cuts(limited, 3)
+    assert set(cuts.starts) <= set(starts)
+    assert (
+        cuts.max_memory == assignment_cost(problem, _devices(cuts.starts, problem.size), 3).max_peak
+    )
+
+
+def test_a_device_count_far_above_the_operators_costs_no_more_than_one_per_operator(
+    tmp_path: Path,
+) -> None:
+    problem = _problem(_dag(tmp_path, 12, 5))
+    tables = stage_tables(problem)
+    many = best_cuts(tables, 10**5)
+    assert many == best_cuts(tables, problem.size)
+    cost = assignment_cost(problem, _devices(many.starts, problem.size), 10**5)
+    assert len(cost.peak_bytes) == 10**5 and cost.max_peak == many.max_memory
+
+
 # -- graph mode -----------------------------------------------------------------------
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tierplan.compiler.packing import PLACERS, Item, check_placement, max_live, place
+from tierplan.compiler.packing import PLACERS, Item, check_placement, max_live, overlaps, place
 from tierplan.compiler.packing.greedy import fit_offset
 from tierplan.compiler.packing.overlaps import Overlaps
 
@@ -89,3 +91,21 @@ def test_ruin_and_recreate_fixes_residuals_that_greedy_stacks_above_the_bound() 
     placement = place(items, "ruin-recreate")
     assert placement.peak == max_live(items)
     assert not check_placement(items, placement.offsets)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_conflicts_found_when_asked_equal_the_stored_ones(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(seed)
+    items = []
+    for index in range(rng.randint(1, 120)):
+        start = rng.randrange(40)
+        items.append(Item(f"i{index}", start, rng.randint(start, 45), rng.choice([64, 192])))
+    stored = Overlaps.sweep(items)
+    monkeypatch.setattr(overlaps, "PAIR_LIMIT", 0)
+    asked = Overlaps.sweep(items)
+    assert asked.earlier is None and stored.earlier is not None
+    for index in range(len(items)):
+        assert asked.neighbours(index).tolist() == stored.neighbours(index).tolist()
+    assert asked.conflict_bytes().tolist() == stored.conflict_bytes().tolist()

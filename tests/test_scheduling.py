@@ -209,3 +209,36 @@ def test_frontier_count_is_deterministic(breadth_first: Path) -> None:
         compile_model(breadth_first, passes=ONE_TIER).context.results["schedule"] for _ in range(2)
     ]
     assert runs[0] == runs[1] and runs[0].frontiers > 0
+
+
+def test_a_wide_fan_out_search_stops_at_its_move_budget_and_says_so(tmp_path: Path) -> None:
+    # 400 ready operators at once: a beam of width w tries 400 w moves per layer.
+    text = "\n".join(
+        [
+            '<ir_version: 8, opset_import: ["" : 18]>',
+            "g (float[1,256] x) => (float[1,256] y) {",
+            "  s0 = Sigmoid(x)",
+            *(f"  s{i} = Sigmoid(x)" for i in range(1, 400)),
+            "  t1 = Add(s0, s1)",
+            *(f"  t{i} = Add(t{i - 1}, s{i})" for i in range(2, 400)),
+            "  y = Relu(t399)",
+            "}",
+        ]
+    )
+    graph = MemoryGraph.of(*_loaded(tmp_path, onnx.parser.parse_model(text)), reuse=True)
+    bounded = beam_schedule(graph, width=8, moves=1_000)
+    assert bounded.budget_spent and bounded.order is None and bounded.moves > 1_000
+    found = memory_schedule(graph, budget=20)
+    assert found.budget_spent and not found.exact
+    unbounded = beam_schedule(graph, width=1)
+    assert not unbounded.budget_spent and unbounded.order is not None
+
+
+def test_the_schedule_note_says_when_the_budget_ended_the_search(tmp_path: Path) -> None:
+    path = tmp_path / "breadth.onnx"
+    onnx.save(onnx.parser.parse_model(BREADTH_FIRST), path)
+    tight = compile_model(path, passes="schedule{budget=1},liveness")
+    report = tight.context.results["schedule"]
+    assert report.budget_spent and report.method == "beam"
+    roomy = compile_model(path, passes="schedule,liveness").context.results["schedule"]
+    assert not roomy.budget_spent and roomy.method == "exact"

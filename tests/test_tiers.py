@@ -146,3 +146,42 @@ def test_pack_can_keep_the_offsets_tiers_proved() -> None:
     )
     clash = {**proven, second.name: proven[first.name]}
     assert not fits_as_given(ir, l2, clash, target, capacity)
+
+
+def _greedy_by_scanning(candidates: list[Candidate], capacity: int) -> dict[str, int]:
+    """The greedy as first written: every placed candidate tested against each new one."""
+    order = sorted(
+        candidates,
+        key=lambda c: (-c.benefit / (c.size * (c.end - c.start + 1)), c.start, c.key),
+    )
+    placed: list[tuple[Candidate, int]] = []
+    for candidate in order:
+        busy = sorted(
+            (o, o + c.size)
+            for c, o in placed
+            if c.start <= candidate.end and candidate.start <= c.end
+        )
+        offset = 0
+        for low, high in busy:
+            if low - offset >= candidate.size:
+                break
+            offset = max(offset, high)
+        if offset + candidate.size <= capacity:
+            placed.append((candidate, offset))
+    return {c.key: o for c, o in placed}
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_the_indexed_greedy_places_like_scanning_every_placed_candidate(seed: int) -> None:
+    rng = random.Random(seed)
+    steps = rng.randint(1, 200)
+    candidates = []
+    for index in range(rng.randint(0, 150)):
+        start = rng.randrange(steps)
+        end = rng.randint(start, min(steps - 1, start + rng.choice([0, 3, 30, steps])))
+        size = rng.choice([64, 128, 512, 2048])
+        candidates.append(Candidate(f"c{index}", start, end, size, rng.randint(1, 10**6)))
+    capacity = rng.choice([512, 4096, 65536])
+    assert greedy_assignment(candidates, capacity).offsets == _greedy_by_scanning(
+        candidates, capacity
+    )

@@ -42,6 +42,7 @@ the heuristic placement is never lost.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -148,14 +149,20 @@ OnProgress = Callable[[Progress], None]
 
 def sections(items: list[Item]) -> list[list[Item]]:
     """Items grouped into maximal runs of steps that no item crosses, in step order."""
-    ordered = sorted(items, key=lambda item: (item.start, item.end, item.key))
+    return _runs(sorted(items, key=lambda item: (item.start, item.end, item.key)))
+
+
+def _runs(ordered: list[Item]) -> list[list[Item]]:
+    """:func:`sections` of items already in (start, end, key) order, which it keeps."""
     groups: list[list[Item]] = []
     reach = -1
     for item in ordered:
         if item.start > reach:
             groups.append([])
+            reach = item.end
+        elif item.end > reach:
+            reach = item.end
         groups[-1].append(item)
-        reach = max(reach, item.end)
     return groups
 
 
@@ -167,6 +174,78 @@ class Part:
     items: list[Item]
 
 
+class _Remaining:
+    """Items in (start, end, key) order, some of them stacked away: what a part of
+    :func:`stacked_sections` asks, each in about log n time rather than a pass over
+    the part (a part is a range of this order without the stacked items)."""
+
+    def __init__(self, ordered: list[Item]) -> None:
+        self.ordered = ordered
+        self.starts = [item.start for item in ordered]
+        self.ends = [item.end for item in ordered]
+        self.leaves = 1 << max(len(ordered) - 1, 0).bit_length()
+        self.reach = [-1] * (2 * self.leaves)  # a tree of the largest end below each node
+        self.reach[self.leaves : self.leaves + len(ordered)] = self.ends
+        for node in range(self.leaves - 1, 0, -1):
+            self.reach[node] = max(self.reach[2 * node], self.reach[2 * node + 1])
+        self.after = list(range(len(ordered) + 1))  # the next index left, as union-find
+        self.gone = [False] * len(ordered)
+
+    def remove(self, index: int) -> None:
+        self.gone[index] = True
+        self.after[index] = index + 1
+        node = index + self.leaves
+        self.reach[node] = -1
+        while node > 1:
+            node >>= 1
+            self.reach[node] = max(self.reach[2 * node], self.reach[2 * node + 1])
+
+    def next(self, index: int) -> int:
+        """The first index at or after ``index`` still left (the item count if none)."""
+        root = index
+        while self.after[root] != root:
+            root = self.after[root]
+        while self.after[index] != root:
+            self.after[index], index = root, self.after[index]
+        return root
+
+    def last_end(self, low: int, high: int) -> int:
+        """The largest end among the items left in ``[low, high)`` (-1 if none)."""
+        found, low, high = -1, low + self.leaves, high + self.leaves
+        while low < high:
+            if low & 1:
+                found, low = max(found, self.reach[low]), low + 1
+            if high & 1:
+                high -= 1
+                found = max(found, self.reach[high])
+            low, high = low >> 1, high >> 1
+        return found
+
+    def sections(self, low: int, high: int) -> list[tuple[int, int]]:
+        """:func:`sections` of the items left in ``[low, high)``, as index ranges."""
+        found = []
+        first = self.next(low)
+        while first < high:
+            reach, stop = self.ends[first], first + 1
+            while True:  # jump past every item starting before the section's reach
+                stop = bisect.bisect_right(self.starts, reach, stop, high)
+                further = self.last_end(first, stop)
+                if further <= reach:
+                    break
+                reach = further
+            found.append((first, stop))
+            first = self.next(stop)
+        return found
+
+    def left(self, low: int, high: int) -> list[Item]:
+        """The items left in ``[low, high)``, in order."""
+        items, index = [], self.next(low)
+        while index < high:
+            items.append(self.ordered[index])
+            index = self.next(index + 1)
+        return items
+
+
 def stacked_sections(items: list[Item]) -> tuple[dict[str, int], list[Part]]:
     """Sections, split further by stacking the items alive through a whole section.
 
@@ -175,24 +254,35 @@ def stacked_sections(items: list[Item]) -> tuple[dict[str, int], list[Part]]:
     stacking such items loses nothing; the items left above may then fall apart into
     smaller sections, which are split the same way. Returns the stacked items'
     offsets and the parts left to pack, each above its stack, in step order.
+
+    A part is a range of the items in (start, end, key) order less those stacked: its
+    spanning items close the block of its earliest start, and where it splits is
+    found by jumping over starts (:class:`_Remaining`), so peeling one item at a time
+    off a deep nest of n intervals costs n log n, not n².
     """
+    ordered = sorted(items, key=lambda item: (item.start, item.end, item.key))
+    remaining = _Remaining(ordered)
+    starts, ends = remaining.starts, remaining.ends
     stacked: dict[str, int] = {}
     parts: list[Part] = []
-    work = [Part(0, section) for section in reversed(sections(items))]
+    work = [(0, low, high) for low, high in reversed(remaining.sections(0, len(ordered)))]
     while work:
-        part = work.pop()
-        first = min(item.start for item in part.items)
-        last = max(item.end for item in part.items)
-        spanning = [item for item in part.items if (item.start, item.end) == (first, last)]
+        base, low, high = work.pop()
+        first, last = starts[low], remaining.last_end(low, high)
+        block = bisect.bisect_right(starts, first, low, high)
+        spanning = [
+            index
+            for index in range(bisect.bisect_left(ends, last, low, block), block)
+            if not remaining.gone[index]
+        ]
         if not spanning:
-            parts.append(part)
+            parts.append(Part(base, remaining.left(low, high)))
             continue
-        base = part.base
-        for item in sorted(spanning, key=lambda item: (-item.size, item.key)):
-            stacked[item.key] = base
-            base += item.size
-        rest = [item for item in part.items if (item.start, item.end) != (first, last)]
-        work.extend(Part(base, section) for section in reversed(sections(rest)) if rest)
+        for index in sorted(spanning, key=lambda i: (-ordered[i].size, ordered[i].key)):
+            stacked[ordered[index].key] = base
+            base += ordered[index].size
+            remaining.remove(index)
+        work.extend((base, a, b) for a, b in reversed(remaining.sections(low, high)))
     return stacked, parts
 
 

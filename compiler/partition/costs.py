@@ -131,7 +131,9 @@ class AssignmentCost:
 def assignment_cost(problem: PartitionProblem, device: np.ndarray, devices: int) -> AssignmentCost:
     """Price the assignment ``device[step]`` (see the module docstring for the rules)."""
     n = problem.size
-    delta = np.zeros((devices, n + 1), dtype=np.int64)
+    # Live-byte changes as (device, step, bytes) events rather than a devices x steps
+    # array: memory stays linear in the operators however many devices there are.
+    events: list[tuple[int, int, int]] = []
     incoming = np.zeros(devices, dtype=np.int64)
     transfers: dict[tuple[int, int], int] = defaultdict(int)
     for index, steps in enumerate(problem.readers):
@@ -146,13 +148,11 @@ def assignment_cost(problem: PartitionProblem, device: np.ndarray, devices: int)
             end = n - 1
         for other, reads in by_device.items():
             end = max(end, reads[0] - 1)
-            delta[other, reads[0]] += size
-            delta[other, reads[-1] + 1] -= size
+            events += [(other, reads[0], size), (other, reads[-1] + 1, -size)]
             incoming[other] += size
             transfers[(home, other)] += size
-        delta[home, begin] += size
-        delta[home, end + 1] -= size
-    activation = np.cumsum(delta, axis=1)[:, :n].max(axis=1) if n else np.zeros(devices)
+        events += [(home, begin, size), (home, end + 1, -size)]
+    activation = _peaks(events, devices, n)
     weights = [0] * devices
     for size, steps in zip(problem.weight_bytes, problem.weight_readers, strict=True):
         for owner in {int(device[s]) for s in steps} or {0}:
@@ -164,3 +164,21 @@ def assignment_cost(problem: PartitionProblem, device: np.ndarray, devices: int)
         seconds=[float(busy[d] + incoming[d] / problem.link_bandwidth) for d in range(devices)],
         transfer_bytes=dict(sorted(transfers.items())),
     )
+
+
+def _peaks(events: list[tuple[int, int, int]], devices: int, steps: int) -> np.ndarray:
+    """Each device's largest total of live bytes over steps ``0..steps-1``, from
+    ``(device, step, change)`` events whose changes sum to zero on every device."""
+    peaks = np.zeros(devices, dtype=np.int64)
+    if not events or not steps:
+        return peaks
+    table = np.array(events, dtype=np.int64)
+    keys, at = np.unique(table[:, 0] * (steps + 1) + table[:, 1], return_inverse=True)
+    change = np.zeros(len(keys), dtype=np.int64)
+    np.add.at(change, at.ravel(), table[:, 2])
+    # Sorted by device then step, and each device's changes sum to zero, so the
+    # running total restarts at zero on each device: it is that device's live bytes.
+    live = np.cumsum(change)
+    inside = keys % (steps + 1) < steps
+    np.maximum.at(peaks, keys[inside] // (steps + 1), live[inside])
+    return peaks

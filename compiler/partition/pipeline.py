@@ -12,6 +12,11 @@ containing that stage):
 - ``seconds[i, j]``: its operators' time plus the time to receive its copies;
 - ``incoming[i, j]``: the bytes of those copies.
 
+A stage starts at one of :func:`cut_candidates` positions: every position on graphs
+up to 2,000 operators (the DP is then exact over all cuts), else about
+``CUT_WORK / n`` spread evenly, so that the tables cost O(CUT_WORK) time per
+crossing tensor and O((CUT_WORK / n)²) memory, not O(n²).
+
 :func:`best_cuts` then solves, by dynamic programming over (stages, prefix), the
 lexicographic problem exactly: first the smallest possible maximum of the primary
 measure over stages (memory, or time with ``balance="time"``), then, among cuts
@@ -38,13 +43,34 @@ Balance = Literal["memory", "time"]
 INFEASIBLE = np.iinfo(np.int64).max // 4
 
 
+CUT_WORK = 4_000_000
+"""Largest operators x candidate start positions: every stage row costs a pass over
+the operators after its start, so on a graph of n operators stages may start at
+``CUT_WORK // n`` positions (at least :data:`MIN_CUTS`), spread evenly; graphs up to
+2,000 operators keep every position, and the DP is exact over all cuts."""
+MIN_CUTS = 64
+
+
 @dataclass(frozen=True, slots=True)
 class StageTables:
-    """Cost of every stage ``[i, j]`` (``i`` > ``j`` is not a stage: memory ``INFEASIBLE``)."""
+    """Cost of every stage ``[a, b]``: from ``starts[a]`` to the position before
+    ``starts[b + 1]`` (the last operator for the last ``b``); ``a`` > ``b`` is not a
+    stage (memory ``INFEASIBLE``). The DPs work on indices into ``starts``."""
 
     memory: np.ndarray
     seconds: np.ndarray
     incoming: np.ndarray
+    starts: np.ndarray
+
+
+def cut_candidates(size: int, limit: int | None = None) -> np.ndarray:
+    """The positions a stage may start at: all of them up to ``limit`` (default from
+    :data:`CUT_WORK`), else ``limit`` spread evenly (position 0 always among them)."""
+    if limit is None:
+        limit = max(MIN_CUTS, CUT_WORK // max(size, 1))
+    if size <= limit:
+        return np.arange(size, dtype=np.int64)
+    return np.unique(np.arange(limit, dtype=np.int64) * size // limit)
 
 
 def _live_without_cuts(problem: PartitionProblem) -> np.ndarray:
@@ -54,19 +80,21 @@ def _live_without_cuts(problem: PartitionProblem) -> np.ndarray:
     return np.cumsum(delta)[: problem.size]
 
 
-def _weight_rows(problem: PartitionProblem) -> np.ndarray:
-    """``weights[i, j]``: bytes of the distinct weights read by the operators ``i..j``."""
-    n = problem.size
-    table = np.zeros((n, n), dtype=np.int64)
+def _weight_rows(problem: PartitionProblem, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """``weights[a, b]``: bytes of the distinct weights read by the stage ``[a, b]``."""
+    m = len(starts)
+    table = np.zeros((m, m), dtype=np.int64)
     for size, steps in zip(problem.weight_bytes, problem.weight_readers, strict=True):
         if not steps:
             table[0, 0] += size  # read by nobody: kept on the first device
             continue
-        # Counted once, at the first reader at or after the stage's start.
-        previous = -1
-        for reader in steps:
-            table[previous + 1 : reader + 1, reader] += size
-            previous = reader
+        # Counted once, in the column of the stage end reaching its first reader at
+        # or after the stage's start.
+        readers = np.asarray(steps, dtype=np.int64)
+        first = np.searchsorted(readers, starts)
+        reads = first < len(readers)
+        column = np.searchsorted(ends, readers[np.minimum(first, len(readers) - 1)])
+        table[np.flatnonzero(reads), column[reads]] += size
     return np.cumsum(table, axis=1)
 
 
@@ -116,29 +144,33 @@ def _activation_row(
     return row, np.cumsum(received)[:-1]
 
 
-def stage_tables(problem: PartitionProblem) -> StageTables:
-    """The memory, seconds and received bytes of every stage (see the module docstring)."""
+def stage_tables(problem: PartitionProblem, limit: int | None = None) -> StageTables:
+    """The memory, seconds and received bytes of every stage (see the module docstring),
+    for stages starting at :func:`cut_candidates` positions."""
     n = problem.size
+    starts = cut_candidates(n, limit)
+    ends = np.append(starts[1:], n) - 1
+    m = len(starts)
     live = _live_without_cuts(problem)
-    memory = np.full((n, n), INFEASIBLE, dtype=np.int64)
-    incoming = np.zeros((n, n), dtype=np.int64)
-    weights = _weight_rows(problem)
+    memory = np.full((m, m), INFEASIBLE, dtype=np.int64)
+    incoming = np.zeros((m, m), dtype=np.int64)
+    weights = _weight_rows(problem, starts, ends)
     crossing: list[int] = []
     order = np.argsort(problem.first, kind="stable")
     added = 0
-    for start in range(n):
+    for a, start in enumerate(starts.tolist()):
         # Tensors homed before `start` that are still alive there.
         while added < len(order) and problem.first[order[added]] < start:
             crossing.append(int(order[added]))
             added += 1
         crossing = [t for t in crossing if problem.last[t] >= start]
         row, received = _activation_row(problem, start, live, crossing)
-        memory[start, start:] = row + weights[start, start:]
-        incoming[start, start:] = received
+        memory[a, a:] = row[ends[a:] - start] + weights[a, a:]
+        incoming[a, a:] = received[ends[a:] - start]
     prefix = np.concatenate([[0.0], np.cumsum(problem.op_seconds)])
-    seconds = prefix[None, 1:] - prefix[:-1, None] + incoming / problem.link_bandwidth
-    seconds[np.tril_indices(n, -1)] = np.inf
-    return StageTables(memory=memory, seconds=seconds, incoming=incoming)
+    seconds = prefix[None, ends + 1] - prefix[starts, None] + incoming / problem.link_bandwidth
+    seconds[np.tril_indices(m, -1)] = np.inf
+    return StageTables(memory=memory, seconds=seconds, incoming=incoming, starts=starts)
 
 
 def _min_max(cost: np.ndarray, allowed: np.ndarray, stages: int) -> list[float]:
@@ -194,6 +226,7 @@ class PipelineCuts:
 
 def fewest_stages(tables: StageTables, capacity: int, limit: int) -> int | None:
     """The smallest number of stages (at most ``limit``) whose every stage fits ``capacity``."""
+    limit = min(limit, len(tables.starts))  # more stages than start positions cannot help
     best = _min_max(tables.memory, tables.memory < INFEASIBLE, limit)
     return next((k for k in range(1, limit + 1) if best[k] <= capacity), None)
 
@@ -221,7 +254,7 @@ def best_cuts(
     ends = [*starts[1:], tables.memory.shape[0]]
     spans = list(zip(starts, [e - 1 for e in ends], strict=True))
     return PipelineCuts(
-        starts=starts,
+        starts=[int(tables.starts[a]) for a in starts],
         max_memory=max(int(tables.memory[i, j]) for i, j in spans),
         max_seconds=max(float(tables.seconds[i, j]) for i, j in spans),
         transfer_bytes=sum(int(tables.incoming[i, j]) for i, j in spans),

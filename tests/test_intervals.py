@@ -1,0 +1,56 @@
+"""The interval index, and the plan validator's overlap sweep built on it."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import pytest
+from tierplan.compiler.intervals import IntervalIndex
+from tierplan.compiler.validate import _Buffer, _overlapping_pairs
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_the_index_finds_exactly_the_overlapping_intervals(seed: int) -> None:
+    rng = random.Random(seed)
+    size = rng.randint(1, 300)
+    index: IntervalIndex[int] = IntervalIndex(size)
+    stored: dict[int, tuple[int, int]] = {}
+    for item in range(400):
+        if stored and rng.random() < 0.3:
+            gone = rng.choice(sorted(stored))
+            index.remove(gone, *stored.pop(gone))
+        low = rng.randrange(size)
+        stored[item] = (low, rng.randint(low, min(size - 1, low + rng.choice([0, 5, size]))))
+        index.add(item, *stored[item])
+        query = sorted(rng.randrange(size) for _ in range(2))
+        expected = [i for i, (a, b) in stored.items() if a <= query[1] and query[0] <= b]
+        assert sorted(index.overlapping(*query)) == expected
+
+
+def _pairs_by_scanning(buffers: list[_Buffer]) -> Iterator[tuple[_Buffer, _Buffer]]:
+    """The validator's sweep over partial buffers as first written: every live one tested."""
+    active: list[_Buffer] = []
+    for b in sorted(buffers, key=lambda b: b.start):
+        active = [a for a in active if a.end >= b.start]
+        for a in active:
+            if a.offset < b.offset + b.nbytes and b.offset < a.offset + a.nbytes:
+                yield a, b
+        active.append(b)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_the_overlap_sweep_reports_the_pairs_of_a_full_scan_in_its_order(seed: int) -> None:
+    rng = random.Random(seed)
+    last = 50
+    buffers = []
+    for index in range(rng.randint(0, 120)):
+        start = rng.randint(1, last - 1)  # never whole-schedule: the sweep's part
+        end = rng.randint(start, last - 1)
+        offset = rng.choice([0, 64, 128]) + rng.randrange(0, 4096, 64)
+        size = rng.choice([1, 64, 100, 512])
+        buffers.append(
+            _Buffer(index, f"t{index}", "activation", size, 0, "DDR", offset, start, end, None)
+        )
+    found = [(a.index, b.index) for a, b in _overlapping_pairs(buffers, last)]
+    assert found == [(a.index, b.index) for a, b in _pairs_by_scanning(buffers)]
