@@ -24,7 +24,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import MODELS, model_files  # noqa: E402
+from tests.conftest import MODELS, large_model_files, model_files  # noqa: E402
 
 DIMS = {"bert_base_dynamic": {"batch": 1, "seq": 128}}
 TWO_DEVICES = "schedule,liveness,inplace,tiling,partition{devices=2},tiers,pack,evaluate"
@@ -38,7 +38,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/run_plans.md")
     parser.add_argument("models", nargs="*", type=Path)
     args = parser.parse_args()
-    paths = args.models or [*model_files(), MODELS / "real" / "bert_base_dynamic.onnx"]
+    paths = args.models or [
+        *model_files(),
+        *large_model_files(),
+        MODELS / "real" / "bert_base_dynamic.onnx",
+    ]
     headers = [
         "model", "devices", "result", "max abs error", "max rel error", "compile s", "load s",
         "reference s", "planned run s", "total s", "kernels", "arena MiB",
