@@ -17,10 +17,10 @@ from typing import Any
 
 from tierplan.compiler.ir import IRGraph
 from tierplan.compiler.plan import PLAN_FORMAT, memory_summary
+from tierplan.compiler.plan_schema import plan_problems
 
 # Operators whose output may be declared a view of input 0 (plan-format.md).
 VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
-BUFFER_KINDS = frozenset({"input", "output", "activation", "weight", "scratch"})
 MAX_REPORTED = 50
 
 
@@ -68,87 +68,30 @@ class _Checker:
     # -- structure ---------------------------------------------------------------
 
     def structure(self) -> bool:
-        plan = self.plan
-        if not isinstance(plan, dict):
-            self.add("format", "the plan is not a JSON object")
+        """The plan's keys and types (plan_schema); then its buffers, typed."""
+        problems = plan_problems(self.plan, MAX_REPORTED)
+        for problem in problems:
+            self.add("format", problem)
+        if problems:
             return False
-        if plan.get("format") != PLAN_FORMAT:
-            self.add("format", f"'format' must be {PLAN_FORMAT!r}, found {plan.get('format')!r}")
-        target = plan.get("target")
-        if not isinstance(target, dict):
-            self.add("format", "'target' must be an object")
-            return False
-        tiers = target.get("tiers")
-        if (
-            not isinstance(tiers, list)
-            or not tiers
-            or not all(
-                isinstance(t, dict)
-                and isinstance(t.get("name"), str)
-                and _is_int(t.get("capacity"))
-                for t in tiers
+        if self.plan["format"] != PLAN_FORMAT:
+            self.add("format", f"'format' must be {PLAN_FORMAT!r}, found {self.plan['format']!r}")
+        self.buffers = [
+            _Buffer(
+                index,
+                b["tensor"],
+                b["kind"],
+                b["bytes"],
+                b["device"],
+                b["tier"],
+                b["offset"],
+                b["start"],
+                b["end"],
+                b.get("alias_of"),
             )
-        ):
-            self.add(
-                "format", "'target.tiers' must list objects with a name and an integer capacity"
-            )
-        if not _is_int(target.get("alignment")) or target.get("alignment", 0) <= 0:
-            self.add("format", "'target.alignment' must be a positive integer")
-        if not _is_int(target.get("devices")) or target.get("devices", 0) <= 0:
-            self.add("format", "'target.devices' must be a positive integer")
-        if not isinstance(plan.get("schedule"), list) or not all(
-            isinstance(n, str) for n in plan["schedule"]
-        ):
-            self.add("format", "'schedule' must be a list of operator names")
-        if not isinstance(plan.get("ops"), list) or not all(
-            isinstance(o, dict)
-            and isinstance(o.get("node"), str)
-            and isinstance(o.get("op_type"), str)
-            and isinstance(o.get("inputs"), list)
-            and isinstance(o.get("outputs"), list)
-            and all(isinstance(n, str) for n in [*o["inputs"], *o["outputs"]])
-            for o in plan["ops"]
-        ):
-            self.add(
-                "format",
-                "'ops' must be a list of objects with a string 'node' and 'op_type' "
-                "and lists of tensor names 'inputs' and 'outputs'",
-            )
-        if not isinstance(plan.get("buffers"), list):
-            self.add("format", "'buffers' must be a list")
-        if not isinstance(plan.get("model"), dict):
-            self.add("format", "'model' must be an object with 'path' and 'sha256'")
-        if not isinstance(plan.get("summary"), dict):
-            self.add("format", "'summary' must be an object")
-        if self.violations:
-            return False
-        self.buffers = list(self._read_buffers())
-        return not self.violations
-
-    def _read_buffers(self) -> Iterator[_Buffer]:
-        ints = ("bytes", "device", "offset", "start", "end")
-        for index, item in enumerate(self.plan["buffers"]):
-            if not isinstance(item, dict) or not isinstance(item.get("tensor"), str):
-                self.add("format", f"buffer {index} is not an object with a 'tensor' name")
-                continue
-            bad = [key for key in ints if not _is_int(item.get(key))]
-            if bad or not isinstance(item.get("tier"), str) or item.get("kind") not in BUFFER_KINDS:
-                what = ", ".join(bad) or "tier/kind"
-                self.add(
-                    "format", f"buffer {index} ({item['tensor']!r}): missing or invalid {what}"
-                )
-                continue
-            alias = item.get("alias_of")
-            if alias is not None and not isinstance(alias, str):
-                self.add(
-                    "format",
-                    f"buffer {index} ({item['tensor']!r}): alias_of must be a name or null",
-                )
-                continue
-            yield _Buffer(
-                index, item["tensor"], item["kind"], item["bytes"], item["device"], item["tier"],
-                item["offset"], item["start"], item["end"], alias,
-            )  # fmt: skip
+            for index, b in enumerate(self.plan["buffers"])
+        ]
+        return True
 
     # -- schedule and operators -------------------------------------------------
 
