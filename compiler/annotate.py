@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 
 import onnx
-from tierplan.compiler.files import write_atomically
 from tierplan.compiler.ir import IRGraph, Operator, Tensor
 
 PREFIX = "tierplan."
@@ -117,11 +116,3 @@ def annotate_model(
     annotated.metadata_props.extend(entries)
     annotated.metadata_props.add(key=PREFIX + "plan", value="plan.json")
     return annotated
-
-
-def write_annotated_model(
-    model: onnx.ModelProto, ir: IRGraph, source_dir: Path, path: Path
-) -> None:
-    """Write the annotated model to ``path`` atomically."""
-    annotated = annotate_model(model, ir, source_dir, path.parent)
-    write_atomically(path, annotated.SerializeToString(deterministic=True))

@@ -27,10 +27,11 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 import onnx
-from google.protobuf.message import DecodeError
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import DecodeError, Message
 from onnx import helper
 from tierplan.compiler.errors import InputError
-from tierplan.compiler.inputs import MAX_BYTES, MAX_MODEL_FILE, integer_text, read_bytes
+from tierplan.compiler.inputs import MAX_BYTES, MAX_MODEL_FILE, integer_text, read_bytes, shown
 from tierplan.compiler.ir import AttributeValue, IRGraph, ModelInfo, Operator, Tensor, TensorKind
 from tierplan.compiler.shape_folding import fold_shapes
 
@@ -60,9 +61,9 @@ def parse_input_shapes(specs: Iterable[str]) -> dict[str, tuple[int, ...]]:
         name, sep, dims = spec.rpartition(":")
         if not sep or not name:
             raise InputError(
-                f"cannot read shape {spec!r}: expected NAME:D1,D2,... (e.g. x:1,3,224,224)"
+                f"cannot read shape {shown(spec)}: expected NAME:D1,D2,... (e.g. x:1,3,224,224)"
             )
-        what = f"cannot read shape {spec!r}"
+        what = f"cannot read shape {shown(spec)}"
         shapes[name] = (
             tuple(integer_text(d, what, 0, MAX_BYTES) for d in dims.split(",")) if dims else ()
         )
@@ -75,8 +76,12 @@ def parse_dims(specs: Iterable[str]) -> dict[str, int]:
     for spec in specs:
         name, sep, value = spec.partition("=")
         if not sep or not name.strip():
-            raise InputError(f"cannot read dimension {spec!r}: expected NAME=VALUE with VALUE > 0")
-        dims[name.strip()] = integer_text(value, f"cannot read dimension {spec!r}", 1, MAX_BYTES)
+            raise InputError(
+                f"cannot read dimension {shown(spec)}: expected NAME=VALUE with VALUE > 0"
+            )
+        dims[name.strip()] = integer_text(
+            value, f"cannot read dimension {shown(spec)}", 1, MAX_BYTES
+        )
     return dims
 
 
@@ -95,7 +100,31 @@ def read_model_proto(path: Path) -> tuple[onnx.ModelProto, str]:
         raise InputError(f"{str(path)!r} is not an ONNX model (no IR version or graph)")
     if not model.graph.node:
         raise InputError(f"{str(path)!r}: the graph has no operators")
+    undecodable = _undecodable_string(model)
+    if undecodable is not None:
+        raise InputError(f"{str(path)!r}: {undecodable} is not valid UTF-8")
     return model, hashlib.sha256(data).hexdigest()
+
+
+def _undecodable_string(message: Message, where: str = "model") -> str | None:
+    """The first string field that protobuf could not decode as UTF-8 (it hands those
+    back as bytes, which no name may be), as ``field path = value``; None if none."""
+    for field, value in message.ListFields():
+        if field.type not in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_MESSAGE):
+            continue  # numbers and bytes (weights) are not decoded
+        place = f"{where}.{field.name}"
+        repeated = field.is_repeated
+        values = list(value) if repeated else [value]
+        if field.type == FieldDescriptor.TYPE_STRING:
+            bad = next((v for v in values if not isinstance(v, str)), None)
+            if bad is not None:
+                return f"{place} = {bad!r}"
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            for index, item in enumerate(values):
+                found = _undecodable_string(item, f"{place}[{index}]" if repeated else place)
+                if found is not None:
+                    return found
+    return None
 
 
 def load_model(

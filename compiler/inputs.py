@@ -32,12 +32,25 @@ MAX_TARGET_FILE = 2**20
 
 _DIGITS = re.compile(r"[0-9]{1,20}")
 _SHOWN = 60
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def shown(value: object) -> str:
     """``repr`` of a value, cut to a readable length (a 5,000-digit number stays one short line)."""
     text = repr(value)
     return text if len(text) <= _SHOWN else f"{text[: _SHOWN - 5]}...{text[-2:]}"
+
+
+def escape_controls(text: str, keep: str = "") -> str:
+    """``text`` with control characters (C0, DEL, C1: ESC, NUL, newline ...) but those
+    in ``keep`` written as ``\\xNN``: names from a model or a plan shown on a terminal
+    or in XML cannot then move the cursor, set a window title or break the file."""
+
+    def escaped(match: re.Match[str]) -> str:
+        char = match.group()
+        return char if char in keep else f"\\x{ord(char):02x}"
+
+    return _CONTROLS.sub(escaped, text)
 
 
 def read_bytes(path: Path, what: str, limit: int) -> bytes:

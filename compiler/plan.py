@@ -1,8 +1,9 @@
-"""The plan file (``tierplan-plan/1``, see ``plan-format.md``): build it from the IR, write it.
+"""The plan file (``tierplan-plan/1``, see ``plan-format.md``): build it from the IR, read it.
 
 The plan is a public contract read without tierplan, so it is plain JSON data
-(``dict``). :func:`build_plan` turns a planned IR into it; :func:`write_plan`
-writes it deterministically (same plan, same bytes) and atomically.
+(``dict``). :func:`build_plan` turns a planned IR into it; :func:`plan_text` is its
+deterministic text (same plan, same bytes); :func:`read_plan` reads a plan file of
+any origin through the checks of :mod:`.plan_schema`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 
 import numpy as np
 from tierplan.compiler.errors import InputError
-from tierplan.compiler.files import write_atomically
 from tierplan.compiler.inputs import MAX_PLAN_FILE, read_text
 from tierplan.compiler.ir import TRANSFER_OP, IRGraph
 from tierplan.compiler.plan_schema import plan_problems
@@ -194,11 +194,6 @@ def plan_text(plan: Plan) -> str:
             lines.append(f"  {json.dumps(key)}: {text}{comma}")
     lines.append("}")
     return "\n".join(lines) + "\n"
-
-
-def write_plan(plan: Plan, path: Path) -> None:
-    """Write ``plan`` to ``path`` atomically."""
-    write_atomically(path, plan_text(plan))
 
 
 def read_plan(path: Path) -> Plan:

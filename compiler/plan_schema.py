@@ -64,7 +64,11 @@ def _names(value: Any) -> str | None:
 
 
 def _kind(value: Any) -> str | None:
-    return None if value in BUFFER_KINDS else f"one of {', '.join(sorted(BUFFER_KINDS))}"
+    return (
+        None
+        if isinstance(value, str) and value in BUFFER_KINDS
+        else f"one of {', '.join(sorted(BUFFER_KINDS))}"
+    )
 
 
 def _table(values: Check, most: int = MAX_STEPS) -> Check:

@@ -2,7 +2,8 @@
 
 A plan file alone gives every memory view. The latency views need per-operator
 costs, which need the model's shapes: :func:`view_of_plan_file` finds the model
-(``--model``, else by ``plan["model"]["path"]``: :func:`model_of_plan`), loads it
+(``--model``, else by the file name ``plan["model"]["path"]`` in the plan's folder
+only: :func:`model_of_plan`), loads it
 with the plan's ``dims``, writes the plan's placement back onto its IR and costs it.
 """
 
@@ -20,21 +21,19 @@ from tierplan.compiler.target import Target, Tier, load_target, preset_names
 
 
 def plan_target(plan: Plan) -> Target:
-    """The plan's target: the preset of that name when it matches, else the plan's tiers."""
-    data = plan.get("target", {})
-    try:
-        tiers = tuple(
-            Tier(t["name"], int(t["capacity"]), float(t["bandwidth"]), float(t["latency"]))
-            for t in data["tiers"]
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise InputError(f"the plan's target is malformed: {error}") from None
-    name = str(data.get("name", ""))
+    """The plan's target (its types checked by :func:`read_plan`): the preset of that name
+    when it matches, else the plan's tiers."""
+    data = plan["target"]
+    tiers = tuple(
+        Tier(t["name"], t["capacity"], float(t["bandwidth"]), float(t["latency"]))
+        for t in data["tiers"]
+    )
+    name = data["name"]
     if name in preset_names():
         preset = load_target(name)
         if preset.tiers == tiers:
             return preset
-    return Target(name=name, tiers=tiers, alignment=int(data.get("alignment", 64)))
+    return Target(name=name, tiers=tiers, alignment=data["alignment"])
 
 
 def replay_plan(plan: Plan, ir: IRGraph) -> None:
@@ -74,17 +73,27 @@ def plan_costs(plan: Plan, model: Path) -> list[OpCost]:
 
 
 def model_of_plan(plan: Plan, plan_path: Path) -> Path:
-    """The model a plan file names: beside the plan, or the annotated copy that
-    ``tierplan compile`` writes beside it (same graph), or relative to the working folder."""
-    recorded = plan.get("model", {}).get("path")
-    if not isinstance(recorded, str) or not recorded:
+    """The model a plan file names, looked for only in the plan's folder: the file of
+    that name, or the annotated copy that ``tierplan compile`` writes there (same graph).
+
+    A plan is untrusted input: a ``model.path`` with a folder in it (``../../etc/passwd``,
+    an absolute path) is refused without being opened; the user passes ``--model`` instead.
+    """
+    recorded = plan["model"]["path"]
+    if not recorded:
         raise InputError(f"plan file {str(plan_path)!r} names no model; pass --model")
+    if Path(recorded).name != recorded or recorded in (".", ".."):
+        raise InputError(
+            f"plan file {str(plan_path)!r} names the model {recorded!r} outside its own "
+            "folder, which is never opened; pass --model"
+        )
     annotated = plan_path.parent / f"{Path(recorded).stem}.planned.onnx"
-    for candidate in (plan_path.parent / recorded, annotated, Path(recorded)):
+    for candidate in (plan_path.parent / recorded, annotated):
         if candidate.is_file():
             return candidate
     raise InputError(
-        f"cannot find the model {recorded!r} named by {str(plan_path)!r}; pass --model"
+        f"cannot find the model {recorded!r} named by {str(plan_path)!r} in its folder; "
+        "pass --model"
     )
 
 
