@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def write_together(contents: Mapping[Path, str | bytes]) -> None:
             temporaries[path] = _write_temporary(path, content)
         with _signals_held():
             _rename_all(temporaries)
-        written = True
+            written = True
     except OSError as error:
         raise InputError(
             f"cannot write {_failed_path(error, contents)!r}: {_reason(error)}"
@@ -90,12 +91,29 @@ def _rename_all(temporaries: dict[Path, str]) -> None:
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """Delay SIGINT and SIGTERM until the block ends (they are delivered then)."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    """Delay SIGINT and SIGTERM until the block ends, then raise them again.
+
+    Handlers, not a signal mask: a mask holds a signal back from one thread only, and
+    the kernel hands a process signal to any other thread (numpy's, OR-Tools'), after
+    which Python runs the handler in the main thread anyway. Handlers can only be set
+    from the main thread; elsewhere the block runs unguarded.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {
+        number: signal.signal(number, lambda number, _: received.append(number))
+        for number in _HELD_SIGNALS
+        if signal.getsignal(number) is not None  # None: set outside Python, left alone
+    }
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for caught in received:
+            signal.raise_signal(caught)
 
 
 def _failed_path(error: OSError, contents: Mapping[Path, str | bytes]) -> str:
