@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -29,6 +30,7 @@ from tierplan.compiler import files
 from tierplan.compiler.cli import main
 from tierplan.compiler.errors import InputError
 from tierplan.compiler.inputs import read_bytes
+from tierplan.compiler.report.terminal import EscapingFormatter
 
 from tests.cli_checks import fails_cleanly, fails_in_one_line, listing, opened_paths
 
@@ -462,3 +464,12 @@ def test_graphml_is_well_formed_xml(tmp_path: Path, capsys: pytest.CaptureFixtur
     ElementTree.fromstring(text)  # raises on NUL and other characters XML cannot hold
     graph = nx.read_graphml(tmp_path / "out" / "m.graphml")
     assert any("\\x00\\x0a\\x01" in node for node in graph.nodes)
+
+
+def test_log_lines_escape_control_characters() -> None:
+    record = logging.LogRecord(
+        "tierplan", logging.WARNING, __file__, 1, "tensor %s", (ESCAPES,), None
+    )
+    line = EscapingFormatter("tierplan: %(levelname)s: %(message)s").format(record)
+    _no_control_bytes(line)
+    assert "tensor \\x1b]0;owned\\x07" in line
