@@ -35,10 +35,6 @@ class Violation:
         return f"[{self.rule}] {self.message}"
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 @dataclass
 class _Buffer:
     index: int
@@ -129,7 +125,7 @@ class _Checker:
                     "ops",
                     f"operator {name!r} has step {entry.get('step')!r} but is at position {step} of the schedule",
                 )
-            if not _is_int(entry.get("device")) or not 0 <= entry["device"] < devices:
+            if not 0 <= entry["device"] < devices:
                 self.add(
                     "ops",
                     f"operator {name!r} runs on device {entry.get('device')!r}, outside 0..{devices - 1}",
@@ -169,7 +165,7 @@ class _Checker:
         self.op_device: dict[int, int] = {}
         for name, step in self.steps.items():
             entry = self.ops.get(name, {})
-            self.op_device[step] = entry.get("device", 0) if _is_int(entry.get("device")) else 0
+            self.op_device[step] = entry.get("device", 0)
             for output in entry.get("outputs") or []:
                 # An operator writing a tensor it reads (a Transfer) copies it, not produces it.
                 if isinstance(output, str) and output and output not in entry.get("inputs", []):
@@ -246,19 +242,6 @@ class _Checker:
             entry = self.ops.get(name, {})
             tiles = entry.get("tiles")
             if tiles is None:
-                continue
-            fields = ("count", "l1_bytes", "traffic_bytes")
-            if (
-                not isinstance(tiles, dict)
-                or not isinstance(tiles.get("axes"), dict)
-                or not all(_is_int(v) and v > 0 for v in tiles["axes"].values())
-                or not all(_is_int(tiles.get(key)) and tiles[key] >= 0 for key in fields)
-            ):
-                self.add(
-                    "tiles",
-                    f"operator {name!r}: tiles must have 'axes' (name -> positive size) and "
-                    "integer 'count', 'l1_bytes', 'traffic_bytes'",
-                )
                 continue
             if tiles["l1_bytes"] > first["capacity"]:
                 self.add(
