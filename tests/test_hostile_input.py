@@ -276,6 +276,48 @@ def test_plan_of_the_wrong_shape(
     assert not Path("r.html").exists() and not Path("r.png").exists()
 
 
+INCONSISTENT: dict[str, Mutation] = {
+    "schedule longer than ops": lambda p: p["schedule"].extend(["ghost", "ghost2"]),
+    "no ops": lambda p: p.update(ops=[]),
+    "empty schedule": lambda p: p.update(schedule=[]),
+    "no buffers": lambda p: p.update(buffers=[]),
+    "start after end": lambda p: p["buffers"][0].update(start=5, end=1),
+    "steps past the schedule": lambda p: [b.update(start=9_999_999) for b in p["buffers"]],
+    "op step past the schedule": lambda p: p["ops"][0].update(step=10_000_000),
+    "unknown tier": lambda p: p["buffers"][0].update(tier="NOPE"),
+    "device 1023": lambda p: p["buffers"][0].update(device=1023),
+    "alias cycle": lambda p: [
+        p["buffers"][0].update(alias_of=p["buffers"][1]["tensor"]),
+        p["buffers"][1].update(alias_of=p["buffers"][0]["tensor"]),
+    ],
+    "all scratch": lambda p: [b.update(kind="scratch") for b in p["buffers"]],
+    "unknown inputs": lambda p: p["ops"][0].update(inputs=["zzz", ""], outputs=[""]),
+}
+
+
+@pytest.mark.parametrize("mutation", INCONSISTENT, ids=str)
+def test_plan_well_typed_but_inconsistent(
+    mutation: str, plan_path: Path, model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Views show what they can of a rule-breaking plan or refuse it in one line."""
+    plan = json.loads(plan_path.read_text())
+    INCONSISTENT[mutation](plan)
+    plan_path.write_text(json.dumps(plan))
+    assert main(["check", str(model), str(plan_path)]) == 1
+    for argv in (
+        ["inspect", str(plan_path)],
+        ["inspect", str(plan_path), "--step", "1"],
+        ["inspect", str(plan_path), "--model", str(model)],
+        ["report", str(plan_path), "-o", "r.html", "-q"],
+        ["plot", str(plan_path), "-o", "r.png", "-q"],
+    ):
+        capsys.readouterr()
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code in (0, 2), err
+        assert code == 0 or (len(err.splitlines()) == 1 and err.startswith("tierplan: error:"))
+
+
 @pytest.mark.parametrize(
     "text",
     ["[" * 100_000 + "]" * 100_000, '{"a": NaN}', '{"a": Infinity}', "1" * 5000, "\xff"],

@@ -16,7 +16,7 @@ from tierplan.compiler.errors import InputError
 from tierplan.compiler.frontend import load_model
 from tierplan.compiler.ir import IRGraph, Tiles
 from tierplan.compiler.plan import Plan, read_plan
-from tierplan.compiler.report.data import PlanView
+from tierplan.compiler.report.data import PlanView, require_viewable
 from tierplan.compiler.target import Target, Tier, load_target, preset_names
 
 
@@ -61,13 +61,14 @@ def replay_plan(plan: Plan, ir: IRGraph) -> None:
 
 def plan_costs(plan: Plan, model: Path) -> list[OpCost]:
     """Per-operator costs of ``plan`` for the model at ``model``."""
-    dims = {
-        str(k): v
-        for k, v in plan.get("dims", {}).items()
-        if isinstance(v, int) and not isinstance(v, bool)
-    }
-    ir = load_model(model, dims=dims).ir
+    ir = load_model(model, dims=plan.get("dims", {})).ir
     replay_plan(plan, ir)
+    unscheduled = next((op.name for op in ir.operators() if op.step is None), None)
+    if unscheduled is not None:
+        raise InputError(
+            f"the plan does not schedule the model's operator {unscheduled!r}: is it the plan "
+            f"of {str(model)!r}? (tierplan check lists every problem)"
+        )
     scheduled = {op.name for op in ir.scheduled_operators()}
     return [c for c in estimate(ir, plan_target(plan)) if c.name in scheduled]
 
@@ -100,4 +101,5 @@ def model_of_plan(plan: Plan, plan_path: Path) -> Path:
 def view_of_plan_file(plan_path: Path, model: Path | None = None) -> PlanView:
     """A plan file with its costs (the model is found as the module docstring says)."""
     plan = read_plan(plan_path)
+    require_viewable(plan)  # before costing, which replays the plan on the model
     return PlanView(plan, plan_costs(plan, model or model_of_plan(plan, plan_path)))
