@@ -22,7 +22,6 @@ from pathlib import Path
 
 import onnx
 from onnx import helper
-from tierplan.compiler.files import write_atomically
 from tierplan.compiler.frontend import onnx_element_type
 from tierplan.compiler.ir import TRANSFER_OP, IRGraph, Operator, Tensor
 
@@ -166,11 +165,3 @@ def annotate_model(
     annotated.metadata_props.extend(entries)
     annotated.metadata_props.add(key=PREFIX + "plan", value="plan.json")
     return annotated
-
-
-def write_annotated_model(
-    model: onnx.ModelProto, ir: IRGraph, source_dir: Path, path: Path
-) -> None:
-    """Write the annotated model to ``path`` atomically."""
-    annotated = annotate_model(model, ir, source_dir, path.parent)
-    write_atomically(path, annotated.SerializeToString(deterministic=True))

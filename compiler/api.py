@@ -15,9 +15,10 @@ from functools import cached_property
 from pathlib import Path
 
 import onnx
-from tierplan.compiler.annotate import write_annotated_model
+from tierplan.compiler.annotate import annotate_model
 from tierplan.compiler.errors import InvariantError, PipelineError
 from tierplan.compiler.evaluation import Evaluation
+from tierplan.compiler.files import write_together
 from tierplan.compiler.frontend import load_model
 from tierplan.compiler.ir import IRGraph
 from tierplan.compiler.pass_manager import (
@@ -32,7 +33,7 @@ from tierplan.compiler.pass_manager import (
     load_plugin,
     parse_pipeline,
 )
-from tierplan.compiler.plan import Plan, build_plan, plan_text, write_plan
+from tierplan.compiler.plan import Plan, build_plan, plan_text
 from tierplan.compiler.target import Target, load_target
 
 # What a plan says about the model's memory (its summary aside): what must not change
@@ -85,14 +86,20 @@ class CompileResult:
         """The plan file's exact text."""
         return plan_text(self.plan)
 
-    def write(self, out_dir: str | Path) -> tuple[Path, Path]:
-        """Write ``plan.json`` and ``<model stem>.planned.onnx`` into ``out_dir``."""
+    def write(self, out_dir: str | Path, graphml: bool = False) -> tuple[Path, Path]:
+        """Write ``plan.json`` and ``<model stem>.planned.onnx`` (and, with ``graphml``,
+        ``<model stem>.graphml``) into ``out_dir``: all of them or, on an error, none."""
         out = Path(out_dir)
         plan_path = out / "plan.json"
         model_path = out / f"{self.model_path.stem}.planned.onnx"
-        plan = self.plan
-        write_annotated_model(self.model, self.ir, self.model_path.parent, model_path)
-        write_plan(plan, plan_path)
+        annotated = annotate_model(self.model, self.ir, self.model_path.parent, out)
+        contents: dict[Path, str | bytes] = {
+            plan_path: plan_text(self.plan),
+            model_path: annotated.SerializeToString(deterministic=True),
+        }
+        if graphml:
+            contents[out / f"{self.model_path.stem}.graphml"] = self.ir.graphml_text()
+        write_together(contents)
         return plan_path, model_path
 
 

@@ -18,11 +18,13 @@ import dataclasses
 import logging
 import math
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from difflib import get_close_matches
 from importlib.metadata import version
 from pathlib import Path
+from types import FrameType
 
 from rich.console import Console
 from rich.table import Table
@@ -32,7 +34,8 @@ from tierplan.compiler.errors import InputError, PipelineError, TierplanError
 from tierplan.compiler.evaluation import ACTIVATION_KINDS
 from tierplan.compiler.execution import run_plan
 from tierplan.compiler.files import write_atomically
-from tierplan.compiler.frontend import file_sha256, load_model, parse_dims, parse_input_shapes
+from tierplan.compiler.frontend import load_model, parse_dims, parse_input_shapes, read_model_proto
+from tierplan.compiler.inputs import escape_controls
 from tierplan.compiler.packing import SOLVERS, SolveReport, place, solve
 from tierplan.compiler.packing.exact import region_budget
 from tierplan.compiler.packing.traces import read_trace, write_trace
@@ -45,6 +48,7 @@ from tierplan.compiler.report.html import render_html
 from tierplan.compiler.report.plot import write_timeline_png
 from tierplan.compiler.report.progress import compile_progress, progress_wanted, solve_progress
 from tierplan.compiler.report.source import op_sources, plan_target, view_of_plan_file
+from tierplan.compiler.report.terminal import EscapingFormatter, TerminalConsole
 from tierplan.compiler.report.units import human_bytes, traffic_text
 from tierplan.compiler.target import load_target, parse_size, preset_names
 from tierplan.compiler.validate import validate_plan
@@ -478,9 +482,7 @@ def _compile(args: argparse.Namespace, console: Console) -> int:
             on_pass_start=hooks.on_pass_start,
             on_status=hooks.on_status,
         )
-    plan_path, model_path = result.write(out_dir)
-    if args.graphml:
-        result.ir.write_graphml(out_dir / f"{args.model.stem}.graphml")
+    plan_path, model_path = result.write(out_dir, graphml=args.graphml)
     if args.quiet:
         return 0
     if result.evaluation is None:
@@ -507,8 +509,8 @@ def _check(args: argparse.Namespace, console: Console) -> int:
     plan = read_plan(args.plan)
     # Every other rule would fail too on another model's plan: say the one that matters.
     recorded = plan.get("model", {}).get("sha256") if isinstance(plan.get("model"), dict) else None
-    if isinstance(recorded, str) and recorded and args.model.is_file():
-        actual = file_sha256(args.model)
+    if isinstance(recorded, str) and recorded:
+        _, actual = read_model_proto(args.model)
         if actual != recorded:
             print(
                 f"{args.plan}: [model] made for another model: the plan's sha256 {recorded!r} is "
@@ -529,7 +531,7 @@ def _check(args: argparse.Namespace, console: Console) -> int:
         console.print(f"{args.plan}: valid plan for {args.model.name}")
         return 0
     for violation in violations:
-        print(f"{args.plan}: {violation}", file=sys.stderr)
+        print(escape_controls(f"{args.plan}: {violation}"), file=sys.stderr)
     print(f"{args.plan}: invalid ({len(violations)} violations)", file=sys.stderr)
     return 1
 
@@ -801,35 +803,53 @@ def _parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> 
     command.error(f"unrecognized arguments: {' '.join(hints)}")
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, to take Ctrl-C's clean-up path."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tierplan`` console script; returns the exit code."""
-    logging.basicConfig(format="tierplan: %(levelname)s: %(message)s", level=logging.WARNING)
+    handler = logging.StreamHandler()
+    handler.setFormatter(EscapingFormatter("tierplan: %(levelname)s: %(message)s"))
+    logging.basicConfig(handlers=[handler], level=logging.WARNING)
     args = _parse_args(_parser(), argv)
-    console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 120)
+    console = TerminalConsole(
+        highlight=False, markup=False, width=None if sys.stdout.isatty() else 120
+    )
     handlers = {"compile": _compile, "check": _check, "passes": _passes, "targets": _targets}
     handlers.update(report=_report, plot=_plot, inspect=_inspect)
     handlers.update(simulate=_simulate)
     handlers.update(pack=_pack, run=_run)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return handlers[args.command](args, console)
     except TierplanError as error:
         if error.exit_code == 3 and os.environ.get("TIERPLAN_DEBUG"):
             raise
         message = " ".join(str(error).split())
-        print(f"tierplan: error: {message}", file=sys.stderr)
+        print(f"tierplan: error: {escape_controls(message)}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        print("tierplan: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:
+        signalled = isinstance(error, _Terminated)
+        print(f"tierplan: {'terminated' if signalled else 'interrupted'}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if signalled else signal.SIGINT)
     except Exception as error:
         if os.environ.get("TIERPLAN_DEBUG"):
             raise
         print(
-            f"tierplan: internal error: {type(error).__name__}: {error} "
-            "(a bug; rerun with TIERPLAN_DEBUG=1 for the traceback and report it)",
+            escape_controls(
+                f"tierplan: internal error: {type(error).__name__}: {' '.join(str(error).split())} "
+                "(a bug; rerun with TIERPLAN_DEBUG=1 for the traceback and report it)"
+            ),
             file=sys.stderr,
         )
         return 3
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -28,14 +28,14 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 import onnx
-from google.protobuf.message import DecodeError
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import DecodeError, Message
 from onnx import helper, numpy_helper
 from tierplan.compiler.errors import InputError
+from tierplan.compiler.inputs import MAX_BYTES, MAX_MODEL_FILE, integer_text, read_bytes, shown
 from tierplan.compiler.ir import AttributeValue, IRGraph, ModelInfo, Operator, Tensor, TensorKind
 from tierplan.compiler.shape_folding import fold_shapes
 
-# A tensor larger than this is a malformed model, not a workload (256 TiB).
-MAX_TENSOR_BYTES = 2**48
 # Integer constants up to this many elements keep their values in the IR (Tensor.value).
 MAX_CONSTANT_ELEMENTS = 64
 
@@ -63,15 +63,14 @@ def parse_input_shapes(specs: Iterable[str]) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
     for spec in specs:
         name, sep, dims = spec.rpartition(":")
-        try:
-            shape = tuple(int(d) for d in dims.split(",")) if dims else ()
-        except ValueError:
-            shape = (-1,)
-        if not sep or not name or any(d < 0 for d in shape):
+        if not sep or not name:
             raise InputError(
-                f"cannot read shape {spec!r}: expected NAME:D1,D2,... (e.g. x:1,3,224,224)"
+                f"cannot read shape {shown(spec)}: expected NAME:D1,D2,... (e.g. x:1,3,224,224)"
             )
-        shapes[name] = shape
+        what = f"cannot read shape {shown(spec)}"
+        shapes[name] = (
+            tuple(integer_text(d, what, 0, MAX_BYTES) for d in dims.split(",")) if dims else ()
+        )
     return shapes
 
 
@@ -80,36 +79,24 @@ def parse_dims(specs: Iterable[str]) -> dict[str, int]:
     dims: dict[str, int] = {}
     for spec in specs:
         name, sep, value = spec.partition("=")
-        if not sep or not name or not value.strip().isdigit() or int(value) <= 0:
-            raise InputError(f"cannot read dimension {spec!r}: expected NAME=VALUE with VALUE > 0")
-        dims[name.strip()] = int(value)
+        if not sep or not name.strip():
+            raise InputError(
+                f"cannot read dimension {shown(spec)}: expected NAME=VALUE with VALUE > 0"
+            )
+        dims[name.strip()] = integer_text(
+            value, f"cannot read dimension {shown(spec)}", 1, MAX_BYTES
+        )
     return dims
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in chunks (large files are never loaded whole)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def read_model_proto(path: Path) -> onnx.ModelProto:
-    """Parse an ONNX file without its weights; one-line errors for unreadable or non-ONNX files."""
-    if not path.exists():
-        raise InputError(f"model file {str(path)!r} does not exist")
-    if not path.is_file():
-        raise InputError(f"model path {str(path)!r} is not a file")
+def read_model_proto(path: Path) -> tuple[onnx.ModelProto, str]:
+    """Parse an ONNX file without its weights, and hash it; one-line errors for bad files."""
+    data = read_bytes(path, "model file", MAX_MODEL_FILE)
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = onnx.load_model_from_string(data)
     except DecodeError:
         raise InputError(
             f"{str(path)!r} is not an ONNX model (protobuf parse failed; truncated?)"
-        ) from None
-    except OSError as error:
-        raise InputError(
-            f"cannot read model file {str(path)!r}: {error.strerror or error}"
         ) from None
     except Exception as error:
         raise InputError(f"{str(path)!r} is not an ONNX model ({type(error).__name__})") from None
@@ -117,7 +104,31 @@ def read_model_proto(path: Path) -> onnx.ModelProto:
         raise InputError(f"{str(path)!r} is not an ONNX model (no IR version or graph)")
     if not model.graph.node:
         raise InputError(f"{str(path)!r}: the graph has no operators")
-    return model
+    undecodable = _undecodable_string(model)
+    if undecodable is not None:
+        raise InputError(f"{str(path)!r}: {undecodable} is not valid UTF-8")
+    return model, hashlib.sha256(data).hexdigest()
+
+
+def _undecodable_string(message: Message, where: str = "model") -> str | None:
+    """The first string field that protobuf could not decode as UTF-8 (it hands those
+    back as bytes, which no name may be), as ``field path = value``; None if none."""
+    for field, value in message.ListFields():
+        if field.type not in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_MESSAGE):
+            continue  # numbers and bytes (weights) are not decoded
+        place = f"{where}.{field.name}"
+        repeated = field.is_repeated
+        values = list(value) if repeated else [value]
+        if field.type == FieldDescriptor.TYPE_STRING:
+            bad = next((v for v in values if not isinstance(v, str)), None)
+            if bad is not None:
+                return f"{place} = {bad!r}"
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            for index, item in enumerate(values):
+                found = _undecodable_string(item, f"{place}[{index}]" if repeated else place)
+                if found is not None:
+                    return found
+    return None
 
 
 def load_model(
@@ -145,8 +156,7 @@ def load_model(
     path = Path(path)
     dims = dict(dims or {})
     bound_shapes = {name: tuple(shape) for name, shape in (shapes or {}).items()}
-    model = read_model_proto(path)
-    sha256 = file_sha256(path)
+    model, sha256 = read_model_proto(path)
     names = _assign_node_names(model.graph)
     _check_structure(model.graph, names)
     _bind(model.graph, dims, bound_shapes)
@@ -546,7 +556,7 @@ def _tensor(
     np_type = helper.tensor_dtype_to_np_dtype(elem_type)
     elements = math.prod(shape)  # exact (Python ints): a product past int64 is caught below
     nbytes = (elements * bits + 7) // 8 if bits else elements * np_type.itemsize
-    if nbytes > MAX_TENSOR_BYTES:
+    if nbytes > MAX_BYTES:
         raise InputError(
             f"tensor {name!r} declares {nbytes} bytes (shape {list(shape)}), more than any target can hold"
         )

@@ -27,6 +27,7 @@ from typing import Any, Literal, TypeVar
 import networkx as nx
 from tierplan.compiler.errors import InputError, InvariantError
 from tierplan.compiler.files import write_atomically
+from tierplan.compiler.inputs import escape_controls
 
 TensorKind = Literal["input", "output", "activation", "weight", "scratch"]
 AttributeValue = int | float | str | list[int] | list[float] | list[str] | None
@@ -535,19 +536,30 @@ class IRGraph:
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise InputError(f"cannot read IR dump {str(path)!r}: {error}") from None
 
-    def write_graphml(self, path: Path) -> None:
-        """Export for graph tools (yEd, Gephi): scalar fields become node attributes."""
+    def graphml_text(self) -> str:
+        """GraphML for graph tools (yEd, Gephi): scalar fields become node attributes.
+
+        Control characters of names (NUL, newline, ESC ...) are written escaped
+        (``\\x00``): XML 1.0 cannot hold most of them, and ids must survive parsing.
+        """
         flat = nx.DiGraph()
         for key, data in self.graph.nodes(data="data"):
-            fields = {
-                name: value if isinstance(value, (int, float, str)) else json.dumps(value)
-                for name, value in _node_json(data).items()
-                if value is not None
-            }
-            flat.add_node(f"{key[0]}:{key[1]}", node_type=key[0], **fields)
+            fields: dict[str, int | float | str] = {}
+            for name, value in _node_json(data).items():
+                if isinstance(value, str):
+                    fields[name] = escape_controls(value)
+                elif isinstance(value, int | float):
+                    fields[name] = value
+                elif value is not None:
+                    fields[name] = json.dumps(value)  # escapes control characters itself
+            flat.add_node(_graphml_id(key), node_type=key[0], **fields)
         for source, dest in self.graph.edges:
-            flat.add_edge(f"{source[0]}:{source[1]}", f"{dest[0]}:{dest[1]}")
-        write_atomically(path, "\n".join(nx.generate_graphml(flat)) + "\n")
+            flat.add_edge(_graphml_id(source), _graphml_id(dest))
+        return "\n".join(nx.generate_graphml(flat)) + "\n"
+
+
+def _graphml_id(key: tuple[str, str]) -> str:
+    return escape_controls(f"{key[0]}:{key[1]}")
 
 
 def _tensor_json(tensor: Tensor) -> dict[str, Any]:

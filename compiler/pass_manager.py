@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from tierplan.compiler.errors import InputError, PipelineError, TierplanError
+from tierplan.compiler.inputs import bounded_int, finite_number
 from tierplan.compiler.ir import IRGraph
 from tierplan.compiler.target import Target, parse_size
 
@@ -244,9 +245,11 @@ def _convert(value: str, option: dataclasses.Field[Any], pass_name: str) -> Any:
                 raise ValueError(value)
             return value.lower() in ("true", "1", "yes")
         if kind == "int":
-            return int(value) if value.lstrip("-").isdigit() else parse_size(value, what)
+            if not value.lstrip("-").isdigit():
+                return parse_size(value, what)
+            return bounded_int(int(value), what, -(2**63), 2**63 - 1)
         if kind == "float":
-            return float(value)
+            return finite_number(float(value), what, positive=False)
     except (ValueError, InputError):
         raise PipelineError(f"{what}: cannot read {value!r} as {kind}") from None
     return value

@@ -1,14 +1,16 @@
-"""The plan file (``tierplan-plan/1``, see ``plan-format.md``): build it from the IR, write it.
+"""The plan file (``tierplan-plan/1``, see ``plan-format.md``): build it from the IR, read it.
 
 The plan is a public contract read without tierplan, so it is plain JSON data
-(``dict``). :func:`build_plan` turns a planned IR into it; :func:`write_plan`
-writes it deterministically (same plan, same bytes) and atomically.
+(``dict``). :func:`build_plan` turns a planned IR into it; :func:`plan_text` is its
+deterministic text (same plan, same bytes); :func:`read_plan` reads a plan file of
+any origin through the checks of :mod:`.plan_schema`.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,8 +18,9 @@ from typing import Any
 
 import numpy as np
 from tierplan.compiler.errors import InputError
-from tierplan.compiler.files import write_atomically
+from tierplan.compiler.inputs import MAX_PLAN_FILE, read_text
 from tierplan.compiler.ir import TRANSFER_OP, IRGraph, alias_roots
+from tierplan.compiler.plan_schema import plan_problems
 from tierplan.compiler.target import Target
 
 PLAN_FORMAT = "tierplan-plan/1"
@@ -183,6 +186,11 @@ def build_plan(ir: IRGraph, target: Target, latency_s: float | None = None) -> P
     peaks, bounds = memory_summary(buffers)
     summary: dict[str, Any] = {"peak_bytes": peaks, "lower_bound_bytes": bounds}
     if latency_s is not None:
+        if not math.isfinite(latency_s):
+            raise InputError(
+                f"the estimated latency is {latency_s}: the target's bandwidths or compute "
+                "peaks are too small for this model"
+            )
         summary["latency_s"] = latency_s
     plan: Plan = {
         "format": PLAN_FORMAT,
@@ -196,14 +204,17 @@ def build_plan(ir: IRGraph, target: Target, latency_s: float | None = None) -> P
 
 
 def plan_text(plan: Plan) -> str:
-    """Deterministic JSON: indented, one line per buffer and per operator (diff-friendly)."""
+    """Deterministic strict JSON (no NaN or Infinity): indented, one line per buffer and per
+    operator (diff-friendly)."""
     lines = ["{"]
     keys = list(plan)
     for position, key in enumerate(keys):
         value = plan[key]
         comma = "," if position < len(keys) - 1 else ""
         if key in ("buffers", "ops", "schedule") and isinstance(value, list):
-            items = [f"    {json.dumps(item, ensure_ascii=False)}" for item in value]
+            items = [
+                f"    {json.dumps(item, ensure_ascii=False, allow_nan=False)}" for item in value
+            ]
             body = ",\n".join(items)
             lines.append(
                 f"  {json.dumps(key)}: [\n{body}\n  ]{comma}"
@@ -211,27 +222,36 @@ def plan_text(plan: Plan) -> str:
                 else f"  {json.dumps(key)}: []{comma}"
             )
         else:
-            text = json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+            text = json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False).replace(
+                "\n", "\n  "
+            )
             lines.append(f"  {json.dumps(key)}: {text}{comma}")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def write_plan(plan: Plan, path: Path) -> None:
-    """Write ``plan`` to ``path`` atomically."""
-    write_atomically(path, plan_text(plan))
-
-
 def read_plan(path: Path) -> Plan:
-    """Read a plan file; raises :class:`~tierplan.compiler.errors.InputError` if it is not JSON."""
+    """Read a plan file whose structure follows plan-format.md (:mod:`.plan_schema`).
+
+    Raises :class:`~tierplan.compiler.errors.InputError` naming the file, the field
+    and the value when it is not strict JSON or does not have a plan's structure.
+    """
+    where = f"plan file {str(path)!r}"
+    text = read_text(path, "plan file", MAX_PLAN_FILE)
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"plan file {str(path)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read plan file {str(path)!r}: {error}") from None
-    except json.JSONDecodeError as error:
-        raise InputError(f"plan file {str(path)!r} is not JSON: {error}") from None
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise InputError(f"{where} is nested too deeply to be a plan") from None
+    except ValueError as error:  # JSONDecodeError, and integers of over 4,300 digits
+        raise InputError(f"{where} is not JSON: {error}") from None
     if not isinstance(data, dict):
-        raise InputError(f"plan file {str(path)!r} does not hold a JSON object")
+        raise InputError(f"{where} does not hold a JSON object")
+    problems = plan_problems(data, limit=2)
+    if problems:
+        more = " (and more)" if len(problems) > 1 else ""
+        raise InputError(f"{where}: {problems[0]}{more}")
     return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")

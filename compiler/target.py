@@ -17,6 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from tierplan.compiler.errors import InputError
+from tierplan.compiler.inputs import (
+    MAX_BYTES,
+    MAX_DEVICES,
+    MAX_TARGET_FILE,
+    bounded_int,
+    finite_number,
+    read_text,
+    shown,
+)
 
 DEFAULT_TARGET = "ascend-like"
 
@@ -95,19 +104,19 @@ class Target:
 
 
 def parse_size(value: object, what: str) -> int:
-    """Bytes from an integer or a string such as ``"256KiB"``."""
+    """Bytes from an integer or a string such as ``"256KiB"``, from 1 to ``MAX_BYTES``."""
     if isinstance(value, bool):
         raise InputError(f"{what}: expected a size, got {value!r}")
     if isinstance(value, int):
         size = value
     else:
         match = _SIZE.match(str(value))
-        if not match:
-            raise InputError(f"{what}: cannot read size {value!r} (e.g. 262144 or '256KiB')")
+        if not match or len(match.group(1)) > 30:
+            raise InputError(f"{what}: cannot read size {shown(value)} (e.g. 262144 or '256KiB')")
         size = int(float(match.group(1)) * _UNITS[match.group(2) or ""])
     if size <= 0:
-        raise InputError(f"{what}: size must be positive, got {value!r}")
-    return size
+        raise InputError(f"{what}: size must be positive, got {shown(value)}")
+    return bounded_int(size, what, 1, MAX_BYTES)
 
 
 def preset_names() -> list[str]:
@@ -126,11 +135,7 @@ def load_target(name_or_path: str | Path | None = None) -> Target:
     if not path.suffix and not path.exists():
         known = ", ".join(preset_names())
         raise InputError(f"unknown target {spec!r} (presets: {known}; or give a .toml file)")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read target file {spec!r}: {error}") from None
-    return parse_target(text, spec)
+    return parse_target(read_text(path, "target file", MAX_TARGET_FILE), spec)
 
 
 def parse_target(text: str, source: str) -> Target:
@@ -152,8 +157,12 @@ def parse_target(text: str, source: str) -> Target:
             Tier(
                 name=str(entry["name"]),
                 capacity=parse_size(entry.get("capacity"), f"{tier_where} capacity"),
-                bandwidth=_positive(entry.get("bandwidth"), f"{tier_where} bandwidth"),
-                latency=_non_negative(entry.get("latency", 0.0), f"{tier_where} latency"),
+                bandwidth=finite_number(
+                    entry.get("bandwidth"), f"{tier_where} bandwidth", positive=True
+                ),
+                latency=finite_number(
+                    entry.get("latency", 0.0), f"{tier_where} latency", positive=False
+                ),
                 reserve=parse_size(entry["reserve"], f"{tier_where} reserve")
                 if "reserve" in entry and entry["reserve"] != 0
                 else 0,
@@ -163,12 +172,10 @@ def parse_target(text: str, source: str) -> Target:
             raise InputError(f"{tier_where}: reserve must be smaller than the capacity")
     if len({t.name for t in tiers}) != len(tiers):
         raise InputError(f"{where}: tier names must be unique")
-    alignment = data.get("alignment", 64)
-    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+    alignment = bounded_int(data.get("alignment", 64), f"{where} alignment", 1, MAX_BYTES)
+    if alignment & (alignment - 1):
         raise InputError(f"{where}: alignment must be a power of two, got {alignment!r}")
-    devices = data.get("devices", 1)
-    if not isinstance(devices, int) or devices < 1:
-        raise InputError(f"{where}: devices must be a positive integer, got {devices!r}")
+    devices = bounded_int(data.get("devices", 1), f"{where} devices", 1, MAX_DEVICES)
     compute = data.get("compute", {"default": 128e12})
     if not isinstance(compute, dict):
         raise InputError(f"{where}: [compute] must be a table of FLOP/s per dtype")
@@ -178,19 +185,11 @@ def parse_target(text: str, source: str) -> Target:
         tiers=tuple(tiers),
         alignment=alignment,
         devices=devices,
-        link_bandwidth=_positive(data.get("link_bandwidth", 56e9), f"{where} link_bandwidth"),
-        compute={str(k): _positive(v, f"{where} compute.{k}") for k, v in compute.items()},
+        link_bandwidth=finite_number(
+            data.get("link_bandwidth", 56e9), f"{where} link_bandwidth", positive=True
+        ),
+        compute={
+            str(k): finite_number(v, f"{where} compute.{k}", positive=True)
+            for k, v in compute.items()
+        },
     )
-
-
-def _positive(value: object, what: str) -> float:
-    number = _non_negative(value, what)
-    if number == 0:
-        raise InputError(f"{what} must be positive")
-    return number
-
-
-def _non_negative(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise InputError(f"{what} must be a non-negative number, got {value!r}")
-    return float(value)

@@ -20,13 +20,13 @@ from tierplan.compiler.alias_layout import concat_part_positions, slice_view_pos
 from tierplan.compiler.intervals import IntervalIndex
 from tierplan.compiler.ir import IRGraph, Operator, alias_roots
 from tierplan.compiler.plan import PLAN_FORMAT, memory_summary
+from tierplan.compiler.plan_schema import plan_problems
 
 # Operators whose output may be declared a view of input 0 (plan-format.md).
 VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 # Alias kinds that only read their source's bytes, and those that may sit at any byte.
 READ_ONLY_ALIASES = frozenset({"view", "slice view"})
 UNALIGNED_ALIASES = frozenset({"slice view", "concat part"})
-BUFFER_KINDS = frozenset({"input", "output", "activation", "weight", "scratch"})
 MAX_REPORTED = 50
 
 
@@ -39,10 +39,6 @@ class Violation:
 
     def __str__(self) -> str:
         return f"[{self.rule}] {self.message}"
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass
@@ -74,87 +70,30 @@ class _Checker:
     # -- structure ---------------------------------------------------------------
 
     def structure(self) -> bool:
-        plan = self.plan
-        if not isinstance(plan, dict):
-            self.add("format", "the plan is not a JSON object")
+        """The plan's keys and types (plan_schema); then its buffers, typed."""
+        problems = plan_problems(self.plan, MAX_REPORTED)
+        for problem in problems:
+            self.add("format", problem)
+        if problems:
             return False
-        if plan.get("format") != PLAN_FORMAT:
-            self.add("format", f"'format' must be {PLAN_FORMAT!r}, found {plan.get('format')!r}")
-        target = plan.get("target")
-        if not isinstance(target, dict):
-            self.add("format", "'target' must be an object")
-            return False
-        tiers = target.get("tiers")
-        if (
-            not isinstance(tiers, list)
-            or not tiers
-            or not all(
-                isinstance(t, dict)
-                and isinstance(t.get("name"), str)
-                and _is_int(t.get("capacity"))
-                for t in tiers
+        if self.plan["format"] != PLAN_FORMAT:
+            self.add("format", f"'format' must be {PLAN_FORMAT!r}, found {self.plan['format']!r}")
+        self.buffers = [
+            _Buffer(
+                index,
+                b["tensor"],
+                b["kind"],
+                b["bytes"],
+                b["device"],
+                b["tier"],
+                b["offset"],
+                b["start"],
+                b["end"],
+                b.get("alias_of"),
             )
-        ):
-            self.add(
-                "format", "'target.tiers' must list objects with a name and an integer capacity"
-            )
-        if not _is_int(target.get("alignment")) or target.get("alignment", 0) <= 0:
-            self.add("format", "'target.alignment' must be a positive integer")
-        if not _is_int(target.get("devices")) or target.get("devices", 0) <= 0:
-            self.add("format", "'target.devices' must be a positive integer")
-        if not isinstance(plan.get("schedule"), list) or not all(
-            isinstance(n, str) for n in plan["schedule"]
-        ):
-            self.add("format", "'schedule' must be a list of operator names")
-        if not isinstance(plan.get("ops"), list) or not all(
-            isinstance(o, dict)
-            and isinstance(o.get("node"), str)
-            and isinstance(o.get("op_type"), str)
-            and isinstance(o.get("inputs"), list)
-            and isinstance(o.get("outputs"), list)
-            and all(isinstance(n, str) for n in [*o["inputs"], *o["outputs"]])
-            for o in plan["ops"]
-        ):
-            self.add(
-                "format",
-                "'ops' must be a list of objects with a string 'node' and 'op_type' "
-                "and lists of tensor names 'inputs' and 'outputs'",
-            )
-        if not isinstance(plan.get("buffers"), list):
-            self.add("format", "'buffers' must be a list")
-        if not isinstance(plan.get("model"), dict):
-            self.add("format", "'model' must be an object with 'path' and 'sha256'")
-        if not isinstance(plan.get("summary"), dict):
-            self.add("format", "'summary' must be an object")
-        if self.violations:
-            return False
-        self.buffers = list(self._read_buffers())
-        return not self.violations
-
-    def _read_buffers(self) -> Iterator[_Buffer]:
-        ints = ("bytes", "device", "offset", "start", "end")
-        for index, item in enumerate(self.plan["buffers"]):
-            if not isinstance(item, dict) or not isinstance(item.get("tensor"), str):
-                self.add("format", f"buffer {index} is not an object with a 'tensor' name")
-                continue
-            bad = [key for key in ints if not _is_int(item.get(key))]
-            if bad or not isinstance(item.get("tier"), str) or item.get("kind") not in BUFFER_KINDS:
-                what = ", ".join(bad) or "tier/kind"
-                self.add(
-                    "format", f"buffer {index} ({item['tensor']!r}): missing or invalid {what}"
-                )
-                continue
-            alias = item.get("alias_of")
-            if alias is not None and not isinstance(alias, str):
-                self.add(
-                    "format",
-                    f"buffer {index} ({item['tensor']!r}): alias_of must be a name or null",
-                )
-                continue
-            yield _Buffer(
-                index, item["tensor"], item["kind"], item["bytes"], item["device"], item["tier"],
-                item["offset"], item["start"], item["end"], alias,
-            )  # fmt: skip
+            for index, b in enumerate(self.plan["buffers"])
+        ]
+        return True
 
     # -- schedule and operators -------------------------------------------------
 
@@ -192,7 +131,7 @@ class _Checker:
                     "ops",
                     f"operator {name!r} has step {entry.get('step')!r} but is at position {step} of the schedule",
                 )
-            if not _is_int(entry.get("device")) or not 0 <= entry["device"] < devices:
+            if not 0 <= entry["device"] < devices:
                 self.add(
                     "ops",
                     f"operator {name!r} runs on device {entry.get('device')!r}, outside 0..{devices - 1}",
@@ -232,7 +171,7 @@ class _Checker:
         self.op_device: dict[int, int] = {}
         for name, step in self.steps.items():
             entry = self.ops.get(name, {})
-            self.op_device[step] = entry.get("device", 0) if _is_int(entry.get("device")) else 0
+            self.op_device[step] = entry.get("device", 0)
             for output in entry.get("outputs") or []:
                 # An operator writing a tensor it reads (a Transfer) copies it, not produces it.
                 if isinstance(output, str) and output and output not in entry.get("inputs", []):
@@ -304,19 +243,6 @@ class _Checker:
             entry = self.ops.get(name, {})
             tiles = entry.get("tiles")
             if tiles is None:
-                continue
-            fields = ("count", "l1_bytes", "traffic_bytes")
-            if (
-                not isinstance(tiles, dict)
-                or not isinstance(tiles.get("axes"), dict)
-                or not all(_is_int(v) and v > 0 for v in tiles["axes"].values())
-                or not all(_is_int(tiles.get(key)) and tiles[key] >= 0 for key in fields)
-            ):
-                self.add(
-                    "tiles",
-                    f"operator {name!r}: tiles must have 'axes' (name -> positive size) and "
-                    "integer 'count', 'l1_bytes', 'traffic_bytes'",
-                )
                 continue
             if tiles["l1_bytes"] > first["capacity"]:
                 self.add(

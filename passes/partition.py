@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from tierplan.compiler.errors import PassFailure, PipelineError
+from tierplan.compiler.inputs import MAX_DEVICES, integer_text
 from tierplan.compiler.ir import IRGraph
 from tierplan.compiler.partition import (
     AssignmentCost,
@@ -102,7 +103,7 @@ class Partition(Pass):
             return PassResult(changed=False, notes=["fits one device: nothing to split"])
         tables = stage_tables(problem)
         if count == 0:
-            limit = min(self.max_devices, problem.size)
+            limit = min(self.max_devices, problem.size, MAX_DEVICES)
             fewest = fewest_stages(tables, capacity, limit)
             if fewest is None:
                 raise PassFailure(
@@ -145,8 +146,8 @@ class Partition(Pass):
             return target_devices
         if self.devices == "auto":
             return 1 if fits_one else 0
-        if not self.devices.isdigit() or int(self.devices) < 1:
+        if not self.devices.isdigit():
             raise PipelineError(
                 f"partition: devices must be a positive count, auto or target, got {self.devices!r}"
             )
-        return int(self.devices)
+        return integer_text(self.devices, "partition devices", 1, MAX_DEVICES)

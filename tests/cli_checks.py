@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
+import io
+import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tierplan.compiler.cli import main
@@ -49,3 +54,34 @@ def compiles(
     plan = out / "plan.json"
     assert plan.is_file()
     return plan
+
+
+def fails_in_one_line(
+    capsys: pytest.CaptureFixture[str], argv: Sequence[str], code: int = 2
+) -> str:
+    """Run any command; assert it fails with one ``tierplan: error:`` line; return it."""
+    capsys.readouterr()
+    exit_code = main(list(argv))
+    captured = capsys.readouterr()
+    assert exit_code == code, captured.err
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("tierplan: error: "), captured.err
+    return lines[0]
+
+
+def opened_paths(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every path opened from Python (builtins.open, io.open, os.open)."""
+    opened: list[str] = []
+
+    def recording(original: Any) -> Any:
+        def wrapper(file: Any, *args: Any, **kwargs: Any) -> Any:
+            opened.append(os.fsdecode(file) if isinstance(file, str | bytes | os.PathLike) else "")
+            return original(file, *args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(builtins, "open", recording(builtins.open))
+    monkeypatch.setattr(io, "open", recording(io.open))
+    monkeypatch.setattr(os, "open", recording(os.open))
+    return opened

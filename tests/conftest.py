@@ -10,6 +10,8 @@ from hypothesis import settings
 # Bounded in CI; `pytest --hypothesis-profile thorough` explores much further.
 settings.register_profile("default", max_examples=60, deadline=None)
 settings.register_profile("thorough", max_examples=2000, deadline=None)
+# Issue 20's acceptance run of the input fuzzers (tests/test_fuzz_inputs.py).
+settings.register_profile("fuzz", max_examples=500, deadline=None)
 settings.load_profile("default")
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -265,12 +265,16 @@ def test_plan_json_but_not_object(
 def test_buffers_lacking_fields(
     plan: Plan, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Not a plan's structure: bad input (exit 2) for the CLI, [format] for the API."""
     first = plan["buffers"][0]["tensor"]
     plan["buffers"] = [{"tensor": b["tensor"]} for b in plan["buffers"]]
     code, err = _check(capsys, _write(plan, tmp_path / "plan.json"))
-    assert code == 1, err
-    assert "[format]" in err
-    assert any("[format]" in line and repr(first) in line for line in err.splitlines()), err
+    assert code == 2, err
+    assert len(err.splitlines()) == 1, err
+    assert f"buffers[0] ({first!r}): missing 'kind'" in err
+    violations = validate_plan(plan, load_model(MODEL).ir)
+    assert {v.rule for v in violations} == {"format"}
+    assert any(repr(first) in v.message for v in violations), violations
 
 
 def test_buffers_not_objects(
@@ -278,8 +282,11 @@ def test_buffers_not_objects(
 ) -> None:
     plan["buffers"] = [{}, 3, "x", None]
     code, err = _check(capsys, _write(plan, tmp_path / "plan.json"))
-    assert code == 1, err
-    assert err.count("[format]") == 4, err
+    assert code == 2, err
+    assert "buffers[0]: missing 'tensor'" in err
+    violations = validate_plan(plan, load_model(MODEL).ir)
+    assert {v.rule for v in violations} == {"format"}
+    assert all(any(f"buffers[{i}]" in v.message for v in violations) for i in range(4))
 
 
 def test_ops_entry_with_unhashable_node(
@@ -287,8 +294,8 @@ def test_ops_entry_with_unhashable_node(
 ) -> None:
     plan["ops"][0]["node"] = [plan["ops"][0]["node"]]
     code, err = _check(capsys, _write(plan, tmp_path / "plan.json"))
-    assert code == 1, err
-    assert "internal error" not in err
+    assert code == 2, err
+    assert "ops[0].node: expected a string" in err
 
 
 # -- the Python API -------------------------------------------------------------------

@@ -8,9 +8,6 @@ without reading or allocating their bytes.
 
 from __future__ import annotations
 
-import builtins
-import io
-import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -23,7 +20,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from models.synthetic import weight
-from tests.cli_checks import compiles, fails_cleanly
+from tests.cli_checks import compiles, fails_cleanly, opened_paths
 
 pytestmark = pytest.mark.usefixtures("run_in_tmp_path")
 
@@ -107,23 +104,6 @@ def test_dimension_of_zerocompiles(tmp_path: Path, capsys: pytest.CaptureFixture
 # -- external data pointing anywhere -----------------------------------------------------
 
 
-def _opened_paths(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record every path opened from Python (builtins.open, io.open, os.open)."""
-    opened: list[str] = []
-
-    def recording(original: Any) -> Any:
-        def wrapper(file: Any, *args: Any, **kwargs: Any) -> Any:
-            opened.append(os.fsdecode(file) if isinstance(file, str | bytes | os.PathLike) else "")
-            return original(file, *args, **kwargs)
-
-        return wrapper
-
-    monkeypatch.setattr(builtins, "open", recording(builtins.open))
-    monkeypatch.setattr(io, "open", recording(io.open))
-    monkeypatch.setattr(os, "open", recording(os.open))
-    return opened
-
-
 @pytest.mark.parametrize("location", ["../../etc/passwd", "/etc/passwd", "/dev/zero"])
 def test_external_data_location_is_never_opened(
     tmp_path: Path,
@@ -138,7 +118,7 @@ def test_external_data_location_is_never_opened(
         [_value("y", [4, 256])],
         [weight("w", [4, 256], location=location)],
     )
-    opened = _opened_paths(monkeypatch)
+    opened = opened_paths(monkeypatch)
     compiles(tmp_path, capsys, model)
     assert opened, "the recorder saw no file at all (it is not hooked)"
     assert not [p for p in opened if "passwd" in p or p.startswith("/dev/")]

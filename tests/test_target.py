@@ -45,7 +45,7 @@ def test_user_target_file_changes_the_plan(tmp_path: Path) -> None:
         ("[[tiers]]\nname='A'\ncapacity='-5KiB'\nbandwidth=1.0\n", "cannot read size"),
         ("[[tiers]]\nname='A'\ncapacity=0\nbandwidth=1.0\n", "size must be positive"),
         ("alignment = 48\n[[tiers]]\nname='A'\ncapacity=10\nbandwidth=1.0\n", "power of two"),
-        ("[[tiers]]\nname='A'\ncapacity=10\n", "bandwidth must be a non-negative number"),
+        ("[[tiers]]\nname='A'\ncapacity=10\n", "bandwidth: expected a number, got None"),
         ("[[tiers\n", "not valid TOML"),
     ],
 )

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tierplan.compiler.errors import InputError
 from tierplan.compiler.files import write_atomically
+from tierplan.compiler.inputs import MAX_BYTES, MAX_STEPS, MAX_TRACE_FILE, read_text, shown
 from tierplan.compiler.packing.problem import Item
 
 CSV_COLUMNS = ("id", "lower", "upper", "size")
@@ -37,10 +38,7 @@ class Trace:
 
 def read_trace(path: Path) -> Trace:
     """Parse a trace file; a malformed line is an :class:`InputError` naming it."""
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read trace {str(path)!r}: {error}") from None
+    text = read_text(path, "trace", MAX_TRACE_FILE)
     lines = [
         (number, line.strip())
         for number, line in enumerate(text.splitlines(), start=1)
@@ -92,12 +90,16 @@ def _integer(path: Path, number: int, text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise InputError(f"{path}:{number}: {text!r} is not an integer") from None
+        raise InputError(f"{path}:{number}: {shown(text)} is not an integer") from None
 
 
 def _item(path: Path, number: int, key: str, start: int, end: int, size: int) -> Item:
     if start < 0 or size < 0:
         raise InputError(f"{path}:{number}: steps and sizes must not be negative")
+    if size > MAX_BYTES:
+        raise InputError(f"{path}:{number}: size {shown(size)} is over the limit {MAX_BYTES}")
+    if end >= MAX_STEPS:
+        raise InputError(f"{path}:{number}: step {shown(end)} is over the limit {MAX_STEPS - 1}")
     return Item(key=key, start=start, end=end, size=size)
 
 

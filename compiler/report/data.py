@@ -162,6 +162,7 @@ class PlanView:
         costs: Sequence[OpCost] | None = None,
         sources: dict[str, str] | None = None,
     ) -> None:
+        require_viewable(plan)
         self.plan = plan
         self.sources = dict(sources or {})
         self.ops: list[dict[str, Any]] = list(plan.get("ops", []))
@@ -419,6 +420,31 @@ class PlanView:
     def op_cost(self, name: str) -> OpCost | None:
         """The cost of one operator, when costs are known."""
         return next((c for c in self.costs or [] if c.name == name), None)
+
+
+def require_viewable(plan: Plan) -> None:
+    """Refuse a plan (typed by :func:`~tierplan.compiler.plan.read_plan`) whose parts the
+    views cannot tie together: ``ops`` in schedule order, buffers within the schedule and
+    in the target's tiers. Other broken rules (overlaps, sizes) are shown as they are;
+    ``tierplan check`` names them all."""
+    steps = len(plan["schedule"])
+    hint = "(tierplan check lists every problem)"
+    ops = plan["ops"]
+    for step, op in enumerate(ops[: steps + 1]):
+        if step >= steps or op["node"] != plan["schedule"][step] or op["step"] != step:
+            raise InputError(
+                f"the plan's ops[{step}] is not its step {step} in schedule order {hint}"
+            )
+    if len(ops) < steps:
+        raise InputError(f"the plan schedules {steps} operators but has {len(ops)} in ops {hint}")
+    tiers = {tier["name"] for tier in plan["target"]["tiers"]}
+    for index, b in enumerate(plan["buffers"]):
+        if not 0 <= b["start"] <= b["end"] < steps or b["tier"] not in tiers:
+            raise InputError(
+                f"the plan's buffers[{index}] ({b['tensor']!r}) has steps [{b['start']}, "
+                f"{b['end']}] outside the schedule (0 to {steps - 1}) or unknown tier "
+                f"{b['tier']!r} {hint}"
+            )
 
 
 def op_type_order(buffers: Iterable[Buffer]) -> list[str]:

@@ -4,8 +4,9 @@ A plan file alone gives every memory view, and the latency views too when its
 operators carry their costs (``ops[*].cost``, written by the compile: the figures
 the compile printed). A plan without them (an older one) is costed again, which
 needs the model's shapes: :func:`view_of_plan_file` finds the model (``--model``,
-else by ``plan["model"]["path"]``: :func:`model_of_plan`), loads it with the plan's
-``dims``, writes the plan's placement back onto its IR and costs it.
+else by the file name ``plan["model"]["path"]`` in the plan's folder only:
+:func:`model_of_plan`), loads it with the plan's ``dims``, writes the plan's
+placement back onto its IR and costs it.
 """
 
 from __future__ import annotations
@@ -18,26 +19,24 @@ from tierplan.compiler.errors import InputError
 from tierplan.compiler.frontend import _assign_node_names, load_model, read_model_proto
 from tierplan.compiler.ir import IRGraph, Tiles
 from tierplan.compiler.plan import Plan, read_plan
-from tierplan.compiler.report.data import PlanView, carried_costs
+from tierplan.compiler.report.data import PlanView, carried_costs, require_viewable
 from tierplan.compiler.target import Target, Tier, load_target, preset_names
 
 
 def plan_target(plan: Plan) -> Target:
-    """The plan's target: the preset of that name when it matches, else the plan's tiers."""
-    data = plan.get("target", {})
-    try:
-        tiers = tuple(
-            Tier(t["name"], int(t["capacity"]), float(t["bandwidth"]), float(t["latency"]))
-            for t in data["tiers"]
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise InputError(f"the plan's target is malformed: {error}") from None
-    name = str(data.get("name", ""))
+    """The plan's target (its types checked by :func:`read_plan`): the preset of that name
+    when it matches, else the plan's tiers."""
+    data = plan["target"]
+    tiers = tuple(
+        Tier(t["name"], t["capacity"], float(t["bandwidth"]), float(t["latency"]))
+        for t in data["tiers"]
+    )
+    name = data["name"]
     if name in preset_names():
         preset = load_target(name)
         if preset.tiers == tiers:
             return preset
-    return Target(name=name, tiers=tiers, alignment=int(data.get("alignment", 64)))
+    return Target(name=name, tiers=tiers, alignment=data["alignment"])
 
 
 def replay_plan(plan: Plan, ir: IRGraph) -> None:
@@ -66,7 +65,7 @@ def replay_plan(plan: Plan, ir: IRGraph) -> None:
 def model_symbols(model: Path) -> set[str]:
     """The symbolic dimensions of a model's graph inputs (none for the annotated copy
     ``tierplan compile`` writes: its shapes are bound)."""
-    graph = read_model_proto(model).graph
+    graph = read_model_proto(model)[0].graph
     return {d.dim_param for v in graph.input for d in v.type.tensor_type.shape.dim if d.dim_param}
 
 
@@ -84,22 +83,38 @@ def plan_costs(plan: Plan, model: Path) -> list[OpCost]:
     }
     ir = load_model(model, dims=dims).ir
     replay_plan(plan, ir)
+    unscheduled = next((op.name for op in ir.operators() if op.step is None), None)
+    if unscheduled is not None:
+        raise InputError(
+            f"the plan does not schedule the model's operator {unscheduled!r}: is it the plan "
+            f"of {str(model)!r}? (tierplan check lists every problem)"
+        )
     scheduled = {op.name for op in ir.scheduled_operators()}
     return [c for c in estimate(ir, plan_target(plan)) if c.name in scheduled]
 
 
 def model_of_plan(plan: Plan, plan_path: Path) -> Path:
-    """The model a plan file names: beside the plan, or the annotated copy that
-    ``tierplan compile`` writes beside it (same graph), or relative to the working folder."""
-    recorded = plan.get("model", {}).get("path")
-    if not isinstance(recorded, str) or not recorded:
+    """The model a plan file names, looked for only in the plan's folder: the file of
+    that name, or the annotated copy that ``tierplan compile`` writes there (same graph).
+
+    A plan is untrusted input: a ``model.path`` with a folder in it (``../../etc/passwd``,
+    an absolute path) is refused without being opened; the user passes ``--model`` instead.
+    """
+    recorded = plan["model"]["path"]
+    if not recorded:
         raise InputError(f"plan file {str(plan_path)!r} names no model; pass --model")
+    if Path(recorded).name != recorded or recorded in (".", ".."):
+        raise InputError(
+            f"plan file {str(plan_path)!r} names the model {recorded!r} outside its own "
+            "folder, which is never opened; pass --model"
+        )
     annotated = plan_path.parent / f"{Path(recorded).stem}.planned.onnx"
-    for candidate in (plan_path.parent / recorded, annotated, Path(recorded)):
+    for candidate in (plan_path.parent / recorded, annotated):
         if candidate.is_file():
             return candidate
     raise InputError(
-        f"cannot find the model {recorded!r} named by {str(plan_path)!r}; pass --model"
+        f"cannot find the model {recorded!r} named by {str(plan_path)!r} in its folder; "
+        "pass --model"
     )
 
 
@@ -127,7 +142,7 @@ def _scope_of(props: dict[str, str]) -> str | None:
 def op_sources(model: Path) -> dict[str, str]:
     """Operator name -> the source module its exporter recorded (operators without one
     are left out)."""
-    graph = read_model_proto(model).graph
+    graph = read_model_proto(model)[0].graph
     sources = {}
     for name, node in zip(_assign_node_names(graph), graph.node, strict=True):
         scope = _scope_of({p.key: p.value for p in node.metadata_props})
@@ -140,6 +155,7 @@ def view_of_plan_file(plan_path: Path, model: Path | None = None) -> PlanView:
     """A plan file with its costs (carried, else from the model) and operator sources
     (the model is found as the module docstring says)."""
     plan = read_plan(plan_path)
+    require_viewable(plan)  # before costing, which replays the plan on the model
     carried = carried_costs(list(plan.get("ops", [])))
     if carried is None:
         path = model or model_of_plan(plan, plan_path)
