@@ -583,7 +583,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         )
         return 0
     reason = report.divergence or "outputs differ"
-    print(f"tierplan: FAIL: {' '.join(reason.split())}", file=sys.stderr)
+    print(f"tierplan: FAIL: {escape_controls(' '.join(reason.split()))}", file=sys.stderr)
     return 1
 
 

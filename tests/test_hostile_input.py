@@ -342,31 +342,48 @@ def test_written_plan_is_strict_json(plan_path: Path) -> None:
 # -- report and the model a plan names ----------------------------------------------------------------
 
 
+def _without_costs(plan: dict[str, Any]) -> dict[str, Any]:
+    """An older plan: its operators carry no cost, so the report must cost it on the model."""
+    for op in plan["ops"]:
+        op.pop("cost", None)
+    return plan
+
+
+@pytest.mark.parametrize("carried", [True, False], ids=["costs-carried", "older-plan"])
 @pytest.mark.parametrize(
     "named", ["../../../../etc/passwd", "/etc/passwd", "sub/m.onnx", "..", "/dev/zero"]
 )
 def test_report_never_opens_a_path_only_a_plan_names(
     named: str,
+    carried: bool,
     plan_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """A plan whose operators carry their costs needs no model (the report is complete
+    without it); an older plan does, and then says so. Neither opens what the plan names."""
     plan = json.loads(plan_path.read_text())
     plan["model"]["path"] = named
-    plan_path.write_text(json.dumps(plan))
+    plan_path.write_text(json.dumps(plan if carried else _without_costs(plan)))
     opened = opened_paths(monkeypatch)
-    line = fails_in_one_line(capsys, ["report", str(plan_path), "-o", "r.html"])
-    assert "pass --model" in line
+    if carried:
+        assert main(["report", str(plan_path), "-o", "r.html"]) == 0
+        capsys.readouterr()
+        assert Path("r.html").is_file()
+    else:
+        line = fails_in_one_line(capsys, ["report", str(plan_path), "-o", "r.html"])
+        assert "pass --model" in line
     assert opened, "the recorder saw no file at all (it is not hooked)"
     named_by_plan = [p for p in opened if "passwd" in p or p.startswith("/dev/") or "sub" in p]
     assert named_by_plan == []
 
 
-def test_report_of_a_plan_without_its_model(
+def test_report_of_an_older_plan_without_its_model(
     plan_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for stale in plan_path.parent.glob("*.onnx"):
         stale.unlink()
+    plan_path.write_text(json.dumps(_without_costs(json.loads(plan_path.read_text()))))
     assert "pass --model" in fails_in_one_line(capsys, ["report", str(plan_path), "-o", "r.html"])
     assert not Path("r.html").exists()
 
