@@ -13,6 +13,7 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,62 @@ from tierplan.compiler.target import Target
 
 PLAN_FORMAT = "tierplan-plan/1"
 Plan = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanBuffer:
+    """One entry of a plan's ``buffers`` (plan-format.md), typed; ``index`` is its position.
+
+    The one record of a plan buffer: the validator checks the rules on it and
+    ``tierplan run`` places tensors with it. Build it from a plan whose structure
+    :func:`~tierplan.compiler.plan_schema.plan_problems` accepted (:meth:`of_plan`).
+    """
+
+    index: int
+    tensor: str
+    kind: str
+    nbytes: int
+    device: int
+    tier: str
+    offset: int
+    start: int
+    end: int
+    alias_of: str | None = None
+
+    @classmethod
+    def of_plan(cls, plan: Plan) -> list[PlanBuffer]:
+        """Every buffer of a structurally valid plan, in order."""
+        return [
+            cls(
+                index,
+                b["tensor"],
+                b["kind"],
+                b["bytes"],
+                b["device"],
+                b["tier"],
+                b["offset"],
+                b["start"],
+                b["end"],
+                b.get("alias_of"),
+            )
+            for index, b in enumerate(plan["buffers"])
+        ]
+
+    @property
+    def region(self) -> tuple[int, str]:
+        """``(device, tier)``: the memory the buffer lives in."""
+        return (self.device, self.tier)
+
+    def live_at(self, step: int) -> bool:
+        """True when ``step`` is in the buffer's inclusive range."""
+        return self.start <= step <= self.end
+
+    def label(self) -> str:
+        """How messages name the buffer: tensor, region, bytes and steps."""
+        return (
+            f"{self.tensor!r} ({self.device}/{self.tier} bytes [{self.offset}, "
+            f"{self.offset + self.nbytes}) steps [{self.start}, {self.end}])"
+        )
 
 
 def region_key(device: int, tier: str) -> str:

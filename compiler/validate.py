@@ -19,7 +19,7 @@ from typing import Any
 from tierplan.compiler.alias_layout import concat_part_positions, slice_view_position
 from tierplan.compiler.intervals import IntervalIndex
 from tierplan.compiler.ir import IRGraph, Operator, alias_roots
-from tierplan.compiler.plan import PLAN_FORMAT, memory_summary
+from tierplan.compiler.plan import PLAN_FORMAT, PlanBuffer, memory_summary
 from tierplan.compiler.plan_schema import plan_problems
 
 # Operators whose output may be declared a view of input 0 (plan-format.md).
@@ -39,23 +39,6 @@ class Violation:
 
     def __str__(self) -> str:
         return f"[{self.rule}] {self.message}"
-
-
-@dataclass
-class _Buffer:
-    index: int
-    tensor: str
-    kind: str
-    nbytes: int
-    device: int
-    tier: str
-    offset: int
-    start: int
-    end: int
-    alias_of: str | None
-
-    def label(self) -> str:
-        return f"{self.tensor!r} ({self.device}/{self.tier} bytes [{self.offset}, {self.offset + self.nbytes}) steps [{self.start}, {self.end}])"
 
 
 class _Checker:
@@ -78,21 +61,7 @@ class _Checker:
             return False
         if self.plan["format"] != PLAN_FORMAT:
             self.add("format", f"'format' must be {PLAN_FORMAT!r}, found {self.plan['format']!r}")
-        self.buffers = [
-            _Buffer(
-                index,
-                b["tensor"],
-                b["kind"],
-                b["bytes"],
-                b["device"],
-                b["tier"],
-                b["offset"],
-                b["start"],
-                b["end"],
-                b.get("alias_of"),
-            )
-            for index, b in enumerate(self.plan["buffers"])
-        ]
+        self.buffers = PlanBuffer.of_plan(self.plan)
         return True
 
     # -- schedule and operators -------------------------------------------------
@@ -259,7 +228,7 @@ class _Checker:
                 )
 
     def coverage(self) -> None:
-        by_tensor: dict[str, list[_Buffer]] = defaultdict(list)
+        by_tensor: dict[str, list[PlanBuffer]] = defaultdict(list)
         for b in self.buffers:
             if b.kind != "scratch":
                 by_tensor[b.tensor].append(b)
@@ -321,7 +290,7 @@ class _Checker:
                 return name
         return None
 
-    def check_range(self, name: str, copies: list[_Buffer], low: int, high: int) -> None:
+    def check_range(self, name: str, copies: list[PlanBuffer], low: int, high: int) -> None:
         ordered = sorted(copies, key=lambda b: (b.start, b.end))
         if ordered[0].start > low:
             self.add(
@@ -342,7 +311,9 @@ class _Checker:
                 f"tensor {name!r} must stay live until step {high}, its buffers end at step {reach}",
             )
 
-    def require_live(self, name: str, copies: list[_Buffer], steps: list[int], verb: str) -> None:
+    def require_live(
+        self, name: str, copies: list[PlanBuffer], steps: list[int], verb: str
+    ) -> None:
         for step in steps:
             device = self.op_device.get(step, 0)
             if not any(b.device == device and b.start <= step <= b.end for b in copies):
@@ -360,7 +331,7 @@ class _Checker:
         Also records, for each valid alias, its parent buffer and its kind (in place,
         view, slice view, concat part), which the group and alignment rules read.
         """
-        first: dict[tuple[str, int, str], _Buffer] = {}
+        first: dict[tuple[str, int, str], PlanBuffer] = {}
         for b in self.buffers:
             first.setdefault((b.tensor, b.device, b.tier), b)
         self.alias_parent: dict[int, int] = {}  # buffer index -> the aliased buffer's
@@ -398,7 +369,7 @@ class _Checker:
         root_index = alias_roots(names, self.alias_parent.get)
         return {index: names[root] for index, root in root_index.items()}
 
-    def alias_placements(self, b: _Buffer, target: _Buffer) -> list[tuple[str, int]]:
+    def alias_placements(self, b: PlanBuffer, target: PlanBuffer) -> list[tuple[str, int]]:
         """Each kind of alias ``b`` may be of ``target`` (plan-format.md), with the offset
         that kind puts it at."""
         found = []
@@ -428,7 +399,7 @@ class _Checker:
         name = self.plan["schedule"][step]
         return self.model.operator(name) if self.model.has_operator(name) else None
 
-    def in_place(self, b: _Buffer, target: _Buffer) -> bool:
+    def in_place(self, b: PlanBuffer, target: PlanBuffer) -> bool:
         if b.start != target.end or not 0 <= b.start <= self.last_step:
             return False
         entry = self.ops.get(self.plan["schedule"][b.start], {})
@@ -436,7 +407,7 @@ class _Checker:
             entry.get("outputs") or []
         )
 
-    def is_view(self, b: _Buffer, target: _Buffer) -> bool:
+    def is_view(self, b: PlanBuffer, target: PlanBuffer) -> bool:
         step = self.producer_step.get(b.tensor)
         if step is None:
             return False
@@ -450,7 +421,7 @@ class _Checker:
         )
 
     def overlaps(self, roots: dict[int, str]) -> None:
-        regions: dict[tuple[int, str], list[_Buffer]] = defaultdict(list)
+        regions: dict[tuple[int, str], list[PlanBuffer]] = defaultdict(list)
         for b in self.buffers:
             if b.nbytes > 0:
                 regions[(b.device, b.tier)].append(b)
@@ -487,7 +458,7 @@ class _Checker:
         tensor is still read later corrupts the view (plan-format.md). A write into a
         concat output by one of its parts is the declaration itself.
         """
-        groups: dict[tuple[int, str, str], list[_Buffer]] = defaultdict(list)
+        groups: dict[tuple[int, str, str], list[PlanBuffer]] = defaultdict(list)
         for b in self.buffers:
             groups[(b.device, b.tier, roots[b.index])].append(b)
         reported = 0
@@ -522,7 +493,7 @@ class _Checker:
                     if reported >= MAX_REPORTED:
                         return
 
-    def write_step(self, b: _Buffer) -> int | None:
+    def write_step(self, b: PlanBuffer) -> int | None:
         """The step at which ``b``'s bytes are written, ``None`` if they are only read
         (a view) or written before the schedule starts (a graph input, a weight)."""
         if self.alias_kind.get(b.index) in READ_ONLY_ALIASES:
@@ -533,7 +504,7 @@ class _Checker:
         # A copy from another device or tier is written when its buffer starts.
         return b.start if made is not None or b.start > 0 else None
 
-    def is_part_of(self, part: _Buffer, whole: _Buffer) -> bool:
+    def is_part_of(self, part: PlanBuffer, whole: PlanBuffer) -> bool:
         """True when ``part`` is a concat part of ``whole``, directly or through nested concats."""
         index = part.index
         while self.alias_kind.get(index) == "concat part":
@@ -559,7 +530,9 @@ class _Checker:
                 self.add("summary", f"summary.{key} is {found!r}, the buffers give {expected!r}")
 
 
-def _overlapping_pairs(buffers: list[_Buffer], last_step: int) -> Iterator[tuple[_Buffer, _Buffer]]:
+def _overlapping_pairs(
+    buffers: list[PlanBuffer], last_step: int
+) -> Iterator[tuple[PlanBuffer, PlanBuffer]]:
     """Pairs of buffers that share a step and a byte.
 
     Buffers alive for the whole schedule are compared through their offsets
@@ -572,7 +545,7 @@ def _overlapping_pairs(buffers: list[_Buffer], last_step: int) -> Iterator[tuple
         (b for b in buffers if not (b.start <= 0 and b.end >= last_step)), key=lambda b: b.start
     )
     reach = -1
-    previous: _Buffer | None = None
+    previous: PlanBuffer | None = None
     for b in whole:
         if previous is not None and b.offset < reach:
             yield previous, b
@@ -602,7 +575,7 @@ def _overlapping_pairs(buffers: list[_Buffer], last_step: int) -> Iterator[tuple
         heapq.heappush(leaving, (b.end, position))
 
 
-def _bytes(b: _Buffer) -> tuple[int, int]:
+def _bytes(b: PlanBuffer) -> tuple[int, int]:
     """The first and last byte of a buffer (``nbytes`` > 0)."""
     return b.offset, b.offset + b.nbytes - 1
 

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 from tierplan.compiler.intervals import IntervalIndex
-from tierplan.compiler.validate import _Buffer, _overlapping_pairs
+from tierplan.compiler.plan import PlanBuffer
+from tierplan.compiler.validate import _overlapping_pairs
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -28,9 +29,9 @@ def test_the_index_finds_exactly_the_overlapping_intervals(seed: int) -> None:
         assert sorted(index.overlapping(*query)) == expected
 
 
-def _pairs_by_scanning(buffers: list[_Buffer]) -> Iterator[tuple[_Buffer, _Buffer]]:
+def _pairs_by_scanning(buffers: list[PlanBuffer]) -> Iterator[tuple[PlanBuffer, PlanBuffer]]:
     """The validator's sweep over partial buffers as first written: every live one tested."""
-    active: list[_Buffer] = []
+    active: list[PlanBuffer] = []
     for b in sorted(buffers, key=lambda b: b.start):
         active = [a for a in active if a.end >= b.start]
         for a in active:
@@ -50,7 +51,7 @@ def test_the_overlap_sweep_reports_the_pairs_of_a_full_scan_in_its_order(seed: i
         offset = rng.choice([0, 64, 128]) + rng.randrange(0, 4096, 64)
         size = rng.choice([1, 64, 100, 512])
         buffers.append(
-            _Buffer(index, f"t{index}", "activation", size, 0, "DDR", offset, start, end, None)
+            PlanBuffer(index, f"t{index}", "activation", size, 0, "DDR", offset, start, end, None)
         )
     found = [(a.index, b.index) for a, b in _overlapping_pairs(buffers, last)]
     assert found == [(a.index, b.index) for a, b in _pairs_by_scanning(buffers)]

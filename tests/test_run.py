@@ -18,7 +18,7 @@ import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from onnx import TensorProto, helper, numpy_helper
-from tierplan.compiler import PassFailure, compile_model
+from tierplan.compiler import InputError, PassFailure, compile_model
 from tierplan.compiler.cli import main
 from tierplan.compiler.execution import run_plan
 from tierplan.compiler.target import Target
@@ -256,3 +256,10 @@ def test_a_reference_that_is_not_finite_proves_nothing(
     np.savez(inputs, x=-np.ones(4, dtype=np.float32))
     assert main(["run", str(model), "--inputs", str(inputs)]) == 2
     assert "not finite" in capsys.readouterr().err
+
+
+def test_a_malformed_plan_is_bad_input() -> None:
+    plan = copy.deepcopy(compile_model(DIAMOND).plan)
+    plan["buffers"][0]["offset"] = "zero"
+    with pytest.raises(InputError, match="malformed"):
+        run_plan(DIAMOND, plan)

@@ -21,68 +21,21 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from tierplan.compiler.errors import InputError
+from tierplan.compiler.plan import PlanBuffer
 
 POISON = 0xFF
 
 Region = tuple[int, str]
 
 
-@dataclass(frozen=True, slots=True)
-class PlacedBuffer:
-    """One entry of a plan's ``buffers``: a copy of a tensor at a place, for some steps."""
-
-    tensor: str
-    kind: str
-    nbytes: int
-    device: int
-    tier: str
-    offset: int
-    start: int
-    end: int
-
-    @property
-    def region(self) -> Region:
-        return (self.device, self.tier)
-
-    def live_at(self, step: int) -> bool:
-        return self.start <= step <= self.end
-
-    @classmethod
-    def from_plan(cls, entry: Any) -> PlacedBuffer:
-        """Read one plan buffer; a malformed entry is bad input (one line)."""
-        try:
-            fields = (
-                entry["tensor"],
-                entry["kind"],
-                entry["bytes"],
-                entry["device"],
-                entry["tier"],
-                entry["offset"],
-                entry["start"],
-                entry["end"],
-            )
-        except (KeyError, TypeError):
-            raise InputError(f"plan buffer {str(entry)[:80]!r} lacks a required field") from None
-        tensor, kind, nbytes, device, tier, offset, start, end = fields
-        numbers = (nbytes, device, offset, start, end)
-        if not (
-            isinstance(tensor, str) and isinstance(kind, str) and isinstance(tier, str)
-        ) or not all(
-            isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 62 for n in numbers
-        ):
-            raise InputError(f"plan buffer {str(entry)[:80]!r} has a field of the wrong type")
-        return cls(tensor, kind, nbytes, device, tier, offset, start, end)
-
-
 class Arenas:
     """The byte arrays of every region, and views of buffers into them."""
 
-    def __init__(self, buffers: Iterable[PlacedBuffer]) -> None:
+    def __init__(self, buffers: Iterable[PlanBuffer]) -> None:
         self.buffers = [b for b in buffers if b.kind != "scratch"]
         sizes: dict[Region, int] = defaultdict(int)
         for buffer in self.buffers:
@@ -90,15 +43,13 @@ class Arenas:
         self.memory = {
             region: np.full(size, POISON, dtype=np.uint8) for region, size in sorted(sizes.items())
         }
-        self._by_region: dict[Region, list[PlacedBuffer]] = defaultdict(list)
-        self._dying: dict[int, list[PlacedBuffer]] = defaultdict(list)
+        self._by_region: dict[Region, list[PlanBuffer]] = defaultdict(list)
+        self._dying: dict[int, list[PlanBuffer]] = defaultdict(list)
         for buffer in self.buffers:
             self._by_region[buffer.region].append(buffer)
             self._dying[buffer.end].append(buffer)
 
-    def view(
-        self, buffer: PlacedBuffer, dtype: np.dtype[Any], shape: tuple[int, ...]
-    ) -> np.ndarray:
+    def view(self, buffer: PlanBuffer, dtype: np.dtype[Any], shape: tuple[int, ...]) -> np.ndarray:
         """The buffer's bytes as an array of ``dtype`` and ``shape``."""
         count = int(np.prod(shape, dtype=np.int64))
         if count * dtype.itemsize != buffer.nbytes:

@@ -29,14 +29,15 @@ from typing import Any
 import numpy as np
 import onnx
 from tierplan.compiler.errors import InputError, TierplanError
-from tierplan.compiler.execution.arenas import Arenas, PlacedBuffer
+from tierplan.compiler.execution.arenas import Arenas
 from tierplan.compiler.execution.compare import Difference, difference
 from tierplan.compiler.execution.feeds import input_values, read_npz, weight_values
 from tierplan.compiler.execution.kernels import KernelError, Kernels, ValueType
 from tierplan.compiler.execution.reference import reference_values
 from tierplan.compiler.frontend import LoadedModel, load_model
 from tierplan.compiler.ir import TRANSFER_OP
-from tierplan.compiler.plan import Plan, read_plan
+from tierplan.compiler.plan import Plan, PlanBuffer, read_plan
+from tierplan.compiler.plan_schema import plan_problems
 
 
 class PlanFault(TierplanError):
@@ -83,27 +84,17 @@ class _Op:
     inputs: tuple[str, ...]
 
     @classmethod
-    def from_plan(cls, entry: Any) -> _Op:
-        try:
-            node, op_type, device, step = (
-                entry["node"],
-                entry["op_type"],
-                entry["device"],
-                entry["step"],
-            )
-            to_device = entry.get("to_device")
-            inputs = tuple(entry.get("inputs", ()))
-        except (KeyError, TypeError, AttributeError):
-            raise InputError(f"plan operator {str(entry)[:80]!r} lacks a required field") from None
-        if not (
-            isinstance(node, str)
-            and isinstance(op_type, str)
-            and all(isinstance(n, int) and not isinstance(n, bool) for n in (device, step))
-            and (to_device is None or isinstance(to_device, int))
-            and all(isinstance(name, str) for name in inputs)
+    def from_plan(cls, entry: dict[str, Any]) -> _Op:
+        """One entry of the ``ops`` of a plan whose structure the schema accepted."""
+        to_device = entry.get("to_device")
+        if to_device is not None and (
+            isinstance(to_device, bool) or not isinstance(to_device, int)
         ):
-            raise InputError(f"plan operator {str(entry)[:80]!r} has a field of the wrong type")
-        return cls(node, op_type, device, step, to_device, inputs)
+            raise InputError(f"plan operator {entry['node']!r}: 'to_device' is not a device")
+        return cls(
+            entry["node"], entry["op_type"], entry["device"], entry["step"], to_device,
+            tuple(entry["inputs"]),
+        )  # fmt: skip
 
 
 class _Divergence(Exception):
@@ -119,24 +110,19 @@ class _Execution:
         self.loaded = loaded
         self.kernels = kernels
         self.values = values
-        try:
-            entries = list(plan["buffers"])
-            op_entries = list(plan["ops"])
-        except (KeyError, TypeError):
-            raise InputError("the plan has no 'buffers' or 'ops' list") from None
-        self.buffers = [PlacedBuffer.from_plan(entry) for entry in entries]
-        self.ops = sorted((_Op.from_plan(entry) for entry in op_entries), key=lambda o: o.step)
+        self.buffers = PlanBuffer.of_plan(plan)
+        self.ops = sorted((_Op.from_plan(entry) for entry in plan["ops"]), key=lambda o: o.step)
         self.nodes = {node.name: node for node in loaded.proto.graph.node}
         self.types = _value_types(loaded)
-        self.by_tensor: dict[str, list[PlacedBuffer]] = defaultdict(list)
-        self.starting: dict[int, list[PlacedBuffer]] = defaultdict(list)
+        self.by_tensor: dict[str, list[PlanBuffer]] = defaultdict(list)
+        self.starting: dict[int, list[PlanBuffer]] = defaultdict(list)
         for buffer in self.buffers:
             if buffer.kind != "scratch":
                 self.by_tensor[buffer.tensor].append(buffer)
                 self.starting[buffer.start].append(buffer)
         self.arenas = Arenas(self.buffers)
-        self.filled: set[PlacedBuffer] = set()
-        self.written_at: dict[PlacedBuffer, int] = {}
+        self.filled: set[PlanBuffer] = set()
+        self.written_at: dict[PlanBuffer, int] = {}
 
     def run(
         self, expected: Mapping[str, np.ndarray] | None = None, rtol: float = 0.0, atol: float = 0.0
@@ -163,12 +149,12 @@ class _Execution:
             outputs[value.name] = self._view(buffer).copy()
         return outputs
 
-    def _view(self, buffer: PlacedBuffer) -> np.ndarray:
+    def _view(self, buffer: PlanBuffer) -> np.ndarray:
         value_type = self.types[buffer.tensor]
         dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(value_type.elem_type))
         return self.arenas.view(buffer, dtype, value_type.shape)
 
-    def _write(self, buffer: PlacedBuffer, array: np.ndarray, step: int) -> None:
+    def _write(self, buffer: PlanBuffer, array: np.ndarray, step: int) -> None:
         view = self._view(buffer)
         if tuple(array.shape) != view.shape:
             raise PlanFault(
@@ -179,7 +165,7 @@ class _Execution:
         self.filled.add(buffer)
         self.written_at[buffer] = step
 
-    def _buffer(self, tensor: str, device: int | None, step: int, reading: bool) -> PlacedBuffer:
+    def _buffer(self, tensor: str, device: int | None, step: int, reading: bool) -> PlanBuffer:
         """The buffer of ``tensor`` a reader (or the writer) at ``step`` uses.
 
         A reader whose tensor has no live buffer at its step reads the most recent
@@ -399,6 +385,9 @@ def _run(
     seconds: dict[str, float],
 ) -> RunReport:
     began = time.perf_counter()
+    problems = plan_problems(plan, limit=2)
+    if problems:
+        raise InputError(f"the plan is malformed: {problems[0]}")
     if dims is None and isinstance(plan.get("dims"), dict):
         dims = {str(k): v for k, v in plan["dims"].items() if isinstance(v, int)}
     loaded = load_model(model, dims=dims, shapes=shapes)
