@@ -116,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
         "--graphml", action="store_true", help="also write the planned IR as GraphML"
     )
     compile_cmd.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    compile_cmd.add_argument(
+        "-v", "--verbose", action="store_true", help="also print every pass's notes"
+    )
 
     check_cmd = commands.add_parser(
         "check",
@@ -494,6 +497,13 @@ def _compile(args: argparse.Namespace, console: Console) -> int:
         console.print(_summary_table(result))
     if args.solver_report:
         console.print(_solve_table(result.context.results.get("pack", {}), "exact packing"))
+    if args.verbose:
+        notes = Table(title="notes of each pass")
+        notes.add_column("pass")
+        notes.add_column("notes")
+        for (name, _), done in zip(result.pass_seconds, result.pass_results, strict=True):
+            notes.add_row(name, "\n".join(done.notes) or "-")
+        console.print(notes)
     if args.time_passes:
         timing = Table(title="time per pass")
         timing.add_column("pass")
@@ -593,13 +603,18 @@ def _passes(args: argparse.Namespace, console: Console) -> int:
     table = Table(
         title="registered passes (default pipeline: " + ", ".join(default_pipeline()) + ")"
     )
-    for column in ("pass", "requires", "provides", "description"):
+    for column in ("pass", "requires", "provides", "options (name: type = default)", "description"):
         table.add_column(column)
     for name, cls in registered_passes().items():
+        options = [
+            f"{f.name}: {f.type if isinstance(f.type, str) else f.type.__name__} = {f.default!r}"
+            for f in dataclasses.fields(cls)
+        ]
         table.add_row(
             name,
             ", ".join(sorted(cls.requires)),
             ", ".join(sorted(cls.provides)),
+            "\n".join(options) or "-",
             cls.description(),
         )
     console.print(table)

@@ -151,3 +151,26 @@ def test_symbolic_dimensions_must_be_bound(
     plan = (out / "plan.json").read_text()
     assert '"dims": {\n    "batch": 2,\n    "seq": 32\n  }' in plan
     assert main(["check", str(model), str(out / "plan.json")]) == 0
+
+
+def test_verbose_compile_shows_every_pass_notes_including_a_plugins(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plugin = Path(__file__).resolve().parent / "plugins" / "count_ops_plugin.py"
+    passes = "schedule,liveness,tag-large-tensors{threshold=4096},inplace,pack,evaluate"
+    model = MODELS / "synthetic" / "diamond.onnx"
+    argv = ["compile", str(model), "-o", str(tmp_path), "--plugin", str(plugin), "--passes", passes]
+    assert main([*argv, "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "notes of each pass" in out and "tensors >= 4096 bytes" in out
+    assert main(argv) == 0
+    assert "tensors >= 4096 bytes" not in capsys.readouterr().out
+
+
+def test_passes_lists_each_pass_options_with_types_and_defaults(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["passes"]) == 0
+    out = capsys.readouterr().out
+    for option in ("chunks: str = 'auto'", "order: str = 'memory'", "views: bool = True"):
+        assert option in out
