@@ -85,13 +85,18 @@ class Partition(Pass):
     max_devices: int = 64
     solver_time: float = 1.0
 
-    def run(self, ir: IRGraph, context: PassContext) -> PassResult:
-        """Assign devices, insert transfers, recompute live ranges."""
+    def __post_init__(self) -> None:
+        """Options are checked when the pipeline is built, before any pass runs."""
         if self.mode not in MODES or self.balance not in BALANCES:
             raise PipelineError(
                 f"partition: mode must be one of {', '.join(MODES)} and balance one of "
                 f"{', '.join(BALANCES)}, got mode={self.mode} balance={self.balance}"
             )
+        if self.devices not in ("target", "auto"):
+            self._count(1, True)
+
+    def run(self, ir: IRGraph, context: PassContext) -> PassResult:
+        """Assign devices, insert transfers, recompute live ranges."""
         target = context.target
         if self.devices == "target" and target.devices == 1:
             return PassResult(changed=False, notes=["one device: nothing to split"])

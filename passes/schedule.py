@@ -65,10 +65,13 @@ class Schedule(Pass):
     budget: int = 20_000  # frontiers the search may expand
     aliasing: bool = True
 
-    def run(self, ir: IRGraph, context: PassContext) -> PassResult:
-        """Set ``step`` on every operator."""
+    def __post_init__(self) -> None:
+        """Options are checked when the pipeline is built, before any pass runs."""
         if self.order not in ("memory", "onnx"):
             raise PipelineError(f"schedule: unknown order {self.order!r} (choose memory or onnx)")
+
+    def run(self, ir: IRGraph, context: PassContext) -> PassResult:
+        """Set ``step`` on every operator."""
         reference = model_order(ir)
         graph = MemoryGraph.of(ir, reference, reuse=self.aliasing)
         onnx_bound = graph.max_live(range(len(reference)))

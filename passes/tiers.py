@@ -199,10 +199,13 @@ class Tiers(Pass):
     max_deterministic_time: float = 1.0
     max_items: int = 1000
 
-    def run(self, ir: IRGraph, context: PassContext) -> PassResult:
-        """Set ``tier``/``offset`` of the activations placed in the middle tier."""
+    def __post_init__(self) -> None:
+        """Options are checked when the pipeline is built, before any pass runs."""
         if self.solver not in ("cp-sat", "greedy"):
             raise PipelineError(f"tiers: unknown solver {self.solver!r} (cp-sat or greedy)")
+
+    def run(self, ir: IRGraph, context: PassContext) -> PassResult:
+        """Set ``tier``/``offset`` of the activations placed in the middle tier."""
         target = context.target
         step_device = {op.step: op.device for op in ir.operators()}
         for tensor in ir.tensors():

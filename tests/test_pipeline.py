@@ -19,7 +19,7 @@ from tierplan.compiler import (
     registered_passes,
 )
 from tierplan.compiler.cli import main
-from tierplan.compiler.errors import InvariantError, PipelineError
+from tierplan.compiler.errors import InvariantError, PipelineError, TierplanError
 from tierplan.compiler.pass_manager import PassManager, load_plugin, parse_pipeline
 
 from tests.byte_owners import corrupted_reads
@@ -235,3 +235,27 @@ def test_annotated_model_and_plan_json_describe_the_same_plan(
             str(ops[node.name]["step"]),
             str(ops[node.name]["device"]),
         )
+
+
+@pytest.mark.parametrize(
+    "passes",
+    [
+        "schedule,liveness,inplace,partition{devices=0},pack,evaluate",
+        "schedule,liveness,inplace,partition{devices=-1},pack,evaluate",
+        "schedule,liveness,inplace,partition{mode=ring},pack,evaluate",
+        "schedule{order=bogus},liveness,pack,evaluate",
+        "schedule,liveness,tiers{solver=x},pack,evaluate",
+        "schedule,liveness,pack{workers=0},evaluate",
+        "attention{chunks=0},schedule,liveness,pack,evaluate",
+    ],
+)
+def test_bad_options_fail_before_any_pass_runs(passes: str) -> None:
+    started: list[str] = []
+    with pytest.raises(TierplanError) as raised:
+        compile_model(
+            MODELS / "synthetic" / "diamond.onnx",
+            passes=passes,
+            on_pass_start=lambda _, item: started.append(item.name),
+        )
+    assert raised.value.exit_code == 2
+    assert started == []
