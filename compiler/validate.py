@@ -465,14 +465,20 @@ class _Checker:
         for (_, _, root), members in groups.items():
             if len(members) < 2:
                 continue
+            # Members that must stay intact after a step: an index, not a scan of the
+            # group per writer (an in-place chain of n is one group of n).
+            intact: IntervalIndex[PlanBuffer] = IntervalIndex(self.last_step + 1)
+            for other in members:
+                low, high = max(other.start, 0), min(other.end - 1, self.last_step)
+                if low <= high:
+                    intact.add(other, low, high)
             for writer in members:
                 step = self.write_step(writer)
-                if step is None:
+                if step is None or not 0 <= step <= self.last_step:
                     continue
-                for other in members:
+                for other in sorted(intact.overlapping(step, step), key=lambda b: b.index):
                     if (
                         other is writer
-                        or not other.start <= step < other.end
                         or other.offset >= writer.offset + writer.nbytes
                         or writer.offset >= other.offset + other.nbytes
                         or self.is_part_of(writer, other)
