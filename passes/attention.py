@@ -196,12 +196,14 @@ class _Emitter:
         return parts
 
 
-def _replace(ir: IRGraph, attention: Attention) -> tuple[list[Operator], list[str], Tensor]:
-    """Remove the matched operators; return them, the values they made and the output."""
+def _replace(ir: IRGraph, attention: Attention) -> Tensor:
+    """Remove the matched operators and the values between them; return the output."""
     steps = [attention.scores, *attention.chain, attention.softmax, attention.output]
     for op in steps:
         ir.remove_operator(op.name)
-    return steps, [op.outputs[0] for op in steps[:-1]], ir.tensor(attention.output.outputs[0])
+    for op in steps[:-1]:
+        ir.remove_tensor(op.outputs[0])
+    return ir.tensor(attention.output.outputs[0])
 
 
 def _split_sides(
@@ -257,7 +259,7 @@ def chunk_rows(ir: IRGraph, attention: Attention, chunks: int) -> None:
     queries = emit.split(query, sizes, sizes_name, len(query.shape) - 2)
     sides = _split_sides(emit, attention, sizes, sizes_name, -2)
     probabilities = attention.probabilities
-    _, old_values, final = _replace(ir, attention)
+    final = _replace(ir, attention)
     keys, values = attention.scores.inputs[1], attention.output.inputs[1]
     pieces = []
     for index, rows in enumerate(sizes):
@@ -268,8 +270,6 @@ def chunk_rows(ir: IRGraph, attention: Attention, chunks: int) -> None:
         probs = emit.op("Softmax", [scores], probabilities, shape, attributes, label=SCORES)
         out_shape = _resized(final.shape, len(final.shape) - 2, rows)
         pieces.append(emit.op("MatMul", [probs, values], final, out_shape))
-    for name in old_values:
-        ir.remove_tensor(name)
     emit.op("Concat", pieces, final, final.shape, {"axis": len(final.shape) - 2}, out=final.name)
 
 
@@ -287,7 +287,7 @@ def chunk_keys_online(ir: IRGraph, attention: Attention, blocks: int) -> None:
     value_parts = emit.split(values, sizes, sizes_name, len(values.shape) - 2)
     sides = _split_sides(emit, attention, sizes, sizes_name, -1)
     query = attention.scores.inputs[0]
-    _, old_values, final = _replace(ir, attention)
+    final = _replace(ir, attention)
     stat = _resized(probabilities.shape, rank - 1, 1)
     reduce_max, reduce_sum = _reductions(emit, ir.model.opset)
     total = out = peak = ""
@@ -313,8 +313,6 @@ def chunk_keys_online(ir: IRGraph, attention: Attention, blocks: int) -> None:
             kept_out = emit.op("Mul", [out, rescale], final, final.shape)
             out = emit.op("Add", [kept_out, block_out], final, final.shape)
         peak = new_peak
-    for name in old_values:
-        ir.remove_tensor(name)
     emit.op("Div", [out, total], final, final.shape, out=final.name)
 
 

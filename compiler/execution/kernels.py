@@ -162,8 +162,7 @@ class Kernels:
 
 def _aligned(array: np.ndarray) -> np.ndarray:
     """``array``, copied when its address is not a multiple of its element size."""
-    aligned = array.flags.aligned and array.flags.c_contiguous
-    return array if aligned else np.ascontiguousarray(array).copy()
+    return array if array.flags.aligned and array.flags.c_contiguous else array.copy()
 
 
 def _first_line(error: Any) -> str:

@@ -86,14 +86,9 @@ class _Op:
     @classmethod
     def from_plan(cls, entry: dict[str, Any]) -> _Op:
         """One entry of the ``ops`` of a plan whose structure the schema accepted."""
-        to_device = entry.get("to_device")
-        if to_device is not None and (
-            isinstance(to_device, bool) or not isinstance(to_device, int)
-        ):
-            raise InputError(f"plan operator {entry['node']!r}: 'to_device' is not a device")
         return cls(
-            entry["node"], entry["op_type"], entry["device"], entry["step"], to_device,
-            tuple(entry["inputs"]),
+            entry["node"], entry["op_type"], entry["device"], entry["step"],
+            entry.get("to_device"), tuple(entry["inputs"]),
         )  # fmt: skip
 
 
@@ -257,8 +252,6 @@ class _Execution:
                     self._write(buffer, result, op.step)
 
     def _read(self, name: str, op: _Op) -> np.ndarray:
-        if name in self.values and name not in self.by_tensor:
-            raise PlanFault(f"{name!r} is read at step {op.step} but the plan gives it no buffer")
         return self._view(self._buffer(name, op.device, op.step, reading=True))
 
     def _corrupted_input(self, op: _Op, name: str, found: Difference) -> str:
@@ -353,7 +346,11 @@ def run_plan(
             if _rewritten(plan) and planned_model is None:
                 _, planned_model = result.write(Path(scratch))
             seconds["compile"] = time.perf_counter() - began
-        elif not isinstance(plan, dict):
+        elif isinstance(plan, dict):  # a plan that read_plan or the compiler did not make
+            problems = plan_problems(plan, limit=2)
+            if problems:
+                raise InputError(f"the plan is malformed: {problems[0]}")
+        else:
             plan_path = Path(plan)
             plan = read_plan(plan_path)
             if _rewritten(plan) and planned_model is None:
@@ -385,14 +382,11 @@ def _run(
     seconds: dict[str, float],
 ) -> RunReport:
     began = time.perf_counter()
-    problems = plan_problems(plan, limit=2)
-    if problems:
-        raise InputError(f"the plan is malformed: {problems[0]}")
-    if dims is None and isinstance(plan.get("dims"), dict):
-        dims = {str(k): v for k, v in plan["dims"].items() if isinstance(v, int)}
+    if dims is None:
+        dims = plan.get("dims")
     loaded = load_model(model, dims=dims, shapes=shapes)
-    recorded = plan.get("model", {}).get("sha256") if isinstance(plan.get("model"), dict) else None
-    if recorded is not None and recorded != loaded.ir.model.sha256:
+    recorded = plan["model"]["sha256"]
+    if recorded != loaded.ir.model.sha256:
         raise InputError(
             f"the plan was made for another model (its sha256 is {str(recorded)[:12]}..., "
             f"{model.name}'s is {loaded.ir.model.sha256[:12]}...)"
