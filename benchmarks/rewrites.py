@@ -30,6 +30,8 @@ CASES: list[tuple[str, str]] = [
     ("gpt2_seq1024", "attention"),
     ("gpt2_seq1024", "attention{chunks=32}"),
     ("gpt2_seq1024", "attention{chunks=32 mode=online}"),
+    ("gpt2_seq1024", "sequence{chunks=16}"),
+    ("whisper_tiny_encoder", "sequence{chunks=8}"),
     ("bert_base", "attention{chunks=4}"),
     ("gpt2", "attention{chunks=4 mode=online}"),
 ]

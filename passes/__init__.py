@@ -11,6 +11,7 @@ from tierplan.passes import (
     pack,
     partition,
     schedule,
+    sequence,
     tiers,
     tiling,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "pack",
     "partition",
     "schedule",
+    "sequence",
     "tiers",
     "tiling",
 ]

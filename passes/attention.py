@@ -35,8 +35,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tierplan.compiler.errors import PipelineError
-from tierplan.compiler.ir import AttributeValue, IRGraph, Operator, Tensor
+from tierplan.compiler.ir import IRGraph, Operator, Tensor
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
+from tierplan.compiler.rewriting import Emitter, resized, split_sizes
 from tierplan.compiler.target import Target
 
 _CHAIN_OPS = {"Mul": (0, 1), "Div": (0,), "Add": (0, 1), "Sub": (0,), "Where": (1, 2)}
@@ -121,81 +122,6 @@ def find_attention(ir: IRGraph, softmax: Operator) -> Attention | None:
     return Attention(scores, tuple(chain), softmax, output, probs)
 
 
-def _sizes(count: int, chunks: int) -> list[int]:
-    base, extra = divmod(count, chunks)
-    return [base + 1 if index < extra else base for index in range(chunks)]
-
-
-def _resized(shape: tuple[int, ...], axis: int, size: int) -> tuple[int, ...]:
-    return (*shape[:axis], size, *shape[axis + 1 :])
-
-
-@dataclass
-class _Emitter:
-    """Adds the operators of one rewritten attention, each with its new output tensor."""
-
-    ir: IRGraph
-    at: str
-
-    def op(
-        self,
-        op_type: str,
-        inputs: list[str],
-        like: Tensor,
-        shape: tuple[int, ...],
-        attributes: dict[str, AttributeValue] | None = None,
-        out: str | None = None,
-        label: str = "",
-    ) -> str:
-        """Add ``op_type`` reading ``inputs``; its output (``out``, or a new tensor of
-        ``like``'s dtype and ``shape``, named ``<at>/<label or op_type>``) is returned.
-        Blocks of scores are labelled ``scores`` so that reports can find them."""
-        if out is None:
-            itemsize = like.nbytes // max(1, math.prod(like.shape))
-            made = self.ir.add_value(
-                f"{self.at}/{label or op_type}", like.dtype, shape, math.prod(shape) * itemsize
-            )
-            out = made.name
-        name = self.ir.unique_name(f"{self.at}/{op_type}")
-        self.ir.add_operator(
-            Operator(name, op_type, inputs=inputs, outputs=[out], attributes=attributes or {})
-        )
-        return out
-
-    def ints(self, values: list[int]) -> str:
-        """A ``Constant`` int64 vector."""
-        made = self.ir.add_value(f"{self.at}/ints", "int64", (len(values),), 8 * len(values))
-        self.ir.add_operator(
-            Operator(
-                self.ir.unique_name(f"{self.at}/Constant"),
-                "Constant",
-                outputs=[made.name],
-                attributes={"value_ints": values},
-            )
-        )
-        return made.name
-
-    def split(self, tensor: Tensor, sizes: list[int], sizes_name: str, axis: int) -> list[str]:
-        """``tensor`` split into ``sizes`` along ``axis``."""
-        parts = []
-        for index, size in enumerate(sizes):
-            shape = _resized(tensor.shape, axis, size)
-            nbytes = tensor.nbytes // tensor.shape[axis] * size
-            parts.append(
-                self.ir.add_value(f"{tensor.name}/part{index}", tensor.dtype, shape, nbytes).name
-            )
-        self.ir.add_operator(
-            Operator(
-                self.ir.unique_name(f"{self.at}/Split"),
-                "Split",
-                inputs=[tensor.name, sizes_name],
-                outputs=parts,
-                attributes={"axis": axis},
-            )
-        )
-        return parts
-
-
 def _replace(ir: IRGraph, attention: Attention) -> Tensor:
     """Remove the matched operators and the values between them; return the output."""
     steps = [attention.scores, *attention.chain, attention.softmax, attention.output]
@@ -207,7 +133,7 @@ def _replace(ir: IRGraph, attention: Attention) -> Tensor:
 
 
 def _split_sides(
-    emit: _Emitter,
+    emit: Emitter,
     attention: Attention,
     sizes: list[int],
     sizes_name: str,
@@ -229,7 +155,7 @@ def _split_sides(
 
 
 def _chain(
-    emit: _Emitter,
+    emit: Emitter,
     attention: Attention,
     scores: str,
     sides: dict[str, list[str]],
@@ -252,8 +178,8 @@ def _chain(
 
 def chunk_rows(ir: IRGraph, attention: Attention, chunks: int) -> None:
     """Replace ``attention`` by ``chunks`` blocks of query rows and a Concat (exact)."""
-    emit = _Emitter(ir, attention.softmax.name)
-    sizes = _sizes(attention.rows, chunks)
+    emit = Emitter(ir, attention.softmax.name)
+    sizes = split_sizes(attention.rows, chunks)
     sizes_name = emit.ints(sizes)
     query = ir.tensor(attention.scores.inputs[0])
     queries = emit.split(query, sizes, sizes_name, len(query.shape) - 2)
@@ -263,12 +189,12 @@ def chunk_rows(ir: IRGraph, attention: Attention, chunks: int) -> None:
     keys, values = attention.scores.inputs[1], attention.output.inputs[1]
     pieces = []
     for index, rows in enumerate(sizes):
-        shape = _resized(probabilities.shape, len(probabilities.shape) - 2, rows)
+        shape = resized(probabilities.shape, len(probabilities.shape) - 2, rows)
         scores = emit.op("MatMul", [queries[index], keys], probabilities, shape, label=SCORES)
         scores = _chain(emit, attention, scores, sides, index, shape)
         attributes = dict(attention.softmax.attributes)
         probs = emit.op("Softmax", [scores], probabilities, shape, attributes, label=SCORES)
-        out_shape = _resized(final.shape, len(final.shape) - 2, rows)
+        out_shape = resized(final.shape, len(final.shape) - 2, rows)
         pieces.append(emit.op("MatMul", [probs, values], final, out_shape))
     emit.op("Concat", pieces, final, final.shape, {"axis": len(final.shape) - 2}, out=final.name)
 
@@ -276,10 +202,10 @@ def chunk_rows(ir: IRGraph, attention: Attention, chunks: int) -> None:
 def chunk_keys_online(ir: IRGraph, attention: Attention, blocks: int) -> None:
     """Replace ``attention`` by a pass over ``blocks`` blocks of keys with a running
     max and sum (flash-style; exact up to floating-point rounding)."""
-    emit = _Emitter(ir, attention.softmax.name)
+    emit = Emitter(ir, attention.softmax.name)
     probabilities = attention.probabilities
     rank = len(probabilities.shape)
-    sizes = _sizes(probabilities.shape[-1], blocks)
+    sizes = split_sizes(probabilities.shape[-1], blocks)
     sizes_name = emit.ints(sizes)
     keys = ir.tensor(attention.scores.inputs[1])
     values = ir.tensor(attention.output.inputs[1])
@@ -288,11 +214,11 @@ def chunk_keys_online(ir: IRGraph, attention: Attention, blocks: int) -> None:
     sides = _split_sides(emit, attention, sizes, sizes_name, -1)
     query = attention.scores.inputs[0]
     final = _replace(ir, attention)
-    stat = _resized(probabilities.shape, rank - 1, 1)
+    stat = resized(probabilities.shape, rank - 1, 1)
     reduce_max, reduce_sum = _reductions(emit, ir.model.opset)
     total = out = peak = ""
     for index, size in enumerate(sizes):
-        shape = _resized(probabilities.shape, rank - 1, size)
+        shape = resized(probabilities.shape, rank - 1, size)
         scores = emit.op("MatMul", [query, key_parts[index]], probabilities, shape, label=SCORES)
         scores = _chain(emit, attention, scores, sides, index, shape)
         block_peak = reduce_max(scores, stat)
@@ -317,7 +243,7 @@ def chunk_keys_online(ir: IRGraph, attention: Attention, blocks: int) -> None:
 
 
 def _reductions(
-    emit: _Emitter, opset: int
+    emit: Emitter, opset: int
 ) -> tuple[Callable[[str, tuple[int, ...]], str], Callable[[str, tuple[int, ...]], str]]:
     """ReduceMax and ReduceSum over the last axis, keeping it, as this opset spells them."""
     axes = emit.ints([-1])
