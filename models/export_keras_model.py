@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
+
+import onnx
 
 # Run as a script: this folder is on sys.path.
 from export_real_models import SEED, inspect_model, save_stripped
@@ -34,6 +37,47 @@ from export_real_models import SEED, inspect_model, save_stripped
 NAME = "keras_mobilenet_v2"
 OPSET = 17
 IMAGE = (1, 224, 224, 3)
+
+
+#: tf2onnx's generated names end in a counter (``Relu6_min__57``, ``Conv__236:0``).
+_COUNTER = re.compile(r"__\d+(?=(:\d+)?$)")
+
+
+def canonical_names(model: onnx.ModelProto) -> None:
+    """Rename, in place, what tf2onnx names differently from one run to the next.
+
+    Its counters, and which of several equal constants survives deduplication (the
+    0 and 6 of every ReLU6), vary between runs. A constant read by several nodes
+    becomes ``shared__K`` and a value's counter ``__K``, K numbering them in order
+    of first use (a node's counter: its index); initializers are sorted by first
+    use. The graph is otherwise unchanged.
+    """
+    graph = model.graph
+    readers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    constants = {t.name for t in graph.initializer}
+    kept = {v.name for v in (*graph.input, *graph.output)}
+    renamed: dict[str, str] = {}
+    for name in (n for node in graph.node for n in (*node.input, *node.output)):
+        if name in renamed or name in kept or not name:
+            continue
+        if name in constants and readers[name] > 1:
+            renamed[name] = f"shared__{len(renamed)}"
+        elif _COUNTER.search(name):
+            renamed[name] = _COUNTER.sub(f"__{len(renamed)}", name)
+    for index, node in enumerate(graph.node):
+        node.input[:] = [renamed.get(n, n) for n in node.input]
+        node.output[:] = [renamed.get(n, n) for n in node.output]
+        node.name = _COUNTER.sub(f"__{index}", node.name)
+    for value in (*graph.initializer, *graph.value_info):
+        value.name = renamed.get(value.name, value.name)
+    order = {n: i for i, n in enumerate(n for node in graph.node for n in node.input)}
+    ordered = sorted(graph.initializer, key=lambda t: order.get(t.name, len(order)))
+    copies = [onnx.TensorProto.FromString(t.SerializeToString()) for t in ordered]
+    del graph.initializer[:]
+    graph.initializer.extend(copies)
 
 
 def export(out_dir: Path) -> Path:
@@ -57,6 +101,7 @@ def export(out_dir: Path) -> Path:
         return {"logits": model(image, training=False)}
 
     proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=OPSET)
+    canonical_names(proto)
     proto.doc_string = (
         "tierplan test model (weights stripped): tf.keras.applications.MobileNetV2"
         f"(weights=None) through tf2onnx {tf2onnx.__version__}, 1x224x224x3 NHWC"

@@ -3,10 +3,12 @@
 
 Each network is built from its architecture definition only -- torchvision
 models with ``weights=None`` and Hugging Face models from their default
-``*Config()`` -- so parameters are randomly initialised and nothing is fetched
-from a model hub. It is exported with the dynamo-based exporter
-(``torch.onnx.export(..., dynamo=True)``, the exporter's default opset, 20 with
-torch 2.14) and then *stripped*: initializer data goes to an external-data
+``*Config()``, or defined here (RandWire, a U-Net) -- so parameters are randomly
+initialised and nothing is fetched from a model hub. It is exported with the
+dynamo-based exporter (``torch.onnx.export(..., dynamo=True)``, the exporter's
+default opset, 20 with torch 2.14) -- except ``t5_encoder``, exported with the
+TorchScript exporter (``dynamo=False``, opset 17) because its graphs are of
+another kind -- and then *stripped*: initializer data goes to an external-data
 file ``<stem>.weights`` that is deleted right after saving. The committed
 ``.onnx`` keeps the whole graph -- nodes, ``value_info`` shapes and dtypes,
 initializer names/dims/dtypes, inline ``Constant`` nodes -- but no weight
