@@ -9,7 +9,8 @@ with ``Cast`` operators around them; graph inputs and outputs keep their types (
 Which operators compute in float32 (*kept*):
 
 - :data:`SENSITIVE` (ours: normalizations, Softmax, accumulating reductions,
-  exponentials, powers and roots), or the ``keep=OpType+OpType`` option instead;
+  exponentials, powers and roots), or the ``keep=OpType+OpType`` option instead
+  (``keep=none``: none of them);
 - :data:`ORT_FLOAT32_ONLY`, onnxconverter-common's ``DEFAULT_OP_BLOCK_LIST``
   (``onnxconverter_common/float16.py``, MIT licence, copied with attribution: the
   package's conversion works on an ``onnx.ModelProto``, not on this IR, so only its
@@ -27,9 +28,21 @@ Which operators compute in float32 (*kept*):
 
 As onnxconverter-common does, a value has one ``Cast`` per precision its readers need
 (shared by all of them), so a kept operator's float32 result lives only until its
-``Cast`` down. ``Cast``, ``Constant``, ``ConstantOfShape`` and the random generators
-keep the type their attribute gives; a ``Cast`` to float32 whose every reader
-computes in 16 bits is retargeted to float16.
+``Cast`` down. Casts are added in the order of their value's first use in the model,
+which the scheduler's reference order follows: a weight's copy is made when its
+reader comes, not all at the start. ``Cast``, ``Constant``, ``ConstantOfShape`` and
+the random generators keep the type their attribute gives; a ``Cast`` to float32
+whose every reader computes in 16 bits is retargeted to float16.
+
+A kept row-wise operator (Softmax, LogSoftmax, LayerNormalization) whose float32 copy
+is at least as large as the largest 16-bit activation (it may set the peak) runs in
+``chunks`` blocks of its outermost non-unit row axis, each with its own casts
+(:class:`_RowChunker`); ``chunks=1`` turns that off.
+
+``weights=float16`` changes the weights' element type in the IR; the annotated model
+converts weights stored inside the .onnx file and only retypes external ones (their
+file is never opened), and ``tierplan run`` writes the float32 values it runs the
+reference on into the 16-bit buffers, rounded.
 
 Refused: ``activations=bfloat16`` (onnxruntime's CPU provider, which runs the planned
 model and ``tierplan run``, has no bfloat16 kernel for Add, Mul, Relu, Softmax ...),
@@ -79,9 +92,13 @@ _OWN_TYPES = frozenset(
 that read only the shape of their input: they read values in whatever type they have."""
 
 _FOLLOWS_INPUT_TYPE = frozenset(
-    {"CastLike", "EyeLike", "RandomNormalLike", "Bernoulli", "Multinomial"}
-)
-"""Operators whose output type may depend on an input's in ways 16 bits would change."""
+    {
+        "CastLike", "EyeLike", "RandomNormalLike", "Bernoulli", "Multinomial",
+        "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
+    }
+)  # fmt: skip
+"""Operators whose output type follows an input's in ways 16 bits would change, or
+whose float inputs are float32 only before some opset (quantization scales)."""
 
 _ELEMENTWISE = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Neg", "Abs", "Reciprocal"})
 """Steps of a decomposed normalization that may sit between two kept operators."""
@@ -282,9 +299,12 @@ def add_cast(ir: IRGraph, source: str, dtype: str, out: str | None = None) -> st
 
 
 def kept_operators(keep: str) -> frozenset[str]:
-    """The operators ``keep=`` names (``OpType+OpType``), or the defaults for ``""``."""
+    """The operators ``keep=`` names (``OpType+OpType``; ``none``: no sensitive one), or
+    the defaults for ``""``; onnxruntime's float32-only operators are always kept."""
     if not keep:
         return SENSITIVE | ORT_FLOAT32_ONLY
+    if keep == "none":
+        return ORT_FLOAT32_ONLY
     names = [name.strip() for name in keep.split("+")]
     bad = [name for name in names if not name.isidentifier()]
     if bad:

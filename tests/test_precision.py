@@ -152,6 +152,12 @@ def test_keep_option_chooses_the_float32_operators() -> None:
     assert norms and all(ir.tensor(op.inputs[0]).dtype == "float16" for op in norms)
     softmaxes = [op for op in ir.operators() if op.op_type == "Softmax"]
     assert softmaxes and all(ir.tensor(op.inputs[0]).dtype == "float32" for op in softmaxes)
+    loose = compile_model(STACK, passes=f"precision{{keep=none}},{REST}").ir
+    assert all(
+        loose.tensor(op.inputs[0]).dtype == "float16"
+        for op in loose.operators()
+        if op.op_type in ("Softmax", "LayerNormalization")
+    )
 
 
 def _scores_model(path: Path) -> Path:
