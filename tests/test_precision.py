@@ -213,3 +213,11 @@ def test_bad_options_are_one_clear_error(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("tierplan: error: precision{") and message in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_cosine_option_sets_the_criterion_of_any_plan(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(STACK), "--cosine", "0.9999"]) == 0
+    assert "floats by cosine >= 0.9999" in capsys.readouterr().out
+    assert main(["run", str(STACK), "--cosine", "2", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["tierplan: error: --cosine 2.0: expected a similarity between -1 and 1"]
