@@ -20,8 +20,9 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import onnx
-from onnx import helper
+from onnx import external_data_helper, helper, numpy_helper
 from tierplan.compiler.frontend import onnx_element_type
 from tierplan.compiler.ir import TRANSFER_OP, IRGraph, Operator, Tensor
 
@@ -114,6 +115,26 @@ def _rewritten_nodes(graph: onnx.GraphProto, ir: IRGraph) -> list[onnx.NodeProto
     return nodes
 
 
+def _retype_weight(initializer: onnx.TensorProto, dtype: str) -> None:
+    """Store a weight a pass retyped (``precision{weights=float16}``) in its new type.
+
+    Values inside the file are converted (rounded to nearest, clipped to the new
+    type's finite range). An external weight is only declared in the new type: its
+    file is never opened, so its bytes there stay the source's until converted.
+    """
+    code = onnx_element_type(dtype)
+    if external_data_helper.uses_external_data(initializer):
+        initializer.data_type = code
+        return
+    values = numpy_helper.to_array(initializer)
+    target = helper.tensor_dtype_to_np_dtype(code)
+    limit = float(np.finfo(target).max)
+    converted = numpy_helper.from_array(
+        np.clip(values, -limit, limit).astype(target), initializer.name
+    )
+    initializer.CopyFrom(converted)
+
+
 def annotate_model(
     model: onnx.ModelProto, ir: IRGraph, source_dir: Path, out_dir: Path
 ) -> onnx.ModelProto:
@@ -139,10 +160,13 @@ def annotate_model(
     for value in [*graph.input, *graph.output, *graph.value_info]:
         if ir.has_tensor(value.name):
             tensor = ir.tensor(value.name)
+            value.type.tensor_type.elem_type = onnx_element_type(tensor.dtype)  # a pass may retype
             _annotate(value, tensor_summary(tensor, ir), tensor_facts(tensor, ir))
             described.add(value.name)
     for initializer in graph.initializer:
         tensor = ir.tensor(initializer.name)
+        if onnx_element_type(tensor.dtype) != initializer.data_type:
+            _retype_weight(initializer, tensor.dtype)
         _annotate(initializer, tensor_summary(tensor, ir), tensor_facts(tensor, ir))
         for entry in initializer.external_data:
             if entry.key == "location" and not os.path.isabs(entry.value):

@@ -262,6 +262,13 @@ def _run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     run_cmd.add_argument("--seed", type=int, default=0, help="seed of generated inputs and weights")
     run_cmd.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance")
     run_cmd.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance")
+    run_cmd.add_argument(
+        "--cosine",
+        type=float,
+        metavar="C",
+        help="compare float outputs by cosine similarity >= C instead of --rtol/--atol "
+        "(default: 0.999 for a plan whose activations are 16-bit, precision pass)",
+    )
     _model_options(run_cmd, dims_help="(default: the plan's 'dims')")
     _pipeline_options(run_cmd)
     run_cmd.add_argument("-q", "--quiet", action="store_true", help="print only the verdict")
@@ -553,6 +560,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     tolerances = (args.rtol, args.atol)
     if not all(math.isfinite(t) and t >= 0 for t in tolerances):
         raise InputError("--rtol and --atol must be finite and not negative")
+    if args.cosine is not None and not -1.0 <= args.cosine <= 1.0:
+        raise InputError(f"--cosine {args.cosine}: expected a similarity between -1 and 1")
     report = run_plan(
         args.model,
         args.plan,
@@ -561,6 +570,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         seed=args.seed,
         rtol=args.rtol,
         atol=args.atol,
+        cosine=args.cosine,
         dims=parse_dims(args.dim) or None,
         shapes=parse_input_shapes(args.input_shape),
         compile_options={"target": args.target, "passes": passes},
@@ -569,7 +579,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         table = Table(title=f"tierplan run: {args.model.name} in its plan's memory vs onnxruntime")
         table.add_column("output")
         table.add_column("shape")
-        for column in ("max abs error", "max rel error", "result"):
+        for column in ("max abs error", "max rel error", "cosine", "result"):
             table.add_column(column, justify="right")
         for output in report.outputs:
             found = output.difference
@@ -578,13 +588,19 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                 "x".join(map(str, output.shape)) or "scalar",
                 f"{found.max_abs:.3g}",
                 f"{found.max_rel:.3g}",
+                f"{found.cosine:.6f}",
                 "PASS" if found.matches else "FAIL",
             )
         split = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in report.seconds.items())
         table.caption = (
             f"{report.steps} steps, {report.kernels} operator kernels"
             f"{f' ({report.fallbacks} on onnx.reference)' if report.fallbacks else ''}; "
-            f"rtol {report.rtol:g}, atol {report.atol:g}; {split}"
+            + (
+                f"rtol {report.rtol:g}, atol {report.atol:g}"
+                if report.cosine is None
+                else f"floats by cosine >= {report.cosine:g}"
+            )
+            + f"; {split}"
         )
         console.print(table)
     if report.matches:

@@ -375,6 +375,13 @@ class IRGraph:
         self.graph.remove_edge(tensor_key(old), op_key(op.name))
         self.graph.add_edge(tensor_key(new), op_key(op.name), slots=list(edge["slots"]))
 
+    def redirect_write(self, op: Operator, old: str, new: str) -> None:
+        """Make ``op`` write tensor ``new`` (which nothing writes yet) instead of ``old``."""
+        op.outputs = [new if name == old else name for name in op.outputs]
+        edge = self.graph.edges[op_key(op.name), tensor_key(old)]
+        self.graph.remove_edge(op_key(op.name), tensor_key(old))
+        self.graph.add_edge(op_key(op.name), tensor_key(new), slot=edge["slot"])
+
     def operator_count(self) -> int:
         """Number of operator nodes."""
         return sum(1 for key in self.graph if key[0] == "op")

@@ -58,15 +58,26 @@ class Emitter:
         return out
 
     def ints(self, values: list[int]) -> str:
-        """A ``Constant`` int64 vector."""
-        made = self.ir.add_value(f"{self.at}/ints", "int64", (len(values),), 8 * len(values))
-        made.value = list(values)
+        """A ``Constant`` int64 vector (its values kept in the IR, as for the model's own)."""
+        name = self._constant("ints", "int64", (len(values),), {"value_ints": values})
+        self.ir.tensor(name).value = list(values)
+        return name
+
+    def floats(self, value: float) -> str:
+        """A ``Constant`` float32 scalar."""
+        return self._constant("float", "float32", (), {"value_float": value})
+
+    def _constant(
+        self, label: str, dtype: str, shape: tuple[int, ...], value: dict[str, AttributeValue]
+    ) -> str:
+        itemsize = 8 if dtype == "int64" else 4
+        made = self.ir.add_value(f"{self.at}/{label}", dtype, shape, math.prod(shape) * itemsize)
         self.ir.add_operator(
             Operator(
                 self.ir.unique_name(f"{self.at}/Constant"),
                 "Constant",
                 outputs=[made.name],
-                attributes={"value_ints": values},
+                attributes=value,
             )
         )
         return made.name

@@ -3,10 +3,12 @@
 
 Each network is built from its architecture definition only -- torchvision
 models with ``weights=None`` and Hugging Face models from their default
-``*Config()`` -- so parameters are randomly initialised and nothing is fetched
-from a model hub. It is exported with the dynamo-based exporter
-(``torch.onnx.export(..., dynamo=True)``, the exporter's default opset, 20 with
-torch 2.14) and then *stripped*: initializer data goes to an external-data
+``*Config()``, or defined here (RandWire, a U-Net) -- so parameters are randomly
+initialised and nothing is fetched from a model hub. It is exported with the
+dynamo-based exporter (``torch.onnx.export(..., dynamo=True)``, the exporter's
+default opset, 20 with torch 2.14) -- except ``t5_encoder``, exported with the
+TorchScript exporter (``dynamo=False``, opset 17) because its graphs are of
+another kind -- and then *stripped*: initializer data goes to an external-data
 file ``<stem>.weights`` that is deleted right after saving. The committed
 ``.onnx`` keeps the whole graph -- nodes, ``value_info`` shapes and dtypes,
 initializer names/dims/dtypes, inline ``Constant`` nodes -- but no weight
@@ -83,6 +85,12 @@ WHISPER_FRAMES = 3000
 #: IsNaN/Where nodes and (with dynamic shapes) 3-D ``batch*heads`` reshapes
 #: that ONNX shape inference can only name ``unk__N``.
 ATTN_IMPLEMENTATION = "eager"
+#: T5 keeps transformers' default, whose decomposed attention (with fixed shapes,
+#: so nothing is left unnamed) is what a user exporting T5 gets, and whose L2
+#: region the placement heuristics alone leave about 10% above its bound.
+T5_ATTN_IMPLEMENTATION = "sdpa"
+#: Opset of the TorchScript exports (that exporter's default is older than dynamo's).
+TORCHSCRIPT_OPSET = 17
 #: Default for ``--inline-int-elems``: integer/bool initializers up to this
 #: many elements stay inline (see the module docstring).
 INLINE_INT_ELEMS = 1 << 22
@@ -91,6 +99,12 @@ WARN_BYTES = 1 << 20
 MAX_BYTES = 2 << 20
 
 BERT_VOCAB = 30522
+T5_VOCAB = 32128
+#: The U-Net: 4 levels from 32 channels (512 at the bottleneck), 256x256 RGB in.
+UNET_BASE = 32
+UNET_LEVELS = 4
+UNET_SIZE = 256
+UNET_CLASSES = 2
 GPT2_VOCAB = 50257
 
 
@@ -103,6 +117,10 @@ class Export:
     input_names: list[str]
     output_names: list[str]
     dynamic_shapes: dict[str, Any] | None = None
+    #: False: the TorchScript exporter (``dynamo=False``), whose graphs differ from
+    #: dynamo's -- no ``value_info``, ``Identity`` for shared weights, shapes computed
+    #: in-graph -- and which tierplan must read as well.
+    dynamo: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -343,6 +361,96 @@ def _randwire() -> Export:
     return Export(_randwire_module(), (torch.randn(1, 3, 224, 224),), ["input"], ["logits"])
 
 
+def _t5_encoder_module() -> torch.nn.Module:
+    """``T5EncoderModel(T5Config())`` (t5-small's encoder: 6 layers, 512 hidden), eval mode."""
+    import torch
+    from transformers import T5Config, T5EncoderModel
+
+    class T5EncoderWrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.t5 = T5EncoderModel(T5Config())
+            self.t5.set_attn_implementation(T5_ATTN_IMPLEMENTATION)
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            out = self.t5(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+            hidden: torch.Tensor = out.last_hidden_state
+            return hidden
+
+    return T5EncoderWrapper().eval()
+
+
+def _t5_encoder() -> Export:
+    return Export(
+        _t5_encoder_module(),
+        _token_inputs(1, SEQ_LEN, T5_VOCAB),
+        ["input_ids", "attention_mask"],
+        ["last_hidden_state"],
+        dynamo=False,
+    )
+
+
+def _unet_module(base: int = UNET_BASE, levels: int = UNET_LEVELS) -> torch.nn.Module:
+    """The classic U-Net (Ronneberger et al., 2015), scaled down: ``levels`` encoder
+    levels of two 3x3 convolutions (BatchNorm, ReLU) doubling the channels from
+    ``base``, a bottleneck, and a decoder that upsamples with a 2x2 transposed
+    convolution and concatenates the encoder's output of the same level (the skip)
+    before its two convolutions; a 1x1 convolution gives the class map. The skips
+    live from the encoder to the decoder: what recomputation is for."""
+    from torch import nn
+
+    def double_conv(inputs: int, outputs: int) -> nn.Module:
+        return nn.Sequential(
+            nn.Conv2d(inputs, outputs, 3, padding=1, bias=False),
+            nn.BatchNorm2d(outputs),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(outputs, outputs, 3, padding=1, bias=False),
+            nn.BatchNorm2d(outputs),
+            nn.ReLU(inplace=True),
+        )
+
+    class UNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            widths = [base * 2**level for level in range(levels + 1)]
+            self.down = nn.ModuleList(
+                double_conv(i, o) for i, o in zip([3, *widths[:-2]], widths[:-1], strict=True)
+            )
+            self.pool = nn.MaxPool2d(2)
+            self.bottleneck = double_conv(widths[-2], widths[-1])
+            self.up = nn.ModuleList(
+                nn.ConvTranspose2d(widths[level + 1], widths[level], 2, stride=2)
+                for level in reversed(range(levels))
+            )
+            self.merge = nn.ModuleList(
+                double_conv(2 * widths[level], widths[level]) for level in reversed(range(levels))
+            )
+            self.head = nn.Conv2d(base, UNET_CLASSES, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            import torch
+
+            skips = []
+            for block in self.down:
+                x = block(x)
+                skips.append(x)
+                x = self.pool(x)
+            x = self.bottleneck(x)
+            for up, merge, skip in zip(self.up, self.merge, reversed(skips), strict=True):
+                x = merge(torch.cat([skip, up(x)], dim=1))
+            out: torch.Tensor = self.head(x)
+            return out
+
+    return UNet().eval()
+
+
+def _unet() -> Export:
+    import torch
+
+    image = torch.randn(1, 3, UNET_SIZE, UNET_SIZE)
+    return Export(_unet_module(), (image,), ["input"], ["logits"])
+
+
 SPECS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -372,6 +480,16 @@ SPECS: dict[str, ModelSpec] = {
         ),
         ModelSpec("gpt2_seq1024", f"HF GPT2Model(GPT2Config()), 1x{GPT2_CONTEXT}", _gpt2_long),
         ModelSpec("vit_b_16", "torchvision vit_b_16, 1x3x224x224", _torchvision("vit_b_16")),
+        ModelSpec(
+            "t5_encoder",
+            f"HF T5EncoderModel(T5Config()) (t5-small), TorchScript exporter, 1x{SEQ_LEN}",
+            _t5_encoder,
+        ),
+        ModelSpec(
+            "unet_classic",
+            f"U-Net, {UNET_LEVELS} levels from {UNET_BASE} channels, 1x3x{UNET_SIZE}x{UNET_SIZE}",
+            _unet,
+        ),
     )
 }
 
@@ -394,25 +512,57 @@ def export_model(
     job = spec.build()
     _perturb_state(job.module)
     with torch.no_grad():
-        program = torch.onnx.export(
-            job.module,
-            job.args,
-            dynamo=True,
-            input_names=job.input_names,
-            output_names=job.output_names,
-            dynamic_shapes=job.dynamic_shapes,
-            opset_version=opset,
-            optimize=True,
-            verbose=False,
-        )
-    if program is None:  # pragma: no cover - only for the legacy exporter
-        raise RuntimeError(f"{spec.name}: exporter returned no program")
-    model = program.model_proto
+        model = _dynamo_export(job, opset) if job.dynamo else _torchscript_export(job, opset)
     _strip_metadata(model)
     model.doc_string = f"tierplan test model (weights stripped): {spec.description}"
     path = out_dir / f"{spec.name}.onnx"
     save_stripped(model, path, inline_int_elems)
     return path
+
+
+def _dynamo_export(job: Export, opset: int | None) -> onnx.ModelProto:
+    import torch
+
+    program = torch.onnx.export(
+        job.module,
+        job.args,
+        dynamo=True,
+        input_names=job.input_names,
+        output_names=job.output_names,
+        dynamic_shapes=job.dynamic_shapes,
+        opset_version=opset,
+        optimize=True,
+        verbose=False,
+    )
+    if program is None:  # pragma: no cover - only for the legacy exporter
+        raise RuntimeError("the dynamo exporter returned no program")
+    return program.model_proto
+
+
+def _torchscript_export(job: Export, opset: int | None) -> onnx.ModelProto:
+    """Export with the TorchScript exporter (fixed shapes, constant folding on)."""
+    import io
+
+    import torch
+
+    if job.dynamic_shapes is not None:
+        raise ValueError("the TorchScript exports here have fixed shapes")
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # Its deprecation notice and tracer warnings about Python control flow on
+        # shapes: the shapes are fixed, so the traced branch is the one taken.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            job.module,
+            job.args,
+            buffer,
+            dynamo=False,
+            input_names=job.input_names,
+            output_names=job.output_names,
+            opset_version=opset or TORCHSCRIPT_OPSET,
+            do_constant_folding=True,
+        )
+    return onnx.load_model_from_string(buffer.getvalue())
 
 
 def _perturb_state(module: torch.nn.Module) -> None:

@@ -21,9 +21,19 @@ exact: each row of scores depends only on its query row)::
     out_i = MatMul(Softmax(chain(MatMul(Q_i, Kt))), V)    axis -2 has S rows, e.g. a
     out = Concat(out_0, ..., out_N-1, axis=-2)             causal mask, split alike)
 
+ONNX's fused ``Attention`` operator (opset 23) is matched too, when it reads no past
+keys or values, is not ``is_causal`` and only its output ``Y`` is used: ``rows``
+replaces it by one ``Attention`` per block of query rows (Q and a mask with a row
+axis split alike; 3-D and 4-D layouts) and a ``Concat``; ``online`` decomposes it
+into ``MatMul(Q, Kt) * scale (+ mask, or Where for a bool mask) -> Softmax ->
+MatMul(V)`` and chunks that by keys (float32 ``[B, H, S, E]`` with as many key
+heads as query heads, no ``softcap``; otherwise it stays fused, with a note). Its
+score block is the kernel's workspace, not a tensor of the plan: ``rows`` bounds it
+per call, ``online`` makes the blocks planned tensors.
+
 Refused (left as they are): a Softmax over another axis, values read twice, side
-inputs that do not broadcast, opsets below 13 (no ``split`` input), ONNX's fused
-``Attention`` operator (not yet), fewer than two query rows. ``chunks=auto`` picks
+inputs that do not broadcast, opsets below 13 (no ``split`` input), fewer than two
+query rows. ``chunks=auto`` picks
 the fewest chunks whose score block fits ``budget`` bytes (default: the capacity of
 the target's L2 tier; the largest tier below memory when there is no L2).
 """
@@ -34,6 +44,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 from tierplan.compiler.errors import PipelineError
 from tierplan.compiler.ir import IRGraph, Operator, Tensor
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
@@ -260,6 +271,93 @@ def _reductions(
     return reduce("ReduceMax", opset >= 18), reduce("ReduceSum", True)
 
 
+@dataclass(frozen=True, slots=True)
+class FusedAttention:
+    """One ONNX ``Attention`` operator (opset 23) without past keys, values or a causal
+    flag, of which only the main output is read."""
+
+    op: Operator
+    rows: int
+    keys: int
+    score_bytes: int
+    output: Tensor
+
+
+def find_fused_attention(ir: IRGraph, op: Operator) -> FusedAttention | None:
+    """``op`` as a chunkable fused ``Attention``, or None (refused: past keys or values,
+    ``is_causal``, extra outputs, a mask that does not broadcast, fewer than two rows)."""
+    if op.op_type != "Attention" or op.domain not in ("", "ai.onnx") or ir.model.opset < 23:
+        return None
+    extra_inputs = [name for name in op.inputs[4:] if name]
+    if extra_inputs or any(op.outputs[1:]) or op.attributes.get("is_causal", 0):
+        return None
+    query, keys, output = (ir.tensor(name) for name in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    rank = len(query.shape)
+    heads = query.shape[1] if rank == 4 else op.attributes.get("q_num_heads", 0)
+    if rank not in (3, 4) or not isinstance(heads, int) or heads < 1:
+        return None
+    rows, key_count = query.shape[rank - 2], keys.shape[rank - 2]
+    full = (query.shape[0], heads, rows, key_count)
+    mask = op.inputs[3] if len(op.inputs) > 3 else ""
+    if rows < 2 or (mask and not _broadcasts(ir.tensor(mask).shape, full)):
+        return None
+    itemsize = query.nbytes // max(1, math.prod(query.shape))
+    return FusedAttention(op, rows, key_count, math.prod(full) * itemsize, output)
+
+
+def chunk_fused_rows(ir: IRGraph, fused: FusedAttention, chunks: int) -> None:
+    """Replace a fused ``Attention`` by one per block of query rows and a Concat (exact)."""
+    op, final = fused.op, fused.output
+    emit = Emitter(ir, op.name)
+    sizes = split_sizes(fused.rows, chunks)
+    sizes_name = emit.ints(sizes)
+    axis = len(final.shape) - 2
+    queries = emit.split(ir.tensor(op.inputs[0]), sizes, sizes_name, axis)
+    mask = ir.tensor(op.inputs[3]) if len(op.inputs) > 3 and op.inputs[3] else None
+    masks: list[str] = [mask.name] * chunks if mask else [""] * chunks
+    if mask and len(mask.shape) >= 2 and mask.shape[-2] == fused.rows:
+        masks = emit.split(mask, sizes, sizes_name, len(mask.shape) - 2)
+    ir.remove_operator(op.name)
+    pieces = []
+    for index, rows in enumerate(sizes):
+        inputs = [queries[index], op.inputs[1], op.inputs[2], *([masks[index]] if mask else [])]
+        shape = resized(final.shape, axis, rows)
+        pieces.append(emit.op("Attention", inputs, final, shape, dict(op.attributes)))
+    emit.op("Concat", pieces, final, final.shape, {"axis": axis}, out=final.name)
+
+
+def decompose_fused(ir: IRGraph, fused: FusedAttention) -> Attention | None:
+    """Replace a fused ``Attention`` by ``MatMul(Q, Kt) * scale (+ mask) -> Softmax ->
+    MatMul(V)`` and return that attention, or None (left fused) unless Q is a float32
+    ``[B, H, S, E]`` with as many key heads and no ``softcap``."""
+    op, final = fused.op, fused.output
+    query, keys = ir.tensor(op.inputs[0]), ir.tensor(op.inputs[1])
+    if len(query.shape) != 4 or query.dtype != "float32" or keys.shape[1] != query.shape[1]:
+        return None
+    if op.attributes.get("softcap", 0.0):
+        return None
+    batch, heads, rows, width = query.shape
+    given = op.attributes.get("scale")
+    scale = float(given) if isinstance(given, int | float) and given else 1.0 / math.sqrt(width)
+    emit = Emitter(ir, op.name)
+    shape = (batch, heads, rows, fused.keys)
+    ir.remove_operator(op.name)
+    transposed = emit.op(
+        "Transpose", [keys.name], keys, (batch, heads, width, fused.keys), {"perm": [0, 1, 3, 2]}
+    )
+    scores = emit.op("MatMul", [query.name, transposed], query, shape, label=SCORES)
+    scores = emit.op("Mul", [scores, emit.floats(scale)], query, shape, label=SCORES)
+    mask = ir.tensor(op.inputs[3]) if len(op.inputs) > 3 and op.inputs[3] else None
+    if mask is not None and mask.dtype == "bool":
+        lowest = emit.floats(float(np.finfo(np.float32).min))
+        scores = emit.op("Where", [mask.name, scores, lowest], query, shape, label=SCORES)
+    elif mask is not None:
+        scores = emit.op("Add", [scores, mask.name], query, shape, label=SCORES)
+    probs = emit.op("Softmax", [scores], query, shape, {"axis": -1}, label=SCORES)
+    emit.op("MatMul", [probs, op.inputs[2]], final, final.shape, out=final.name)
+    return find_attention(ir, ir.producer(probs))
+
+
 def default_budget(target: Target) -> int:
     """Bytes one chunk's scores may take: L2's capacity, or the largest tier below memory."""
     named = [tier for tier in target.tiers if tier.name == "L2"]
@@ -294,7 +392,7 @@ class ChunkAttention(Pass):
             for op in list(ir.operators())
             if op.op_type == "Softmax" and (a := find_attention(ir, op)) is not None
         ]
-        notes = []
+        notes, refused = self._fused(ir, budget)
         for attention in found:
             chunks = self._chunks(attention, budget)
             if chunks > 1:
@@ -305,7 +403,38 @@ class ChunkAttention(Pass):
                     f"{attention.softmax.name}: {chunks} blocks of {axis}, score block "
                     f"{attention.score_bytes // chunks} of {attention.score_bytes} bytes"
                 )
-        return PassResult(changed=bool(notes), notes=[f"{len(notes)} attentions chunked", *notes])
+        summary = f"{len(notes)} attentions chunked"
+        return PassResult(changed=bool(notes), notes=[summary, *notes, *refused])
+
+    def _fused(self, ir: IRGraph, budget: int) -> tuple[list[str], list[str]]:
+        """Chunk ONNX's fused ``Attention`` operators: a note per rewrite, and per refusal."""
+        notes, refused = [], []
+        for op in [op for op in ir.operators() if op.op_type == "Attention"]:
+            fused = find_fused_attention(ir, op)
+            if fused is None:
+                continue
+            wanted = (
+                math.ceil(fused.score_bytes / max(1, budget))
+                if self.chunks == "auto"
+                else int(self.chunks)
+            )
+            chunks = min(wanted, fused.rows if self.mode == "rows" else fused.keys)
+            if chunks < 2:
+                continue
+            if self.mode == "rows":
+                chunk_fused_rows(ir, fused, chunks)
+            else:
+                decomposed = decompose_fused(ir, fused)
+                if decomposed is None:
+                    refused.append(f"{op.name}: left fused (online needs 4-D float32, equal heads)")
+                    continue
+                chunk_keys_online(ir, decomposed, chunks)
+            notes.append(
+                f"{op.name} (fused Attention): {chunks} blocks of "
+                f"{'query rows' if self.mode == 'rows' else 'keys'}, score block "
+                f"{fused.score_bytes // chunks} of {fused.score_bytes} bytes"
+            )
+        return notes, refused
 
     def _chunks(self, attention: Attention, budget: int) -> int:
         wanted = (

@@ -32,7 +32,7 @@ Plan = dict[str, Any]
 TWO_DEVICES = "schedule,liveness,inplace,tiling,partition{devices=2},tiers,pack,evaluate"
 SLOW_MODELS = {
     "densenet121", "gpt2", "bert_base", "resnet50", "randwire_ws", "googlenet", "vit_b_16",
-    "whisper_tiny_encoder", "mobilenet_v2", "resnet18",
+    "whisper_tiny_encoder", "mobilenet_v2", "resnet18", "t5_encoder", "keras_mobilenet_v2", "unet_classic",
 }  # fmt: skip
 
 

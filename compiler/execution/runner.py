@@ -39,6 +39,10 @@ from tierplan.compiler.ir import TRANSFER_OP
 from tierplan.compiler.plan import Plan, PlanBuffer, read_plan
 from tierplan.compiler.plan_schema import plan_problems
 
+NARROW_FLOATS = frozenset({"float16", "bfloat16"})
+NARROWED_COSINE = 0.999
+"""Cosine similarity each output of a plan with 16-bit activations must reach."""
+
 
 class PlanFault(TierplanError):
     """The plan cannot be executed as written (a reader finds no buffer of its input)."""
@@ -62,6 +66,7 @@ class RunReport:
     outputs: list[OutputCheck]
     rtol: float
     atol: float
+    cosine: float | None = None
     divergence: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     steps: int = 0
@@ -120,7 +125,11 @@ class _Execution:
         self.written_at: dict[PlanBuffer, int] = {}
 
     def run(
-        self, expected: Mapping[str, np.ndarray] | None = None, rtol: float = 0.0, atol: float = 0.0
+        self,
+        expected: Mapping[str, np.ndarray] | None = None,
+        rtol: float = 0.0,
+        atol: float = 0.0,
+        cosine: float | None = None,
     ) -> dict[str, np.ndarray]:
         """Execute every step; return the graph outputs read from the arenas.
 
@@ -136,7 +145,7 @@ class _Execution:
             if op.op_type == TRANSFER_OP and op.node not in self.nodes:
                 self._transfer(op)
             else:
-                self._compute(op, expected, rtol, atol)
+                self._compute(op, expected, rtol, atol, cosine)
         last = self.ops[-1].step if self.ops else 0
         outputs = {}
         for value in self.loaded.proto.graph.output:
@@ -156,6 +165,8 @@ class _Execution:
                 f"tensor {buffer.tensor!r}: the kernel produced shape {list(array.shape)}, "
                 f"the plan's model says {list(view.shape)}"
             )
+        if view.dtype == np.float16 and array.dtype.itemsize > 2:  # a weight stored in float16
+            array = np.clip(array, -np.finfo(np.float16).max, np.finfo(np.float16).max)
         view[...] = array
         self.filled.add(buffer)
         self.written_at[buffer] = step
@@ -213,6 +224,7 @@ class _Execution:
         expected: Mapping[str, np.ndarray] | None,
         rtol: float,
         atol: float,
+        cosine: float | None,
     ) -> None:
         node = self.nodes.get(op.node)
         if node is None:
@@ -226,7 +238,7 @@ class _Execution:
                 continue
             array = self._read(name, op)
             if expected is not None and name in expected:
-                found = difference(array, expected[name], rtol, atol)
+                found = difference(array, expected[name], rtol, atol, cosine)
                 if not found.matches:
                     raise _Divergence(self._corrupted_input(op, name, found))
             inputs.append((array, self.types[name]))
@@ -240,7 +252,7 @@ class _Execution:
             if result is None or not any(b.start == op.step for b in self.by_tensor.get(name, [])):
                 continue
             if expected is not None and name in expected:
-                found = difference(result, expected[name], rtol, atol)
+                found = difference(result, expected[name], rtol, atol, cosine)
                 if not found.matches:
                     raise _Divergence(
                         f"first difference: operator {op.node!r} ({op.op_type}, step {op.step}) "
@@ -301,6 +313,7 @@ def run_plan(
     seed: int = 0,
     rtol: float = 1e-4,
     atol: float = 1e-5,
+    cosine: float | None = None,
     dims: Mapping[str, int] | None = None,
     shapes: Mapping[str, Sequence[int]] | None = None,
     compile_options: Mapping[str, Any] | None = None,
@@ -323,6 +336,10 @@ def run_plan(
         weight; the rest is seeded from ``seed`` (see :mod:`.feeds`).
     rtol, atol:
         Tolerance of the comparison with the reference.
+    cosine:
+        Compare float outputs by cosine similarity, at least this, instead of the
+        tolerances. By default :data:`NARROWED_COSINE` when the plan stores float32
+        values of the model in 16 bits (``precision`` pass), else the tolerances.
     dims, shapes:
         As for ``compile_model``; ``dims`` defaults to the plan's.
 
@@ -356,8 +373,19 @@ def run_plan(
             if _rewritten(plan) and planned_model is None:
                 planned_model = plan_path.parent / f"{Path(model).stem}.planned.onnx"
         return _run(
-            Path(model), plan, planned_model, inputs, seed, rtol, atol, dims, shapes, seconds
-        )
+            Path(model), plan, planned_model, inputs, seed, (rtol, atol, cosine), dims, shapes,
+            seconds,
+        )  # fmt: skip
+
+
+def _narrowed(original: LoadedModel, executed: LoadedModel) -> bool:
+    """True when the executed model holds in 16 bits a value the original holds in float32."""
+    return any(
+        tensor.dtype in NARROW_FLOATS
+        and original.ir.has_tensor(tensor.name)
+        and original.ir.tensor(tensor.name).dtype == "float32"
+        for tensor in executed.ir.tensors()
+    )
 
 
 def _rewritten(plan: Plan) -> bool:
@@ -375,8 +403,7 @@ def _run(
     planned_model: str | Path | None,
     inputs: Mapping[str, np.ndarray] | str | Path | None,
     seed: int,
-    rtol: float,
-    atol: float,
+    tolerance: tuple[float, float, float | None],
     dims: Mapping[str, int] | None,
     shapes: Mapping[str, Sequence[int]] | None,
     seconds: dict[str, float],
@@ -399,6 +426,9 @@ def _run(
                 f"{str(planned_model)!r} that holds them does not exist (pass --planned-model)"
             )
         executed = load_model(planned_model, dims=dims, shapes=shapes)
+    rtol, atol, cosine = tolerance
+    if cosine is None and _narrowed(loaded, executed):
+        cosine = NARROWED_COSINE
     given = dict(read_npz(Path(inputs)) if isinstance(inputs, str | Path) else inputs or {})
     graph = loaded.proto.graph
     weights = weight_values(graph, loaded.path.parent, seed, given)
@@ -435,12 +465,13 @@ def _run(
             OutputCheck(
                 name,
                 tuple(actual[name].shape),
-                difference(actual[name], expected[name], rtol, atol),
+                difference(actual[name], expected[name], rtol, atol, cosine),
             )
             for name in actual
         ],
         rtol=rtol,
         atol=atol,
+        cosine=cosine,
         divergence=failure,
         seconds=seconds,
         steps=len(execution.ops),
@@ -448,7 +479,7 @@ def _run(
     if not report.matches and report.divergence is None:
         mark = time.perf_counter()
         report.divergence = _first_divergence(
-            plan, loaded, executed, kernels, values, weights, feeds, rtol, atol
+            plan, loaded, executed, kernels, values, weights, feeds, (rtol, atol, cosine)
         )
         seconds["diagnosis"] = time.perf_counter() - mark
     report.kernels = len(kernels.sessions)
@@ -465,8 +496,7 @@ def _first_divergence(
     values: Mapping[str, np.ndarray],
     weights: Mapping[str, np.ndarray],
     feeds: Mapping[str, np.ndarray],
-    rtol: float,
-    atol: float,
+    tolerance: tuple[float, float, float | None],
 ) -> str:
     """Re-run with every intermediate value the original model has checked against it.
 
@@ -483,7 +513,7 @@ def _first_divergence(
     ]
     expected = reference_values(loaded.proto, weights, feeds, exposed)
     try:
-        _Execution(plan, executed, kernels, values).run(expected, rtol, atol)
+        _Execution(plan, executed, kernels, values).run(expected, *tolerance)
     except _Divergence as found:
         return str(found)
     except KernelError as error:
