@@ -52,6 +52,19 @@ INITIAL_FACTS = frozenset({"shapes"})
 # The fact the ``evaluate`` pass provides (a validated, costed plan); passes that
 # change the plan invalidate it.
 EVALUATION_FACT = "evaluation"
+# Every fact a pass derives from the graph: a pass that rewrites the graph invalidates them all.
+GRAPH_FACTS = frozenset(
+    {
+        "schedule",
+        "liveness",
+        "aliasing",
+        "tiling",
+        "partition",
+        "tiers",
+        "placement",
+        EVALUATION_FACT,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from tierplan.compiler.errors import PipelineError
 from tierplan.compiler.ir import AttributeValue, IRGraph, Operator, Tensor
+
+
+def check_chunking(pass_name: str, chunks: str, budget: int) -> None:
+    """Refuse a ``chunks`` that is neither ``auto`` nor a count, or a negative ``budget``."""
+    if chunks != "auto" and not (chunks.isdigit() and int(chunks) > 0):
+        raise PipelineError(f"{pass_name}{{chunks={chunks}}}: expected 'auto' or a count")
+    if budget < 0:
+        raise PipelineError(f"{pass_name}{{budget={budget}}}: expected a size in bytes")
 
 
 def split_sizes(count: int, chunks: int) -> list[int]:

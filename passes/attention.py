@@ -47,8 +47,8 @@ from dataclasses import dataclass
 import numpy as np
 from tierplan.compiler.errors import PipelineError
 from tierplan.compiler.ir import IRGraph, Operator, Tensor
-from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
-from tierplan.compiler.rewriting import Emitter, resized, split_sizes
+from tierplan.compiler.pass_manager import GRAPH_FACTS, Pass, PassContext, PassResult, register_pass
+from tierplan.compiler.rewriting import Emitter, check_chunking, resized, split_sizes
 from tierplan.compiler.target import Target
 
 _CHAIN_OPS = {"Mul": (0, 1), "Div": (0,), "Add": (0, 1), "Sub": (0,), "Where": (1, 2)}
@@ -56,10 +56,6 @@ _CHAIN_OPS = {"Mul": (0, 1), "Div": (0,), "Add": (0, 1), "Sub": (0,), "Where": (
 
 SCORES = "scores"
 """Label (in the name) of every tensor that holds a block of attention scores."""
-
-_FACTS = frozenset(
-    {"schedule", "liveness", "aliasing", "tiling", "partition", "tiers", "placement", "evaluation"}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +367,7 @@ class ChunkAttention(Pass):
     """Compute attention in row chunks so one chunk's score block is alive at a time."""
 
     name = "attention"
-    invalidates = _FACTS
+    invalidates = GRAPH_FACTS
 
     chunks: str = "auto"
     mode: str = "rows"
@@ -380,10 +376,7 @@ class ChunkAttention(Pass):
     def __post_init__(self) -> None:
         if self.mode not in ("rows", "online"):
             raise PipelineError(f"attention{{mode={self.mode}}}: expected 'rows' or 'online'")
-        if self.chunks != "auto" and not (self.chunks.isdigit() and int(self.chunks) > 0):
-            raise PipelineError(f"attention{{chunks={self.chunks}}}: expected 'auto' or a count")
-        if self.budget < 0:
-            raise PipelineError(f"attention{{budget={self.budget}}}: expected a size in bytes")
+        check_chunking(self.name, self.chunks, self.budget)
 
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         budget = self.budget or default_budget(context.target)

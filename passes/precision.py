@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from tierplan.compiler.errors import PipelineError
 from tierplan.compiler.frontend import onnx_element_type
 from tierplan.compiler.ir import AttributeValue, IRGraph, Operator, Tensor
-from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
+from tierplan.compiler.pass_manager import GRAPH_FACTS, Pass, PassContext, PassResult, register_pass
 
 SENSITIVE = frozenset(
     {
@@ -109,10 +109,6 @@ _PARAMETER_SLOTS = frozenset({("Dropout", 1)})
 """Float input slots with a type of their own (not the operator's T): never cast."""
 
 _FLOAT32 = "float32"
-_FACTS = frozenset(
-    {"schedule", "liveness", "aliasing", "tiling", "partition", "tiers", "placement", "evaluation"}
-)
-
 LOW, HIGH, OWN = "low", "high", "own"
 """How an operator computes: in 16 bits, in float32, or in the types it has (no cast)."""
 
@@ -327,7 +323,7 @@ class Precision(Pass):
     """Store activations in 16 bits; sensitive operators compute in float32 between Casts."""
 
     name = "precision"
-    invalidates = _FACTS
+    invalidates = GRAPH_FACTS
 
     activations: str = "float16"
     keep: str = ""

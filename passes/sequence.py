@@ -35,10 +35,9 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tierplan.compiler.errors import PipelineError
 from tierplan.compiler.ir import IRGraph, Operator, Tensor
-from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
-from tierplan.compiler.rewriting import Emitter, resized, split_sizes
+from tierplan.compiler.pass_manager import GRAPH_FACTS, Pass, PassContext, PassResult, register_pass
+from tierplan.compiler.rewriting import Emitter, check_chunking, resized, split_sizes
 from tierplan.passes.attention import default_budget, find_attention
 
 _UNARY = frozenset(
@@ -62,10 +61,6 @@ _BROADCAST = frozenset(
 """Elementwise operators whose inputs broadcast against the output."""
 
 _RESHAPING = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
-
-_FACTS = frozenset(
-    {"schedule", "liveness", "aliasing", "tiling", "partition", "tiers", "placement", "evaluation"}
-)
 
 InputAxes = list[int | None]
 """Per input slot, the axis along which each copy reads a block of rows (None: whole)."""
@@ -342,16 +337,13 @@ class ChunkSequence(Pass):
     """Run the row-wise part of a transformer in chunks of sequence positions."""
 
     name = "sequence"
-    invalidates = _FACTS
+    invalidates = GRAPH_FACTS
 
     chunks: str = "auto"
     budget: int = 0
 
     def __post_init__(self) -> None:
-        if self.chunks != "auto" and not (self.chunks.isdigit() and int(self.chunks) > 0):
-            raise PipelineError(f"sequence{{chunks={self.chunks}}}: expected 'auto' or a count")
-        if self.budget < 0:
-            raise PipelineError(f"sequence{{budget={self.budget}}}: expected a size in bytes")
+        check_chunking(self.name, self.chunks, self.budget)
 
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         seeds = _seeds(ir)

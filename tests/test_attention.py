@@ -115,16 +115,27 @@ def test_attention_after_schedule_is_refused() -> None:
         compile_model(STACK, passes="schedule,attention,liveness,pack,evaluate")
 
 
-@pytest.mark.parametrize("option", ["chunks=0", "chunks=many", "mode=flash"])
-def test_bad_options_fail_before_any_pass_runs(option: str) -> None:
-    with pytest.raises(PipelineError, match="attention"):
-        compile_model(STACK, passes=f"attention{{{option}}},{REST}")
+@pytest.mark.parametrize(
+    "rewrite",
+    [
+        "attention{chunks=0}",
+        "attention{chunks=many}",
+        "attention{mode=flash}",
+        "sequence{chunks=0}",
+        "sequence{chunks=many}",
+        "sequence{budget=-1}",
+    ],
+)
+def test_bad_options_fail_before_any_pass_runs(rewrite: str) -> None:
+    with pytest.raises(PipelineError, match=rewrite.split("{")[0]):
+        compile_model(STACK, passes=f"{rewrite},{REST}")
 
 
 @pytest.mark.slow
-def test_gpt2_attention_with_its_causal_mask_runs() -> None:
+@pytest.mark.parametrize("rewrite", ["attention{chunks=4}", "sequence{chunks=4}"])
+def test_gpt2_rewrite_with_its_causal_mask_runs(rewrite: str) -> None:
     model = MODELS / "real" / "gpt2.onnx"
-    report = run_plan(model, compile_options={"passes": f"attention{{chunks=4}},{REST}"})
+    report = run_plan(model, compile_options={"passes": f"{rewrite},{REST}"})
     assert report.matches, report.divergence
 
 

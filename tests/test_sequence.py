@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from tierplan.compiler import PipelineError, compile_model
+from tierplan.compiler import compile_model
 from tierplan.compiler.execution import run_plan
 
 from tests.conftest import MODELS
@@ -152,16 +152,3 @@ def test_graph_without_attention_is_left_as_it_is() -> None:
     assert result.ir.operator_count() == plain.ir.operator_count()
     notes = [note for r in result.pass_results for note in r.notes]
     assert "no attention found: nothing chunked" in notes
-
-
-@pytest.mark.parametrize("option", ["chunks=0", "chunks=many", "budget=-1"])
-def test_bad_options_fail_before_any_pass_runs(option: str) -> None:
-    with pytest.raises(PipelineError, match="sequence"):
-        compile_model(STACK, passes=f"sequence{{{option}}},{REST}")
-
-
-@pytest.mark.slow
-def test_gpt2_in_sequence_chunks_runs() -> None:
-    model = MODELS / "real" / "gpt2.onnx"
-    report = run_plan(model, compile_options={"passes": f"sequence{{chunks=4}},{REST}"})
-    assert report.matches, report.divergence
