@@ -47,7 +47,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
@@ -289,20 +289,25 @@ def options(ir: IRGraph, order: Sequence[Operator], live: Liveness, depth: int) 
     return found[:OPTION_LIMIT]
 
 
-def profile(live: Liveness, chosen: Iterable[Option]) -> list[int]:
-    """Bytes alive at every doubled time with the ``chosen`` recomputations made."""
+def _ends(live: Liveness, chosen: Sequence[Option]) -> dict[str, int]:
+    """Where each tensor's interval ends with the ``chosen`` recomputations made."""
     end = dict(live.end)
-    picked = list(chosen)
-    for option in picked:
+    for option in chosen:
         end[option.tensor] = 2 * option.cut_end
-    for option in picked:
+    for option in chosen:
         for source in option.sources:
             end[source] = max(end[source], option.at)
+    return end
+
+
+def profile(live: Liveness, chosen: Sequence[Option]) -> list[int]:
+    """Bytes alive at every doubled time with the ``chosen`` recomputations made."""
+    end = _ends(live, chosen)
     delta = [0] * (live.horizon + 1)
     for name, begin in live.start.items():
         delta[begin] += live.nbytes[name]
         delta[end[name] + 1] -= live.nbytes[name]
-    for option in picked:
+    for option in chosen:
         delta[option.at] += option.nbytes + option.working
         delta[option.at + 1] -= option.working
         delta[2 * option.last + 1] -= option.nbytes
@@ -313,29 +318,37 @@ def profile(live: Liveness, chosen: Iterable[Option]) -> list[int]:
     return alive
 
 
+def _freed(live: Liveness, end: dict[str, int], option: Option, at: int) -> int:
+    """Bytes ``option`` frees at time ``at`` (negative: it adds some), the ends being ``end``."""
+    if not 2 * option.cut_end < at < option.at or end[option.tensor] < at:
+        return 0
+    kept = {
+        source
+        for source in option.sources
+        if live.start[source] <= at and end[source] < at and source != option.tensor
+    }
+    return live.nbytes[option.tensor] - sum(live.nbytes[source] for source in kept)
+
+
 def greedy(live: Liveness, found: Sequence[Option], budget: int) -> Choice:
     """Peak-driven: at the peak, the fewest extra FLOPs per byte freed there first.
     Returns the choice that met ``budget``, or the lowest peak it reached."""
     chosen: dict[str, Option] = {}
-    alive = profile(live, ())
-    best = Choice((), max(alive), "greedy")
-    while max(alive) > budget:
-        peak = max(alive)
-        at = alive.index(peak)
-        ranked = []
-        for option in found:
-            if option.tensor in chosen:
-                continue
-            trial = profile(live, [*chosen.values(), option])
-            if trial[at] < peak:
-                ranked.append(
-                    (option.flops / (peak - trial[at]), option.tensor, option.split, option)
-                )
+    alive = profile(live, [])
+    best = Choice((), max(alive, default=0), "greedy")
+    while alive and max(alive) > budget:
+        at = alive.index(max(alive))
+        end = _ends(live, list(chosen.values()))
+        ranked = [
+            (option.flops / freed, option.tensor, option.split, option)
+            for option in found
+            if option.tensor not in chosen and (freed := _freed(live, end, option, at)) > 0
+        ]
         if not ranked:
             break
         option = min(ranked, key=lambda item: item[:3])[3]
         chosen[option.tensor] = option
-        alive = profile(live, chosen.values())
+        alive = profile(live, list(chosen.values()))
         if max(alive) < best.peak or max(alive) <= budget:
             best = Choice(tuple(chosen.values()), max(alive), "greedy")
     return best
@@ -401,7 +414,7 @@ def exact(
             model.add(finish >= found[index].at * chosen[index])
         intervals.append(model.new_interval_var(begin, finish + 1 - begin, finish + 1, ""))
         demands.append(live.nbytes[name])
-    peak_limit = max(profile(live, ()))
+    peak_limit = max(profile(live, []))
     capacity = model.new_int_var(0, peak_limit, "capacity")
     model.add_cumulative(intervals, demands, capacity)
     cost = sum(chosen[i] * o.flops for i, o in enumerate(found))
@@ -483,6 +496,8 @@ def measure(ir: IRGraph, target: Target) -> int:
 
 def _budget(text: str) -> tuple[int, float]:
     """``budget=`` as (bytes, 0) or (0, ratio)."""
+    if text.isdigit() and int(text) > 1:
+        return int(text), 0.0
     try:
         ratio = float(text)
     except ValueError:
@@ -490,9 +505,7 @@ def _budget(text: str) -> tuple[int, float]:
             return parse_size(text, "recompute{budget}"), 0.0
         except InputError as error:
             raise PipelineError(str(error)) from None
-    if not 0 < ratio <= 1 or text.isdigit():
-        if text.isdigit() and int(text) > 1:
-            return int(text), 0.0
+    if not 0 < ratio <= 1 or (text.isdigit() and ratio < 1):
         raise PipelineError(
             f"recompute{{budget={text}}}: expected bytes (40MiB) or a ratio in (0, 1]"
         )
@@ -533,7 +546,7 @@ class Recompute(Pass):
         nbytes, ratio = _budget(self.budget)
         budget = nbytes or math.floor(ratio * before)
         live = liveness(ir, order)
-        estimate = max(profile(live, ()), default=0)
+        estimate = max(profile(live, []), default=0)
         if before <= budget:
             report = RecomputeReport(budget, before, before, estimate, 0, flops_before, "none")
             context.results[self.name] = report
