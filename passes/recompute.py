@@ -51,6 +51,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
+from tierplan.compiler.aliasing import IN_PLACE_OPS
 from tierplan.compiler.cost import operator_flops
 from tierplan.compiler.errors import InputError, PassFailure, PipelineError
 from tierplan.compiler.ir import IRGraph, Operator
@@ -237,7 +238,9 @@ def _chains(ir: IRGraph, tensor: str, depth: int) -> list[tuple[list[Operator], 
 
 
 def _working(ir: IRGraph, chain: list[Operator], step: dict[str, int]) -> int:
-    """Most bytes the chain's own outputs hold at once while it runs (its result included)."""
+    """Most bytes the chain's own outputs hold at once while it runs (its result
+    included); an in-place operator's output takes the bytes of a chain input dying at it,
+    as the ``inplace`` pass will make it."""
     ordered = sorted(chain, key=lambda op: step[op.name])
     outputs = [op.outputs[0] for op in ordered]
     last_read = {
@@ -245,14 +248,21 @@ def _working(ir: IRGraph, chain: list[Operator], step: dict[str, int]) -> int:
         for name in outputs
     }
     last_read[outputs[-1]] = len(ordered) - 1
-    return max(
-        sum(
+    peak = 0
+    for index, op in enumerate(ordered):
+        alive = sum(
             ir.tensor(name).nbytes
             for made, name in enumerate(outputs)
             if made <= index <= max(made, last_read[name])
         )
-        for index in range(len(ordered))
-    )
+        size = ir.tensor(op.outputs[0]).nbytes
+        dying = [
+            name
+            for name in op.read_tensors()
+            if name in last_read and last_read[name] == index and ir.tensor(name).nbytes == size
+        ]
+        peak = max(peak, alive - size if op.op_type in IN_PLACE_OPS and dying else alive)
+    return peak
 
 
 def options(ir: IRGraph, order: Sequence[Operator], live: Liveness, depth: int) -> list[Option]:
@@ -573,9 +583,11 @@ class Recompute(Pass):
             apply(ir, order, least.options)
             return self._done(context, budget, before, after, flops_before, least, ROUNDS)
         smallest = min(after, lowest[0]) if lowest is not None else after
+        proof = f", {least.engine} {least.status}".rstrip(" ") if least.status else ""
         raise PassFailure(
             f"cannot: the smallest activation peak reachable by recomputation is {smallest} "
-            f"bytes (budget {budget})"
+            f"bytes (budget {budget}; the model's lowest peak {least.peak} of {estimate} "
+            f"bytes{proof})"
         )
 
     def _engine(self, ir: IRGraph) -> str:
