@@ -204,6 +204,26 @@ def liveness(ir: IRGraph, order: Sequence[Operator]) -> Liveness:
     return Liveness(start, end, nbytes, 2 * len(order))
 
 
+def own_bytes(ir: IRGraph, order: Sequence[Operator]) -> tuple[int, str]:
+    """The most bytes one operator's own non-weight inputs and outputs hold, and its name:
+    no recomputation goes below it (an in-place operator's output is counted in the bytes
+    of an input as large)."""
+    most, name = 0, ""
+    for op in order:
+        inputs = [ir.tensor(n) for n in op.read_tensors() if ir.tensor(n).kind != "weight"]
+        outputs = [ir.tensor(n) for n in op.outputs if n]
+        held = sum(t.nbytes for t in inputs) + sum(t.nbytes for t in outputs)
+        if (
+            outputs
+            and op.op_type in IN_PLACE_OPS
+            and any(t.nbytes == outputs[0].nbytes for t in inputs)
+        ):
+            held -= outputs[0].nbytes
+        if held > most:
+            most, name = held, op.name
+    return most, name
+
+
 def _chains(ir: IRGraph, tensor: str, depth: int) -> list[tuple[list[Operator], list[str]]]:
     """The chains recomputing ``tensor`` (ancestors within 1..``depth`` levels) and their
     sources (non-weight tensors they read from outside)."""
@@ -584,10 +604,11 @@ class Recompute(Pass):
             return self._done(context, budget, before, after, flops_before, least, ROUNDS)
         smallest = min(after, lowest[0]) if lowest is not None else after
         proof = f", {least.engine} {least.status}".rstrip(" ") if least.status else ""
+        floor, busiest = own_bytes(ir, order)
         raise PassFailure(
             f"cannot: the smallest activation peak reachable by recomputation is {smallest} "
-            f"bytes (budget {budget}; the model's lowest peak {least.peak} of {estimate} "
-            f"bytes{proof})"
+            f"bytes (budget {budget}; operator {busiest!r} alone reads and writes {floor} "
+            f"bytes; the model's lowest peak {least.peak} of {estimate} bytes{proof})"
         )
 
     def _engine(self, ir: IRGraph) -> str:
