@@ -343,6 +343,58 @@ def _randwire() -> Export:
     return Export(_randwire_module(), (torch.randn(1, 3, 224, 224),), ["input"], ["logits"])
 
 
+def _unet_module(channels: int = 16, depth: int = 4) -> torch.nn.Module:
+    """A U-Net (Ronneberger et al., MICCAI 2015) at small width: per level two 3x3
+    Conv+BatchNorm+ReLU, 2x2 MaxPool down, 2x2 ConvTranspose up, skips by Concat."""
+    import torch
+    from torch import nn
+
+    def double_conv(inputs: int, outputs: int) -> nn.Module:
+        return nn.Sequential(
+            nn.Conv2d(inputs, outputs, 3, padding=1, bias=False),
+            nn.BatchNorm2d(outputs),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(outputs, outputs, 3, padding=1, bias=False),
+            nn.BatchNorm2d(outputs),
+            nn.ReLU(inplace=True),
+        )
+
+    class UNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            widths = [channels * 2**level for level in range(depth + 1)]
+            self.down = nn.ModuleList(
+                double_conv(a, b) for a, b in zip([3, *widths[:-2]], widths[:-1], strict=True)
+            )
+            self.bottom = double_conv(widths[-2], widths[-1])
+            self.up = nn.ModuleList(
+                nn.ConvTranspose2d(b, a, 2, stride=2)
+                for a, b in zip(widths[-2::-1], widths[:0:-1], strict=True)
+            )
+            self.merge = nn.ModuleList(double_conv(2 * a, a) for a in widths[-2::-1])
+            self.head = nn.Conv2d(channels, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            skips = []
+            for block in self.down:
+                x = block(x)
+                skips.append(x)
+                x = nn.functional.max_pool2d(x, 2)
+            x = self.bottom(x)
+            for up, merge, skip in zip(self.up, self.merge, reversed(skips), strict=True):
+                x = merge(torch.cat([up(x), skip], dim=1))
+            return self.head(x)
+
+    torch.manual_seed(SEED)
+    return UNet().eval()
+
+
+def _unet() -> Export:
+    import torch
+
+    return Export(_unet_module(), (torch.randn(1, 3, 128, 128),), ["input"], ["mask"])
+
+
 SPECS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -372,6 +424,7 @@ SPECS: dict[str, ModelSpec] = {
         ),
         ModelSpec("gpt2_seq1024", f"HF GPT2Model(GPT2Config()), 1x{GPT2_CONTEXT}", _gpt2_long),
         ModelSpec("vit_b_16", "torchvision vit_b_16, 1x3x224x224", _torchvision("vit_b_16")),
+        ModelSpec("unet", "U-Net, 16 channels, 4 levels, 1x3x128x128", _unet),
     )
 }
 

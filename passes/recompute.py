@@ -15,7 +15,8 @@ Which tensors to recompute is chosen, for a budget on the activation peak, with 
 fewest extra FLOPs (:func:`~tierplan.compiler.cost.operator_flops`):
 
 - up to :data:`EXACT_LIMIT` operators, by an exact CP-SAT model: a bounded set of
-  options (tensor, chain, first rewired reader), at most one per tensor; the live
+  options (tensor, chain, first rewired reader; only those that free bytes where the
+  unrewritten model is above the budget), at most one per tensor; the live
   interval of every tensor an option touches has a variable end (cut by a chosen
   option of its own, extended by the options it is a source of); the clone and the
   chain's working bytes are optional intervals; one cumulative constraint bounds the
@@ -32,7 +33,10 @@ summed over every device and tier, as ``Evaluation.activation_peak_bytes``), bef
 and after the rewrite, and tightens the model's budget by the overshoot, up to
 :data:`ROUNDS` times. ``budget`` is bytes (``40MiB``) or a ratio of that unrewritten
 peak (``0.8``). When no choice reaches it the pass fails (exit 1, no files):
-``cannot: the smallest activation peak reachable by recomputation is X (budget Y)``.
+``cannot: the smallest activation peak reachable by recomputation is X bytes (budget Y;
+...)``, naming the operator whose own inputs and outputs set a floor no recomputation
+goes below (:func:`own_bytes`) and the model's lowest peak (proven when CP-SAT says
+``OPTIMAL``).
 
 Refused (never recomputed): random operators (``RandomNormal``, ``RandomNormalLike``,
 ``RandomUniform``, ``RandomUniformLike``, ``Bernoulli``, ``Multinomial``, ``Dropout``),
@@ -92,6 +96,10 @@ OPTION_LIMIT = 4_000
 """Most options in one model (the largest tensors alive longest are kept)."""
 SECONDS_CAP = 120.0
 """Wall-clock safety net of one CP-SAT solve (never reached on a sane machine)."""
+CONFLICTS_PER_UNIT = 2_000
+"""CP-SAT conflicts allowed per unit of ``max_deterministic_time``: its deterministic
+time undercounts the propagation of a large cumulative constraint, so the number of
+conflicts bounds the search too (both are counts, not time)."""
 
 _FACTS = frozenset({"liveness", "aliasing", "tiling", "partition", "tiers", "placement"})
 
@@ -360,6 +368,25 @@ def _freed(live: Liveness, end: dict[str, int], option: Option, at: int) -> int:
     return live.nbytes[option.tensor] - sum(live.nbytes[source] for source in kept)
 
 
+def useful(live: Liveness, found: Sequence[Option], above: int) -> list[Option]:
+    """The options that free bytes at some time where more than ``above`` bytes are alive
+    (the others cannot lower a peak above it)."""
+    alive = profile(live, [])
+    return [o for o in found if max(alive[2 * o.cut_end + 1 : o.at], default=0) > above]
+
+
+def floor(live: Liveness, ir: IRGraph, order: Sequence[Operator]) -> int:
+    """Bytes the model keeps alive at some step whatever is recomputed: each operator's own
+    non-weight inputs and outputs."""
+    return max(
+        (
+            sum(live.nbytes[n] for n in {*op.read_tensors(), *op.outputs} if n in live.nbytes)
+            for op in order
+        ),
+        default=0,
+    )
+
+
 def greedy(live: Liveness, found: Sequence[Option], budget: int) -> Choice:
     """Peak-driven: at the peak, the fewest extra FLOPs per byte freed there first.
     Returns the choice that met ``budget``, or the lowest peak it reached."""
@@ -391,73 +418,82 @@ def exact(
     hint: Choice,
     deterministic_time: float,
     workers: int,
+    lowest: int = 0,
 ) -> Choice | None:
     """CP-SAT: the fewest extra FLOPs with the model's peak at most ``budget`` (or, with
-    ``budget`` None, the lowest peak). None when CP-SAT found nothing in its limits."""
+    ``budget`` None, the lowest peak, known to be at least ``lowest``). None when CP-SAT
+    found nothing in its limits.
+
+    Time-indexed 0-1 model: at every time where the bytes alive could exceed the bound,
+    the untouched tensors are a constant, each tensor an option touches is alive unless a
+    chosen option cuts it there and no chosen option still needs it as a source, and
+    each chosen option adds its clone (and its chain's working bytes when it runs)."""
     model = cp_model.CpModel()
-    touched = {o.tensor for o in found} | {s for o in found for s in o.sources}
-    base = [0] * (live.horizon + 1)
-    for name, begin in live.start.items():
-        if name not in touched:
-            base[begin] += live.nbytes[name]
-            base[live.end[name] + 1] -= live.nbytes[name]
-    intervals, demands = [], []
-    total = 0
-    runs: list[tuple[int, int, int]] = []
-    for time in range(live.horizon):
-        total += base[time]
-        if runs and runs[-1][2] == total and runs[-1][1] == time:
-            runs[-1] = (runs[-1][0], time + 1, total)
-        elif total:
-            runs.append((time, time + 1, total))
-    for begin, stop, demand in runs:
-        intervals.append(model.new_fixed_size_interval_var(begin, stop - begin, ""))
-        demands.append(demand)
-    chosen = [model.new_bool_var(f"x{i}") for i in range(len(found))]
-    by_tensor: dict[str, list[int]] = {}
-    for index, option in enumerate(found):
-        by_tensor.setdefault(option.tensor, []).append(index)
-        intervals.append(
-            model.new_optional_fixed_size_interval_var(
-                option.at, 2 * option.last - option.at + 1, chosen[index], ""
-            )
-        )
-        demands.append(option.nbytes)
-        if option.working:
-            intervals.append(
-                model.new_optional_fixed_size_interval_var(option.at, 1, chosen[index], "")
-            )
-            demands.append(option.working)
-    for indices in by_tensor.values():
-        model.add_at_most_one(chosen[i] for i in indices)
+    touched = sorted({o.tensor for o in found} | {s for o in found for s in o.sources})
+    alive = profile(live, [])
+    fixed = list(alive)
+    for name in touched:
+        for time in range(live.start[name], live.end[name] + 1):
+            fixed[time] -= live.nbytes[name]
+    cuts: dict[str, list[int]] = {}
     needs: dict[str, list[int]] = {}
     for index, option in enumerate(found):
+        cuts.setdefault(option.tensor, []).append(index)
         for source in option.sources:
             needs.setdefault(source, []).append(index)
-    for name in sorted(touched):
-        begin, end = live.start[name], live.end[name]
-        latest = max([end, *(found[i].at for i in needs.get(name, ()))])
-        finish = model.new_int_var(begin, latest, f"end_{name}")
-        cut = sum(chosen[i] * (end - 2 * found[i].cut_end) for i in by_tensor.get(name, ()))
-        model.add(finish >= end - cut)
-        for index in needs.get(name, ()):
-            model.add(finish >= found[index].at * chosen[index])
-        intervals.append(model.new_interval_var(begin, finish + 1 - begin, finish + 1, ""))
-        demands.append(live.nbytes[name])
-    peak_limit = max(profile(live, []))
-    capacity = model.new_int_var(0, peak_limit, "capacity")
-    model.add_cumulative(intervals, demands, capacity)
-    cost = sum(chosen[i] * o.flops for i, o in enumerate(found))
-    if budget is None:
-        model.minimize(capacity)
-    else:
+    could = [0] * live.horizon
+    for name in touched:
+        latest = max([live.end[name], *(found[i].at for i in needs.get(name, ()))])
+        for time in range(live.start[name], latest + 1):
+            could[time] += live.nbytes[name]
+    for option in found:
+        for time in range(option.at, 2 * option.last + 1):
+            could[time] += option.nbytes
+        could[option.at] += option.working
+    least = max([lowest, *fixed], default=0)
+    bound = least if budget is None else budget
+    times = [t for t in range(live.horizon) if fixed[t] + could[t] > bound]
+    chosen = [model.new_bool_var(f"x{i}") for i in range(len(found))]
+    for indices in cuts.values():
+        model.add_at_most_one(chosen[i] for i in indices)
+    capacity = model.new_int_var(least, max(alive, default=0), "capacity")
+    if budget is not None:
         model.add(capacity <= budget)
-        model.minimize(cost)
+    for time in times:
+        constant, terms = fixed[time], []
+        for name in touched:
+            if live.start[name] > time:
+                continue
+            freeing = [
+                i for i in cuts.get(name, ()) if 2 * found[i].cut_end < time <= live.end[name]
+            ]
+            keeping = [i for i in needs.get(name, ()) if time <= found[i].at]
+            if time <= live.end[name] and not freeing:
+                constant += live.nbytes[name]
+                continue
+            if time > live.end[name] and not keeping:
+                continue
+            held = model.new_bool_var("")
+            if time <= live.end[name]:
+                model.add(held + sum(chosen[i] for i in freeing) >= 1)
+            for i in keeping:
+                model.add_implication(chosen[i], held)
+            terms.append(held * live.nbytes[name])
+        for index, option in enumerate(found):
+            if option.at <= time <= 2 * option.last:
+                extra = option.nbytes + (option.working if time == option.at else 0)
+                terms.append(chosen[index] * extra)
+        model.add(constant + sum(terms) <= capacity)
+    cost = sum(chosen[i] * o.flops for i, o in enumerate(found))
+    model.minimize(capacity if budget is None else cost)
     picked = {(o.tensor, o.split, o.chain) for o in hint.options}
     for index, option in enumerate(found):
         model.add_hint(chosen[index], (option.tensor, option.split, option.chain) in picked)
     solver = cp_model.CpSolver()
     solver.parameters.max_deterministic_time = deterministic_time
+    solver.parameters.max_number_of_conflicts = max(
+        1, round(deterministic_time * CONFLICTS_PER_UNIT)
+    )
     solver.parameters.max_time_in_seconds = SECONDS_CAP
     solver.parameters.random_seed = 0
     solver.parameters.num_workers = workers
@@ -467,7 +503,11 @@ def exact(
         log.warning("recompute: CP-SAT hit its wall-clock safety cap; keeping the greedy choice")
         return None
     if status not in ("OPTIMAL", "FEASIBLE"):
-        return Choice((), peak_limit, "cpsat", status=status) if status == "INFEASIBLE" else None
+        return (
+            Choice((), max(alive, default=0), "cpsat", status=status)
+            if status == "INFEASIBLE"
+            else None
+        )
     options_chosen = tuple(o for i, o in enumerate(found) if solver.boolean_value(chosen[i]))
     return Choice(
         options_chosen,
@@ -555,7 +595,7 @@ class Recompute(Pass):
     budget: str = "0.8"
     depth: int = 4
     engine: str = "auto"
-    max_deterministic_time: float = 10.0
+    max_deterministic_time: float = 5.0
     workers: int = 2
 
     def __post_init__(self) -> None:
@@ -620,11 +660,14 @@ class Recompute(Pass):
         self, ir: IRGraph, live: Liveness, found: list[Option], target: int
     ) -> Choice | None:
         """The fewest extra FLOPs with the model's peak at most ``target``; None if none."""
+        if target < floor(live, ir, ir.scheduled_operators()):
+            return None
         quick = greedy(live, found, target)
         if self._engine(ir) == "greedy":
             return quick if quick.peak <= target else None
         hint = quick if quick.peak <= target else Choice((), 0, "greedy")
-        solved = exact(live, found, target, hint, self.max_deterministic_time, self.workers)
+        kept = useful(live, found, target)
+        solved = exact(live, kept, target, hint, self.max_deterministic_time, self.workers)
         if solved is None:
             return quick if quick.peak <= target else None
         return solved if solved.status != "INFEASIBLE" else None
@@ -634,7 +677,9 @@ class Recompute(Pass):
         quick = greedy(live, found, 0)
         if self._engine(ir) != "cpsat":
             return quick
-        solved = exact(live, found, None, quick, self.max_deterministic_time, self.workers)
+        lowest = floor(live, ir, ir.scheduled_operators())
+        kept = useful(live, found, lowest)
+        solved = exact(live, kept, None, quick, self.max_deterministic_time, self.workers, lowest)
         return solved if solved is not None and solved.peak <= quick.peak else quick
 
     def _done(
