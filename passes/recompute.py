@@ -16,12 +16,12 @@ fewest extra FLOPs (:func:`~tierplan.compiler.cost.operator_flops`):
 
 - up to :data:`EXACT_LIMIT` operators, by an exact CP-SAT model: a bounded set of
   options (tensor, chain, first rewired reader; only those that free bytes where the
-  unrewritten model is above the budget), at most one per tensor; the live
-  interval of every tensor an option touches has a variable end (cut by a chosen
-  option of its own, extended by the options it is a source of); the clone and the
-  chain's working bytes are optional intervals; one cumulative constraint bounds the
-  bytes alive at every step and between steps (where clones run). Deterministic:
-  fixed seed and workers, ``max_deterministic_time``; a wall-clock cap only guards a
+  unrewritten model is above the budget), at most one per tensor; a time-indexed 0-1
+  model at every step and between steps (where clones run) whose bytes could exceed
+  the bound: a tensor an option touches is alive unless a chosen option cuts it there
+  and no chosen option still needs it as a source; a chosen option adds its clone and
+  its chain's working bytes. Deterministic: fixed seed and workers,
+  ``max_deterministic_time`` and a conflict count; a wall-clock cap only guards a
   runaway machine (then the greedy answer is kept and a warning logged);
 - beyond, greedily: at the peak, the option with the fewest extra FLOPs per byte it
   frees there first, until the peak meets the budget or no option lowers it.
