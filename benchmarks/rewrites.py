@@ -6,13 +6,20 @@ alive at one step (Softmax inputs and outputs), the extra FLOPs, the modelled
 latency before and after, and ``tierplan run``'s largest error of the rewritten plan
 against onnxruntime on the original model.
 
-Usage: ``python benchmarks/rewrites.py [--out benchmarks/results/rewrites.md]``
+Recomputation (:data:`RECOMPUTE_CASES`, its own table): for each model and budget (a
+ratio of the unrewritten activation peak), the peak before and after, the extra FLOPs,
+the engine and CP-SAT's gap, or the smallest peak recomputation reaches when the
+budget cannot be met.
+
+Usage: ``python benchmarks/rewrites.py [--out benchmarks/results/rewrites.md]
+[--recompute-only]`` (``--recompute-only`` replaces only the recomputation table).
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import re
 import sys
 from datetime import date
 from pathlib import Path
@@ -44,6 +51,20 @@ PRECISION_CASES: list[tuple[str, str]] = [
     ("whisper_tiny_encoder", "attention,precision{weights=float16}"),
 ]
 """16-bit activations: each against the unrewritten float32 plan, compared by cosine."""
+
+RECOMPUTE_CASES: list[tuple[str, str]] = [
+    ("synthetic/unet", "0.8"),
+    ("synthetic/unet", "0.6"),
+    ("synthetic/unet_strided", "0.8"),
+    ("synthetic/unet_strided", "0.6"),
+    ("real/resnet50", "0.8"),
+    ("real/resnet50", "0.6"),
+    ("real/unet_classic", "0.8"),
+    ("real/unet_classic", "0.6"),
+    ("synthetic/random_dag_1k", "0.95"),
+]
+"""(model under models/, budget) of the ``recompute`` rows."""
+RECOMPUTE_MARKER = "## recompute"
 
 
 def _score_bytes_alive(result: Any) -> int:
@@ -110,11 +131,77 @@ def _rewrite_run(
     return before, _measure(path, passes), run_plan(path, compile_options={"passes": passes})
 
 
+def _recompute_rows() -> list[list[str]]:
+    """One row per :data:`RECOMPUTE_CASES` entry (printed as it is made)."""
+    from tierplan.compiler import compile_model
+    from tierplan.compiler.errors import PassFailure
+    from tierplan.compiler.execution import run_plan
+
+    rows = []
+    for stem, budget in RECOMPUTE_CASES:
+        path = ROOT / "models" / f"{stem}.onnx"
+        passes = f"schedule,recompute{{budget={budget}}},{REST.removeprefix('schedule,')}"
+        before = _measure(path, None)
+        mib = 2**20
+        cells = [stem, f"recompute{{budget={budget}}}"]
+        cells.append(f"{before['activation'] / mib:.3f}")
+        try:
+            result = compile_model(path, passes=passes)
+        except PassFailure as failure:
+            smallest = re.search(r"reachable by recomputation is (\d+)", str(failure))
+            proof = re.search(r"(cpsat|greedy) ?(\w*)\)", str(failure))
+            reached = int(smallest.group(1)) / mib if smallest else float("nan")
+            engine = " ".join(proof.groups()).strip() if proof else "-"
+            cells += [f"cannot: smallest {reached:.3f}", "-", "-", engine, "-", "-", "-", "-"]
+            rows.append(cells)
+            print(" | ".join(cells), file=sys.stderr, flush=True)
+            continue
+        report = result.context.results["recompute"]
+        evaluation = result.evaluation
+        assert evaluation is not None
+        run = run_plan(path, compile_options={"passes": passes})
+        gap = f"{report.gap:.2%}" if report.engine == "cpsat" else "-"
+        cells += [
+            f"{report.after / mib:.3f}",
+            f"{report.after / report.before:.3f}",
+            f"{report.extra_flops} ({report.extra_flops / report.flops_before:+.2%})",
+            f"{report.engine} {report.status}".strip(),
+            gap,
+            f"{evaluation.latency_s * 1e3:.3f}",
+            "match" if run.matches else f"MISMATCH: {run.divergence}",
+            f"{max(o.difference.max_rel for o in run.outputs):.2g}",
+        ]
+        rows.append(cells)
+        print(" | ".join(cells), file=sys.stderr, flush=True)
+    return rows
+
+
+def _recompute_section() -> str:
+    headers = [
+        "model", "rewrite", "act. peak MiB before", "after", "ratio", "extra FLOPs",
+        "engine", "CP-SAT gap", "latency ms after", "run", "max rel error",
+    ]  # fmt: skip
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in _recompute_rows()]
+    return (
+        f"{RECOMPUTE_MARKER}\n\n{date.today()}; `python benchmarks/rewrites.py "
+        "--recompute-only`. budget: a ratio of the unrewritten activation peak (the final "
+        "plan's, all regions); cannot: no choice of recomputations meets it, the smallest "
+        "peak the engines reached is shown (engine: OPTIMAL when CP-SAT proved that its "
+        "model's lowest peak is the unrewritten one)\n\n" + "\n".join(lines) + "\n"
+    )
+
+
 def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/rewrites.md")
+    parser.add_argument("--recompute-only", action="store_true", help="only the recompute rows")
     args = parser.parse_args()
+    if args.recompute_only:
+        kept = args.out.read_text().split(RECOMPUTE_MARKER)[0] if args.out.exists() else ""
+        args.out.write_text(kept.rstrip("\n") + "\n\n" + _recompute_section())
+        return
     headers = [
         "model", "rewrite", "act. peak MiB before", "after", "ratio", "scores alive MiB before",
         "after", "ratio", "extra FLOPs", "latency ms before", "after", "compile s", "run",
@@ -156,7 +243,14 @@ def main() -> None:
         "rewritten plan against onnxruntime on the original model (rtol 1e-4, atol 1e-5)\n\n"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(header + "\n".join(lines) + "\n" + _precision_section(baselines))
+    args.out.write_text(
+        header
+        + "\n".join(lines)
+        + "\n"
+        + _precision_section(baselines)
+        + "\n"
+        + _recompute_section()
+    )
 
 
 def _precision_section(baselines: dict[str, dict[str, Any]]) -> str:
