@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.greedy import (
     best_fit_by_conflicts,
     first_fit_in_schedule_order,
@@ -20,9 +21,14 @@ PLACERS: dict[str, Placer] = {
 }
 
 
-def place(items: list[Item], strategy: str = "best") -> Placement:
-    """Place ``items`` with the named placer, or with every placer for ``"best"``."""
+def place(items: list[Item], strategy: str = "best", deadline: Deadline | None = None) -> Placement:
+    """Place ``items`` with the named placer, or with every placer for ``"best"`` (with
+    a ``deadline``: those in registry order until it passes, at least the first)."""
     if strategy != "best":
         return Placement.of(items, PLACERS[strategy](items), strategy)
-    results = [Placement.of(items, placer(items), name) for name, placer in PLACERS.items()]
+    results: list[Placement] = []
+    for name, placer in PLACERS.items():
+        if results and deadline is not None and deadline.passed():
+            break
+        results.append(Placement.of(items, placer(items), name))
     return min(results, key=lambda placement: placement.peak)
