@@ -194,7 +194,11 @@ def _solver_options(command: argparse.ArgumentParser, default: str | None) -> No
         "(CP-SAT deterministic seconds) (pack{budget=...})",
     )
     command.add_argument(
-        "--workers", type=int, default=None, help="CP-SAT threads (pack{workers=...})"
+        "--workers",
+        type=int,
+        default=None,
+        help="CP-SAT threads, deterministic too; above 1 CP-SAT bounds the work loosely and "
+        "its wall-clock safety net may fire (reported time-limited) (pack{workers=...})",
     )
     command.add_argument(
         "--time-limit",

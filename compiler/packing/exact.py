@@ -355,15 +355,14 @@ def solve(
             if _peak(part.items, offsets) > bound
         ]
         for index, (part, tell) in enumerate(rest):
-            share = (deadline.left() if deadline else left) / (len(rest) - index)
-            until = deadline.within(share) if deadline else None
+            units = (deadline.left() if deadline else left) / (len(rest) - index)
+            share = _Share(units, deadline.within(units) if deadline else None)
             if len(part.items) > limit:
-                label = "CP-SAT windows"
-                engine = _window_engine(share, workers, report, tell, until)
+                label, engine = "CP-SAT windows", _window_engine(share, workers, report, tell)
             else:
-                label, engine = solver, _exact_engines(solver, share, workers, report, tell, until)
+                label, engine = solver, _exact_engines(solver, share, workers, report, tell)
             spent = _run_engine(part, offsets, bound, label, engine, report, tell)
-            left -= min(spent, share)
+            left -= min(spent, units)
         # The clock ran out (engines or heuristics cut short): the placement is time's.
         report.time_limited |= deadline is not None and deadline.passed()
         if _peak(items, offsets) > known.peak:
@@ -543,16 +542,20 @@ def _run_engine(
     return attempt.spent
 
 
+@dataclass(frozen=True, slots=True)
+class _Share:
+    """What one part may spend: ``budget`` units or, given a ``deadline``, ``budget``
+    seconds and not past it."""
+
+    budget: float
+    deadline: Deadline | None
+
+
 def _exact_engines(
-    solver: str,
-    budget: float,
-    workers: int,
-    report: SolveReport,
-    tell: Tell,
-    deadline: Deadline | None = None,
+    solver: str, share: _Share, workers: int, report: SolveReport, tell: Tell
 ) -> Engine:
-    """The search, CP-SAT, or (``auto``) the search and then CP-SAT if a gap is left;
-    given a ``deadline``, ``budget`` is in seconds and every engine stops at it."""
+    """The search, CP-SAT, or (``auto``) the search and then CP-SAT if a gap is left."""
+    budget, deadline = share.budget, share.deadline
 
     def engine(part: list[Item], floor: int, attempt: _Attempt) -> None:
         if solver in ("search", "auto"):
@@ -581,13 +584,7 @@ def _exact_engines(
     return engine
 
 
-def _window_engine(
-    budget: float,
-    workers: int,
-    report: SolveReport,
-    tell: Tell,
-    deadline: Deadline | None = None,
-) -> Engine:
+def _window_engine(share: _Share, workers: int, report: SolveReport, tell: Tell) -> Engine:
     """CP-SAT windows, for a part too large for one model."""
 
     def engine(part: list[Item], floor: int, attempt: _Attempt) -> None:
@@ -596,12 +593,12 @@ def _window_engine(
             part,
             attempt.best,
             floor,
-            budget,
+            share.budget,
             workers,
             lambda peak: tell("windows", peak),
-            deadline,
+            share.deadline,
         )
-        attempt.best, attempt.spent = solved.offsets, budget
+        attempt.best, attempt.spent = solved.offsets, share.budget
         report.windows += solved.windows
         report.window_items += solved.window_items
         report.time_limited |= solved.timed_out
