@@ -129,6 +129,8 @@ def minimize(
     if known_peak <= max(bound, floor):
         status = "OPTIMAL" if known_peak <= bound else "FEASIBLE"
         return Solution(dict(known), known_peak, bound, status)
+    if deadline is not None and deadline.passed():
+        return Solution(dict(known), known_peak, bound, "FEASIBLE", timed_out=True)
     # First the decision: do the items fit under the floor? Without an objective CP-SAT
     # settles that far faster (interlocking towers: found at max-live in 12k conflicts,
     # where minimizing from the hint had not reached it after 30k). It gets half of the
@@ -325,7 +327,9 @@ def _solve(
         solver.parameters.max_time_in_seconds = max(min(budget, deadline.left()), 0.01)
     solver.parameters.random_seed = 0
     solver.parameters.num_workers = workers
-    solver.parameters.interleave_search = workers > 1
+    # Interleaving makes several workers deterministic; a time-limited solve is not,
+    # and gets CP-SAT's stronger free-running portfolio instead.
+    solver.parameters.interleave_search = workers > 1 and deadline is None
     result = solver.solve(model)
     name = solver.status_name(result)
     known_top = _peak(free, known)

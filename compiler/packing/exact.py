@@ -355,6 +355,8 @@ def solve(
             if _peak(part.items, offsets) > bound
         ]
         for index, (part, tell) in enumerate(rest):
+            if deadline is not None and deadline.passed():
+                break  # building a model would take longer than the time left
             units = (deadline.left() if deadline else left) / (len(rest) - index)
             share = _Share(units, deadline.within(units) if deadline else None)
             if len(part.items) > limit:
@@ -418,7 +420,7 @@ def _decide_in_rounds(
         for part, tell in zip(parts, tells, strict=True)
         if len(part.items) <= SEARCH_LIMIT
     ]
-    deciders = {id(part): search.Decider(part.items, bound - part.base) for part, _ in waiting}
+    deciders: dict[int, search.Decider] = {}  # made on first use: many parts, little time
     limit, spent = ROUND_NODES, 0.0
 
     def affordable() -> bool:
@@ -428,6 +430,10 @@ def _decide_in_rounds(
 
     while waiting and affordable():
         for part, tell in waiting:
+            if deadline is not None and deadline.passed():
+                break
+            if id(part) not in deciders:
+                deciders[id(part)] = search.Decider(part.items, bound - part.base)
             decider = deciders[id(part)]
 
             def engine(
@@ -451,7 +457,8 @@ def _decide_in_rounds(
         waiting = [
             (part, tell)
             for part, tell in waiting
-            if _peak(part.items, offsets) > bound and deciders[id(part)].answer is None
+            if _peak(part.items, offsets) > bound
+            and (id(part) not in deciders or deciders[id(part)].answer is None)
         ]
         limit *= 2
     return spent
