@@ -64,7 +64,7 @@ def watching_cpsat() -> Iterator[CapUse]:
         cap = self.parameters.max_time_in_seconds
         use.calls += 1
         use.worst = max(use.worst, self.wall_time / cap)
-        use.capped += self.wall_time >= cap
+        use.capped += self.wall_time >= 0.99 * cap
         return result
 
     cp_model.CpSolver.solve = timed  # type: ignore[method-assign]

@@ -230,12 +230,14 @@ def time_limited_table(limit: float, large_limit: float) -> Table:
 def write_time_limited(out: Path, limit: float, large_limit: float) -> None:
     """Rewrite the time-limited section of ``out``, keeping the rest."""
     console = Console(record=True, width=160)
+    load = os.getloadavg()[0]
+    table = time_limited_table(limit, large_limit)
     console.print(
         f"{date.today()} on {platform.machine()}, CPython {platform.python_version()}, load "
-        f"average {os.getloadavg()[0]:.1f} at the end (a shared machine); "
-        f"`python benchmarks/exact_packing.py {' '.join(sys.argv[1:])}`"
+        f"average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (a shared "
+        f"machine); `python benchmarks/exact_packing.py {' '.join(sys.argv[1:])}`"
     )
-    console.print(time_limited_table(limit, large_limit))
+    console.print(table)
     previous = out.read_text() if out.exists() else "# exact_packing: last results\n"
     kept = previous.split(TIME_LIMITED)[0].rstrip("\n")
     out.write_text(f"{kept}\n\n{TIME_LIMITED}\n\n```\n{console.export_text()}```\n")
