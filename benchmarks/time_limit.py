@@ -30,7 +30,13 @@ from rich.table import Table
 from tierplan.compiler.api import compile_model, default_pipeline
 from tierplan.compiler.cli import main as cli
 from tierplan.compiler.packing import Item, max_live
-from tierplan.compiler.packing.instances import cut_blocks, rectangle_cuts, staircases, towers
+from tierplan.compiler.packing.instances import (
+    cut_blocks,
+    production_like,
+    rectangle_cuts,
+    staircases,
+    towers,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("real/gpt2_seq1024", "real/bert_base", "real/densenet121")
@@ -42,6 +48,7 @@ def traces(limit: float, large_limit: float) -> list[tuple[str, list[Item], floa
         ("towers(8, 12, 1)", towers(8, 12, 1), limit),
         ("staircases(30, 1)", staircases(30, 1), limit),
         ("cut_blocks(10k)", cut_blocks(10_000, seed=10_000), limit),
+        ("production_like(20k)", production_like(20_000, 1), limit),
         ("cut_blocks(100k)", cut_blocks(100_000, seed=100_000), large_limit),
     ]
 
