@@ -216,8 +216,8 @@ def minimize_windows(
         windows += 1
         window_items += len(free)
         timed_out = timed_out or answer.timed_out
-        if answer.timed_out and deadline is None:  # the safety net: stop here
-            break
+        if not answer.solved and deadline is None:
+            break  # the safety net fired, or the units ran out before any placement
         left -= max(answer.spent, ROUND_UNITS)
         if answer.solved and answer.top < peak:
             for key, offset in answer.offsets.items():
