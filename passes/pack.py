@@ -107,7 +107,7 @@ class Pack(Pass):
             raise PipelineError("pack: budget must be >= 0 and workers >= 1")
         if not (0 <= self.time_limit < math.inf):
             raise PipelineError(
-                f"pack: time_limit must be a number of seconds >= 0 (0: none), got {self.time_limit}"
+                f"pack: time_limit must be >= 0 seconds (0: none), got {self.time_limit}"
             )
         if self.strategy != "best" and self.strategy not in PLACERS:
             known = ", ".join(["best", *PLACERS])

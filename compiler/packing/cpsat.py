@@ -52,11 +52,12 @@ CONFLICT_COST_BOXES = 200
 MINIMIZE_UNITS = 1.0
 # Wall-clock safety net: this many seconds per budget unit, plus a margin. A unit is
 # meant to take a second or two on a quiet core, but interlocking towers took half of
-# a 30 s + 30 s per unit net on a machine loaded six times over by others, and all of
+# a 30 s per unit + 30 s net on a machine loaded six times over by others, and all of
 # it beside two more CPU burners (benchmarks/determinism.py), so the net is far above:
-# the deterministic limits end a single-worker solve first even then. With several workers CP-SAT's interleaved search
-# ignores the conflict limit and its deterministic time undercounts AddNoOverlap2D, so
-# there the net may fire (and the solve is then reported time-limited).
+# the deterministic limits end a single-worker solve first even then. With several
+# workers CP-SAT's interleaved search ignores the conflict limit and its deterministic
+# time undercounts AddNoOverlap2D, so there the net may fire (and the solve is then
+# reported time-limited).
 SECONDS_PER_UNIT = 120.0
 SECONDS_MARGIN = 60.0
 
