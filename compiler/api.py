@@ -66,13 +66,15 @@ class CompileResult:
 
         With ``evaluate`` in the pipeline it is the evaluated plan (its summary has the
         cost), which must be the final IR's: plan.json and the annotated model (written
-        from the IR) then describe the same plan.
+        from the IR) then describe the same plan. When a wall clock decided a region's
+        packing (a time limit, or CP-SAT's safety net), the plan says so (key
+        ``packing``): it is the one place a plan may depend on the machine.
         """
         if any(t.needs_buffer and t.offset is None for t in self.ir.tensors()):
             raise PipelineError("the pipeline placed no buffers (add 'pack'), so there is no plan")
         final = build_plan(self.ir, self.target)
         if self.evaluation is None:
-            return final
+            return _with_time_limited_packing(final, self.context)
         evaluated = self.evaluation.plan
         changed = [key for key in PLAN_CONTENT if _content(evaluated, key) != final[key]]
         if changed:
@@ -80,7 +82,7 @@ class CompileResult:
                 f"the plan's {changed[0]} changed after 'evaluate' validated it (a pass after "
                 "it changed the IR without invalidating 'evaluation')"
             )
-        return evaluated
+        return _with_time_limited_packing(evaluated, self.context)
 
     def plan_json(self) -> str:
         """The plan file's exact text."""
@@ -101,6 +103,21 @@ class CompileResult:
             contents[out / f"{self.model_path.stem}.graphml"] = self.ir.graphml_text()
         write_together(contents)
         return plan_path, model_path
+
+
+def _with_time_limited_packing(plan: Plan, context: PassContext) -> Plan:
+    """``plan`` with, if a wall clock decided any region's packing, the pack pass's report
+    per region (``packing``: solver, status, peak, bound, time_limited); otherwise as is,
+    so that a deterministic plan stays byte-identical."""
+    reports = context.results.get("pack", {})
+    if not any(report.time_limited for report in reports.values()):
+        return plan
+    fields = ("solver", "status", "peak", "bound", "time_limited")
+    packing = {
+        region: {name: getattr(report, name) for name in fields}
+        for region, report in reports.items()
+    }
+    return {**plan, "packing": packing}
 
 
 def _content(plan: Plan, key: str) -> object:

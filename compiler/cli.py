@@ -20,6 +20,7 @@ import math
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from difflib import get_close_matches
 from importlib.metadata import version
@@ -37,6 +38,7 @@ from tierplan.compiler.files import write_atomically
 from tierplan.compiler.frontend import load_model, parse_dims, parse_input_shapes, read_model_proto
 from tierplan.compiler.inputs import escape_controls
 from tierplan.compiler.packing import SOLVERS, SolveReport, place, solve
+from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.exact import region_budget
 from tierplan.compiler.packing.traces import read_trace, write_trace
 from tierplan.compiler.pass_manager import load_plugin, parse_pipeline, registered_passes
@@ -175,7 +177,8 @@ def _pipeline_options(command: argparse.ArgumentParser) -> None:
 
 
 def _solver_options(command: argparse.ArgumentParser, default: str | None) -> None:
-    """``--solver``, ``--solver-budget``, ``--workers``: None leaves the pack pass's own."""
+    """``--solver``, ``--solver-budget``, ``--workers``, ``--time-limit``: None leaves the
+    pack pass's own."""
     command.add_argument(
         "--solver",
         choices=SOLVERS,
@@ -191,7 +194,20 @@ def _solver_options(command: argparse.ArgumentParser, default: str | None) -> No
         "(CP-SAT deterministic seconds) (pack{budget=...})",
     )
     command.add_argument(
-        "--workers", type=int, default=None, help="CP-SAT threads (pack{workers=...})"
+        "--workers",
+        type=int,
+        default=None,
+        help="CP-SAT threads, deterministic too; above 1 CP-SAT bounds the work loosely and "
+        "its wall-clock safety net may fire (reported time-limited) (pack{workers=...})",
+    )
+    command.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="solve for this long by the wall clock instead of the deterministic budget and "
+        "keep the best plan found; the result is marked time-limited (it depends on the "
+        "machine) (pack{time_limit=...})",
     )
 
 
@@ -214,23 +230,29 @@ def _pack_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _pack(args: argparse.Namespace, console: Console) -> int:
+    began = time.perf_counter()  # a time limit counts reading the trace too
     trace = read_trace(args.trace)
     # The pack pass's options (and their checks and defaults) apply to traces too.
     pack = parse_pipeline(_with_pack_options(args, "pack"))[0]
-    solver, budget, workers = (getattr(pack, name) for name in ("solver", "budget", "workers"))
+    solver, budget, workers, time_limit = (
+        getattr(pack, name) for name in ("solver", "budget", "workers", "time_limit")
+    )
     items = [item for item in trace.items if item.size > 0]
     title = f"packing {len(items)} buffers ({solver})"
     with solve_progress(progress_wanted(args.quiet), title) as on_progress:
         units = region_budget(budget, len(items))
-        placement, report = solve(items, place(items), solver, units, workers, on_progress)
+        deadline = Deadline(began + time_limit) if time_limit else None
+        known = place(items, deadline=deadline)
+        placement, report = solve(items, known, solver, units, workers, on_progress, deadline)
     offsets = {item.key: placement.offsets.get(item.key, 0) for item in trace.items}
     output = args.output or args.trace.with_name(f"{args.trace.stem}.packed{args.trace.suffix}")
     write_trace(output, trace, offsets)
     if not args.quiet:
         console.print(_solve_table({str(args.trace.name): report}, "packing"))
+        limited = ", time-limited: depends on the machine" if report.time_limited else ""
         console.print(
             f"arena {report.peak} bytes, bound {report.bound}, gap {report.gap:.2%} "
-            f"({report.status}); wrote {output}"
+            f"({report.status}{limited}); wrote {output}"
         )
     return 0
 
@@ -439,9 +461,20 @@ def _with_partition_options(args: argparse.Namespace) -> str:
 
 
 def _with_pack_options(args: argparse.Namespace, pipeline: str) -> str:
-    """``pipeline`` with ``--solver``/``--solver-budget``/``--workers`` set on its pack pass."""
-    given = {"solver": args.solver, "budget": args.solver_budget, "workers": args.workers}
-    return _with_pass_options(pipeline, "pack", given, "--solver, --solver-budget and --workers")
+    """``pipeline`` with ``--solver``/``--solver-budget``/``--workers``/``--time-limit`` set
+    on its pack pass."""
+    if args.time_limit is not None and not 0 < args.time_limit < math.inf:
+        raise InputError(
+            f"--time-limit must be a positive number of seconds, got {args.time_limit}"
+        )
+    given = {
+        "solver": args.solver,
+        "budget": args.solver_budget,
+        "workers": args.workers,
+        "time_limit": args.time_limit,
+    }
+    flags = "--solver, --solver-budget, --workers and --time-limit"
+    return _with_pass_options(pipeline, "pack", given, flags)
 
 
 def _solve_table(reports: dict[str, SolveReport], title: str) -> Table:
@@ -468,7 +501,7 @@ def _solve_table(reports: dict[str, SolveReport], title: str) -> Table:
             human_bytes(report.peak),
             human_bytes(report.bound),
             f"{report.gap:.2%}",
-            f"{report.status} ({report.solver})",
+            f"{report.status} ({report.solver}{', time-limited' if report.time_limited else ''})",
             f"{report.seconds:.2f}",
         )
     return table

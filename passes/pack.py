@@ -15,13 +15,18 @@ the heuristic's placement with an exact engine (``greedy``: none; ``search``,
 region (at least ``budget``) on ``workers`` threads); each region's
 :class:`~tierplan.compiler.packing.SolveReport` goes in ``context.results["pack"]``
 (keyed ``"device/tier"``); the solve's progress goes to ``context.status`` (the
-CLI's spinner). When the heuristic's peak
+CLI's spinner). Option ``time_limit`` (seconds; 0, the default: none) bounds the
+whole pass by the wall clock instead of the budget: each region gets an even share
+of the time left, and its best placement when the share is up; a region the clock
+cut short is reported ``time_limited`` (its placement depends on the machine). When
+the heuristic's peak
 would exceed a tier whose buffers all came with offsets from an earlier pass
 (``tiers`` proves its L2 placement), those offsets are kept instead.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import partial
@@ -29,6 +34,7 @@ from functools import partial
 from tierplan.compiler.errors import PassFailure, PipelineError
 from tierplan.compiler.ir import IRGraph, Tensor
 from tierplan.compiler.packing import PLACERS, SOLVERS, Item, check_placement, place, solve
+from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.exact import Progress, region_budget
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
 from tierplan.compiler.target import Target
@@ -90,6 +96,7 @@ class Pack(Pass):
     solver: str = "auto"
     budget: float = 2.0  # deterministic units per 1,000 buffers of a region
     workers: int = 1
+    time_limit: float = 0.0  # seconds for the whole pass, by the wall clock; 0: none
 
     def __post_init__(self) -> None:
         """Reject bad solver options when the pipeline is built, before any pass runs."""
@@ -98,6 +105,10 @@ class Pack(Pass):
             raise PipelineError(f"pack: unknown solver {self.solver!r} (choose from {known})")
         if self.budget < 0 or self.workers < 1:
             raise PipelineError("pack: budget must be >= 0 and workers >= 1")
+        if not (0 <= self.time_limit < math.inf):
+            raise PipelineError(
+                f"pack: time_limit must be >= 0 seconds (0: none), got {self.time_limit}"
+            )
         if self.strategy != "best" and self.strategy not in PLACERS:
             known = ", ".join(["best", *PLACERS])
             raise PipelineError(f"pack: unknown strategy {self.strategy!r} (choose from {known})")
@@ -112,7 +123,10 @@ class Pack(Pass):
                 tensor.tier = tensor.tier or target.memory_tier.name
                 regions[(tensor.device, tensor.tier)].append(tensor)
         notes = []
-        for (device, tier_name), tensors in sorted(regions.items()):
+        deadline = Deadline.after(self.time_limit) if self.time_limit else None
+        for index, ((device, tier_name), tensors) in enumerate(sorted(regions.items())):
+            # With a time limit, each region gets an even share of the time left.
+            share = deadline.within(deadline.left() / (len(regions) - index)) if deadline else None
             tier = target.tier(tier_name)
             proven = {t.name: t.offset for t in tensors}  # set by an earlier pass (tiers)
             base = 0
@@ -125,11 +139,12 @@ class Pack(Pass):
             region = f"{device}/{tier_name}"
             placement, reports[region] = solve(
                 items,
-                place(items, self.strategy),
+                place(items, self.strategy, share),
                 self.solver,
                 region_budget(self.budget, len(items)),
                 self.workers,
                 partial(_tell, context, region),
+                deadline=share,
             )
             roots = ir.alias_roots(activations)
             for tensor in activations:
@@ -144,5 +159,8 @@ class Pack(Pass):
                     f"does not fit: device {device} {tier_name} needs {peak} bytes "
                     f"(weights {base}), capacity {tier.capacity}"
                 )
-            notes.append(f"{device}/{tier_name}: {len(tensors)} buffers, peak {peak} bytes")
+            limited = " (time-limited)" if reports[region].time_limited else ""
+            notes.append(
+                f"{device}/{tier_name}: {len(tensors)} buffers, peak {peak} bytes{limited}"
+            )
         return PassResult(changed=True, notes=notes)

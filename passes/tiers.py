@@ -24,6 +24,7 @@ them when its own heuristic would exceed the tier.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -36,7 +37,12 @@ from tierplan.compiler.ir import IRGraph, Tensor
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
 from tierplan.compiler.target import Target
 
-SAFETY_SECONDS = 120.0  # wall-clock cap; the deterministic limit normally ends the search
+log = logging.getLogger(__name__)
+
+# Wall-clock cap, a safety net only: the deterministic limit ends the search (randwire's
+# L2 choice took 33 s on a machine loaded six times over by others, 103 s beside two
+# more CPU burners: a 120 s cap nearly decided the plan). Logged if it fires.
+SAFETY_SECONDS = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +136,11 @@ def exact_assignment(
     solver.parameters.random_seed = 0
     solver.parameters.num_workers = 1
     status = solver.solve(model)
+    if solver.wall_time >= SAFETY_SECONDS:
+        log.warning(
+            "CP-SAT hit its wall-clock safety cap (%.0f s): the result depends on the machine",
+            SAFETY_SECONDS,
+        )
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
     chosen = {

@@ -17,9 +17,12 @@ that cannot go lower is retried twice as large, up to :data:`WINDOW_LIMIT` items
 
 Every solve is deterministic: bounded by deterministic time and a conflict count,
 with a fixed seed and worker count (several workers interleave their search
-deterministically). A wall-clock limit only guards against a runaway machine; when
-it fires, the known placement is kept and a warning is logged, so the output never
-depends on speed.
+deterministically). A wall-clock limit (:data:`SECONDS_PER_UNIT` per unit) only
+guards against a runaway machine;
+when it fires, the known placement is kept, a warning is logged and the solution says
+it was timed out, so a result that did depend on speed says so. Given a
+:class:`~tierplan.compiler.packing.clock.Deadline` instead (a time-limited solve), a
+solve is bounded by the wall clock alone and keeps the best placement found by then.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from math import gcd
 
 import numpy as np
 from ortools.sat.python import cp_model
+from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.problem import Item, max_live
 
 log = logging.getLogger(__name__)
@@ -46,9 +50,16 @@ CONFLICT_COST_BOXES = 200
 # Units :func:`minimize` keeps for lowering the peak before it splits the rest with
 # a decision at the bound.
 MINIMIZE_UNITS = 1.0
-# Wall-clock safety net: this many seconds per budget unit, plus a margin.
-SECONDS_PER_UNIT = 10.0
-SECONDS_MARGIN = 10.0
+# Wall-clock safety net: this many seconds per budget unit, plus a margin. A unit is
+# meant to take a second or two on a quiet core, but interlocking towers took half of
+# a 30 s per unit + 30 s net on a machine loaded six times over by others, and all of
+# it beside two more CPU burners (benchmarks/determinism.py), so the net is far above:
+# the deterministic limits end a single-worker solve first even then. With several
+# workers CP-SAT's interleaved search ignores the conflict limit and its deterministic
+# time undercounts AddNoOverlap2D, so there the net may fire (and the solve is then
+# reported time-limited).
+SECONDS_PER_UNIT = 120.0
+SECONDS_MARGIN = 60.0
 
 WINDOW_ITEMS = 60
 """Free items in a first window around an item at the peak."""
@@ -68,7 +79,8 @@ class Solution:
     """CP-SAT's answer: offsets, their peak, the proven bound and the solver status.
 
     ``windows`` counts the windows solved by :func:`minimize_windows` and
-    ``window_items`` the free items they held (the problem size after reduction).
+    ``window_items`` the free items they held (the problem size after reduction);
+    ``timed_out`` says a wall clock (the deadline or the safety net) ended a solve.
     """
 
     offsets: dict[str, int]
@@ -77,24 +89,39 @@ class Solution:
     status: str
     windows: int = 0
     window_items: int = 0
+    timed_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class _Answer:
     """One model's answer: the free items' offsets and top, the proven bound on it,
-    the solver status and the budget units it spent."""
+    the solver status, the budget units (or, with a deadline, seconds) it spent and
+    whether a wall clock stopped it. Without a solution (status UNKNOWN, or INFEASIBLE
+    for a decision) the offsets are the known ones."""
 
     offsets: dict[str, int]
     top: int
     bound: int
     status: str
     spent: float
+    timed_out: bool = False
+
+    @property
+    def solved(self) -> bool:
+        """Whether the solver found a placement (the offsets are its own)."""
+        return self.status in ("OPTIMAL", "FEASIBLE")
 
 
 def minimize(
-    items: list[Item], known: dict[str, int], floor: int, budget: float, workers: int
+    items: list[Item],
+    known: dict[str, int],
+    floor: int,
+    budget: float,
+    workers: int,
+    deadline: Deadline | None = None,
 ) -> Solution:
-    """Lowest peak within ``budget`` deterministic seconds, starting from ``known``.
+    """Lowest peak within ``budget`` deterministic seconds (with a ``deadline``: until
+    it), starting from ``known``.
 
     ``floor`` is a peak the caller accepts as good enough (another section's bound):
     the solver stops when it reaches it.
@@ -104,29 +131,37 @@ def minimize(
     if known_peak <= max(bound, floor):
         status = "OPTIMAL" if known_peak <= bound else "FEASIBLE"
         return Solution(dict(known), known_peak, bound, status)
+    if deadline is not None and deadline.passed():
+        return Solution(dict(known), known_peak, bound, "FEASIBLE", timed_out=True)
     # First the decision: do the items fit under the floor? Without an objective CP-SAT
     # settles that far faster (interlocking towers: found at max-live in 12k conflicts,
     # where minimizing from the hint had not reached it after 30k). It gets half of the
     # budget beyond the first MINIMIZE_UNITS: a small budget is better spent lowering
     # the hint's peak (towers at 2 units: 1.078 with a decision, 1.063 without).
     target = max(bound, floor)
+    if deadline is not None:
+        budget = deadline.left()
     deciding = max(budget - MINIMIZE_UNITS, 0.0) / 2
     decided = None
     if deciding > 0:
-        decided = _solve(items, [], known, target, deciding, workers, capacity=target)
-    if decided is not None and decided.status != "INFEASIBLE":
-        status = "OPTIMAL" if decided.top <= bound else "FEASIBLE"
-        return Solution(decided.offsets, decided.top, bound, status)
-    if decided is not None:  # proven: nothing fits under the target
-        bound = max(bound, decided.bound)
-    left = budget - (decided.spent if decided is not None else deciding)
-    answer = _solve(items, [], known, max(bound, floor), left, workers)
-    if answer is None:
-        return Solution(dict(known), known_peak, bound, "FEASIBLE")
+        decided = _solve(items, [], known, target, deciding, workers, target, deadline)
+        if decided.solved:
+            status = "OPTIMAL" if decided.top <= bound else "FEASIBLE"
+            return Solution(decided.offsets, decided.top, bound, status, timed_out=False)
+        if decided.timed_out and deadline is None:  # the safety net: keep what is known
+            return Solution(dict(known), known_peak, bound, "FEASIBLE", timed_out=True)
+        if decided.status == "INFEASIBLE":  # proven: nothing fits under the target
+            bound = max(bound, decided.bound)
+    spent = decided.spent if decided is not None and decided.status == "INFEASIBLE" else deciding
+    left = deadline.left() if deadline else budget - spent
+    answer = _solve(items, [], known, max(bound, floor), left, workers, None, deadline)
+    timed_out = answer.timed_out or (decided is not None and decided.timed_out)
+    if not answer.solved:
+        return Solution(dict(known), known_peak, bound, "FEASIBLE", timed_out=timed_out)
     # A bound at or below ``floor`` may come from the floor constraint itself, not a proof.
     solved_bound = max(bound, answer.bound) if answer.bound > floor else bound
     status = "OPTIMAL" if answer.top <= solved_bound else "FEASIBLE"
-    return Solution(answer.offsets, answer.top, solved_bound, status)
+    return Solution(answer.offsets, answer.top, solved_bound, status, timed_out=timed_out)
 
 
 def minimize_windows(
@@ -136,11 +171,12 @@ def minimize_windows(
     budget: float,
     workers: int,
     on_window: Callable[[int], None] | None = None,
+    deadline: Deadline | None = None,
 ) -> Solution:
-    """Lower the peak of ``known`` window by window within ``budget`` units (see the
-    module docstring); never above ``known``'s peak. The bound is max-live: a window's
-    bound proves nothing about the whole problem. ``on_window`` gets the peak after
-    each window."""
+    """Lower the peak of ``known`` window by window within ``budget`` units (with a
+    ``deadline``: until it; see the module docstring); never above ``known``'s peak.
+    The bound is max-live: a window's bound proves nothing about the whole problem.
+    ``on_window`` gets the peak after each window."""
     bound = max_live(items)
     target = max(bound, floor)
     starts = np.array([item.start for item in items], dtype=np.int64)
@@ -150,7 +186,10 @@ def minimize_windows(
     index = {item.key: position for position, item in enumerate(items)}
     sorted_starts, sorted_ends = np.sort(starts), np.sort(ends)
     left, free_count, windows, window_items = budget, WINDOW_ITEMS, 0, 0
-    while left > 0:
+    timed_out = False
+    while (deadline.left() if deadline else left) > 0:
+        if deadline is not None:
+            left = deadline.left()
         tops = lows + sizes
         peak = int(tops.max(initial=0))
         if peak <= target:
@@ -173,13 +212,15 @@ def minimize_windows(
             target,
             left if largest else min(left, WINDOW_UNITS * free_count / WINDOW_ITEMS),
             workers,
+            deadline=deadline,
         )
         windows += 1
         window_items += len(free)
-        if answer is None:
-            break
+        timed_out = timed_out or answer.timed_out
+        if not answer.solved and deadline is None:
+            break  # the safety net fired, or the units ran out before any placement
         left -= max(answer.spent, ROUND_UNITS)
-        if answer.top < peak:
+        if answer.solved and answer.top < peak:
             for key, offset in answer.offsets.items():
                 lows[index[key]] = offset
             free_count = WINDOW_ITEMS
@@ -192,7 +233,7 @@ def minimize_windows(
     offsets = {item.key: int(low) for item, low in zip(items, lows.tolist(), strict=True)}
     peak = _peak(items, offsets)
     status = "OPTIMAL" if peak <= bound else "FEASIBLE"
-    return Solution(offsets, peak, bound, status, windows, window_items)
+    return Solution(offsets, peak, bound, status, windows, window_items, timed_out)
 
 
 def _window(
@@ -237,12 +278,14 @@ def _solve(
     budget: float,
     workers: int,
     capacity: int | None = None,
-) -> _Answer | None:
+    deadline: Deadline | None = None,
+) -> _Answer:
     """Re-place ``free`` (from ``known``) around the ``fixed`` (item, offset) boxes,
-    minimizing the free items' highest top down to ``low``; None when the wall-clock
-    safety net fired or the solver found nothing (the known offsets stand). With
-    ``capacity``, only decide whether they fit under it (status INFEASIBLE, with the
-    next capacity as the bound, when proven not to)."""
+    minimizing the free items' highest top down to ``low``, within ``budget``
+    deterministic units, or, with a ``deadline``, ``budget`` seconds and not past it.
+    The known offsets stand when the wall-clock safety net fired (``timed_out``) or the
+    solver found nothing. With ``capacity``, only decide whether they fit under it
+    (status INFEASIBLE, with the next capacity as the bound, when proven not to)."""
     unit = 0
     for item in free:
         unit = gcd(gcd(unit, item.size), known[item.key])
@@ -277,28 +320,40 @@ def _solve(
         model.minimize(top)
 
     solver = cp_model.CpSolver()
-    solver.parameters.max_deterministic_time = budget
     per_unit = CONFLICTS_PER_UNIT * CONFLICT_COST_BOXES / max(len(rows), CONFLICT_COST_BOXES)
-    solver.parameters.max_number_of_conflicts = max(round(budget * per_unit), 1)
-    solver.parameters.max_time_in_seconds = budget * SECONDS_PER_UNIT + SECONDS_MARGIN
+    if deadline is None:
+        solver.parameters.max_deterministic_time = budget
+        solver.parameters.max_number_of_conflicts = max(round(budget * per_unit), 1)
+        solver.parameters.max_time_in_seconds = budget * SECONDS_PER_UNIT + SECONDS_MARGIN
+    else:
+        solver.parameters.max_time_in_seconds = max(min(budget, deadline.left()), 0.01)
     solver.parameters.random_seed = 0
     solver.parameters.num_workers = workers
-    solver.parameters.interleave_search = workers > 1
+    # Interleaving makes several workers deterministic; a time-limited solve is not,
+    # and gets CP-SAT's stronger free-running portfolio instead.
+    solver.parameters.interleave_search = workers > 1 and deadline is None
     result = solver.solve(model)
-    if solver.wall_time >= solver.parameters.max_time_in_seconds:
+    name = solver.status_name(result)
+    known_top = _peak(free, known)
+    if deadline is None and solver.wall_time >= solver.parameters.max_time_in_seconds:
         log.warning(
-            "CP-SAT hit its wall-clock safety limit (%.0f s) on %d items; keeping the known placement",
+            "CP-SAT hit its wall-clock safety limit (%.0f s) on %d items; keeping the known "
+            "placement (the result is time-limited: it depends on the machine's speed)",
             solver.parameters.max_time_in_seconds,
             len(free),
         )
-        return None
-    name = solver.status_name(result)
-    spent = max(solver.deterministic_time, solver.num_conflicts / per_unit)
+        return _Answer(dict(known), known_top, 0, "UNKNOWN", budget, timed_out=True)
+    # With a deadline, a solve that ends without proving its answer was stopped by it.
+    timed_out = deadline is not None and name not in ("OPTIMAL", "INFEASIBLE")
+    spent = (
+        solver.wall_time
+        if deadline is not None
+        else min(max(solver.deterministic_time, solver.num_conflicts / per_unit), budget)
+    )
     if name == "INFEASIBLE" and capacity is not None:
-        known_top = _peak(free, known)
-        return _Answer(dict(known), known_top, (height + 1) * unit, name, min(spent, budget))
+        return _Answer(dict(known), known_top, (height + 1) * unit, name, spent)
     if name not in ("OPTIMAL", "FEASIBLE"):
-        return None
+        return _Answer(dict(known), known_top, 0, "UNKNOWN", spent, timed_out)
     return _Answer(
         offsets={key: solver.value(var) * unit for key, var in offsets.items()},
         top=max(
@@ -310,7 +365,8 @@ def _solve(
         ),
         bound=round(solver.best_objective_bound) * unit if capacity is None else 0,
         status=name,
-        spent=min(spent, budget),
+        spent=spent,
+        timed_out=timed_out,
     )
 
 

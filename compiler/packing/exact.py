@@ -38,6 +38,12 @@ parts so the result never depends on the machine's speed; callers give a region
 
 An engine that fails or returns an invalid or worse placement is logged and ignored:
 the heuristic placement is never lost.
+
+Given a :class:`~.clock.Deadline` (``--time-limit``), the same steps share wall-clock
+seconds instead of units: the rounds get half of the time left, each part still above
+the bound an even share of what is then left, and the engines stop at their share's
+end. The report is then marked ``time_limited`` when a clock stopped any engine: the
+result is the best found in time, and depends on the machine.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 from tierplan.compiler.packing import cpsat, search
+from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.placers import place
 from tierplan.compiler.packing.problem import Item, Placement, check_placement, max_live
 
@@ -78,6 +85,9 @@ SEARCH_LIMIT = 1_000
 CPSAT_LIMIT = 1_000
 """Largest section handed to CP-SAT."""
 
+UNLIMITED_NODES = 1 << 62
+"""The node budget of a search bounded by a deadline alone."""
+
 
 def region_budget(per_thousand: float, items: int) -> float:
     """Units for a region of ``items`` buffers: ``per_thousand`` per 1,000 of them, and
@@ -93,6 +103,8 @@ class SolveReport:
     ``exact_items``/``exact_sections`` is the problem size after reduction (sections
     solved whole); ``windows``/``window_items`` count the windows re-placed in
     sections too large for one model, and the free items they held in total.
+    ``time_limited`` is True when a wall clock (the time limit, or CP-SAT's safety
+    net) stopped an engine: the placement then depends on the machine's speed.
     """
 
     solver: str
@@ -108,6 +120,7 @@ class SolveReport:
     search_nodes: int = 0
     windows: int = 0
     window_items: int = 0
+    time_limited: bool = False
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
 
@@ -293,9 +306,11 @@ def solve(
     budget: float,
     workers: int = 1,
     progress: OnProgress | None = None,
+    deadline: Deadline | None = None,
 ) -> tuple[Placement, SolveReport]:
     """Improve the heuristic placement ``known`` of ``items`` with the named engine,
-    telling ``progress`` (if given) what it works on."""
+    within ``budget`` units or, given a ``deadline``, until it (``budget`` is then
+    unused), telling ``progress`` (if given) what it works on."""
     began = time.perf_counter()
     bound = max_live(items)
     report = SolveReport(
@@ -310,7 +325,7 @@ def solve(
     )
     offsets = dict(known.offsets)
     if solver != "greedy":
-        parts = _starting_point(items, offsets)
+        parts = _starting_point(items, offsets, deadline)
         limit = CPSAT_LIMIT if solver == "cpsat" else SEARCH_LIMIT
         todo = [part for part in parts if _peak(part.items, offsets) > bound]
         if solver == "search":
@@ -332,20 +347,26 @@ def solve(
             # Easy parts first: every part gets a short decision search at the bound,
             # then twice as long, ... so one hard part cannot starve the others. Half
             # of the budget: the parts left need the rest to lower their peak.
-            left -= _decide_in_rounds(todo, offsets, bound, budget / 2, report, tells)
+            half = deadline.within(deadline.left() / 2) if deadline else None
+            left -= _decide_in_rounds(todo, offsets, bound, budget / 2, report, tells, half)
         rest = [
             (part, tell)
             for part, tell in zip(todo, tells, strict=True)
             if _peak(part.items, offsets) > bound
         ]
         for index, (part, tell) in enumerate(rest):
-            share = left / (len(rest) - index)
+            if deadline is not None and deadline.passed():
+                break  # building a model would take longer than the time left
+            units = (deadline.left() if deadline else left) / (len(rest) - index)
+            share = _Share(units, deadline.within(units) if deadline else None)
             if len(part.items) > limit:
                 label, engine = "CP-SAT windows", _window_engine(share, workers, report, tell)
             else:
                 label, engine = solver, _exact_engines(solver, share, workers, report, tell)
             spent = _run_engine(part, offsets, bound, label, engine, report, tell)
-            left -= min(spent, share)
+            left -= min(spent, units)
+        # The clock ran out (engines or heuristics cut short): the placement is time's.
+        report.time_limited |= deadline is not None and deadline.passed()
         if _peak(items, offsets) > known.peak:
             report.warnings.append("the exact engines ended above the heuristic; kept it")
             offsets = dict(known.offsets)
@@ -388,20 +409,31 @@ def _decide_in_rounds(
     budget: float,
     report: SolveReport,
     tells: list[Tell],
+    deadline: Deadline | None = None,
 ) -> float:
     """Fit each part under ``bound`` with the decision search, resumed in rounds of
-    doubling node limits while the budget lasts; return the units spent. A part that fits is
-    written into ``offsets``; one proven not to fit raises the report's bound and
-    leaves the rounds."""
+    doubling node limits while the budget lasts (or, given a ``deadline``, until it);
+    return the units spent. A part that fits is written into ``offsets``; one proven
+    not to fit raises the report's bound and leaves the rounds."""
     waiting = [
         (part, tell)
         for part, tell in zip(parts, tells, strict=True)
         if len(part.items) <= SEARCH_LIMIT
     ]
-    deciders = {id(part): search.Decider(part.items, bound - part.base) for part, _ in waiting}
+    deciders: dict[int, search.Decider] = {}  # made on first use: many parts, little time
     limit, spent = ROUND_NODES, 0.0
-    while waiting and spent + sum(limit / _nodes_per_unit(p.items) for p, _ in waiting) <= budget:
+
+    def affordable() -> bool:
+        if deadline is not None:
+            return not deadline.passed()
+        return spent + sum(limit / _nodes_per_unit(p.items) for p, _ in waiting) <= budget
+
+    while waiting and affordable():
         for part, tell in waiting:
+            if deadline is not None and deadline.passed():
+                break
+            if id(part) not in deciders:
+                deciders[id(part)] = search.Decider(part.items, bound - part.base)
             decider = deciders[id(part)]
 
             def engine(
@@ -411,8 +443,9 @@ def _decide_in_rounds(
                 decider: search.Decider = decider,
                 limit: int = limit,
             ) -> None:
-                decision = decider.run(limit)
+                decision = decider.run(limit, deadline)
                 report.search_nodes += decision.nodes
+                report.time_limited |= decision.timed_out
                 attempt.spent = decision.nodes / _nodes_per_unit(items)
                 if decision.offsets is not None:
                     attempt.best = decision.offsets
@@ -424,7 +457,8 @@ def _decide_in_rounds(
         waiting = [
             (part, tell)
             for part, tell in waiting
-            if _peak(part.items, offsets) > bound and deciders[id(part)].answer is None
+            if _peak(part.items, offsets) > bound
+            and (id(part) not in deciders or deciders[id(part)].answer is None)
         ]
         limit *= 2
     return spent
@@ -440,21 +474,28 @@ def _peak(items: list[Item], offsets: Mapping[str, int]) -> int:
     return max((offsets[item.key] + item.size for item in items), default=0)
 
 
-def _starting_point(items: list[Item], offsets: dict[str, int]) -> list[Part]:
+def _starting_point(
+    items: list[Item], offsets: dict[str, int], deadline: Deadline | None
+) -> list[Part]:
     """Split ``items`` (:func:`stacked_sections`) and rewrite ``offsets`` to match.
 
     Each part starts from the better of the heuristic's placement of its items
-    (moved down as a whole onto its stack) and the best placer on the part alone.
+    (moved down as a whole onto its stack) and the best placer on the part alone
+    (of those run before half of the time to ``deadline`` is up, if given).
     Without stacked items the parts are the sections and ``offsets`` stays.
     """
     stacked, parts = stacked_sections(items)
     if not stacked:
         return parts
     offsets.update(stacked)
+    until = deadline.within(deadline.left() / 2) if deadline else None
     for part in parts:
         lowest = min(offsets[item.key] for item in part.items)
         moved = {item.key: offsets[item.key] - lowest for item in part.items}
-        fresh = place(part.items).offsets
+        if until is not None and until.passed():
+            offsets.update({key: part.base + offset for key, offset in moved.items()})
+            continue
+        fresh = place(part.items, deadline=until).offsets
         local = fresh if _peak(part.items, fresh) < _peak(part.items, moved) else moved
         offsets.update({key: part.base + offset for key, offset in local.items()})
     return parts
@@ -508,10 +549,20 @@ def _run_engine(
     return attempt.spent
 
 
+@dataclass(frozen=True, slots=True)
+class _Share:
+    """What one part may spend: ``budget`` units or, given a ``deadline``, ``budget``
+    seconds and not past it."""
+
+    budget: float
+    deadline: Deadline | None
+
+
 def _exact_engines(
-    solver: str, budget: float, workers: int, report: SolveReport, tell: Tell
+    solver: str, share: _Share, workers: int, report: SolveReport, tell: Tell
 ) -> Engine:
     """The search, CP-SAT, or (``auto``) the search and then CP-SAT if a gap is left."""
+    budget, deadline = share.budget, share.deadline
 
     def engine(part: list[Item], floor: int, attempt: _Attempt) -> None:
         if solver in ("search", "auto"):
@@ -520,33 +571,43 @@ def _exact_engines(
             # hardest: interlocking towers) the rest.
             nodes_per_unit = _nodes_per_unit(part)
             units = min(budget / 2, AUTO_SEARCH_UNITS) if solver == "auto" else budget
-            nodes = round(units * nodes_per_unit)
+            nodes = UNLIMITED_NODES if deadline else max(round(units * nodes_per_unit), 1)
+            until = deadline.within(units) if deadline else None
             tell("search")
-            found = search.minimize(part, attempt.best, floor, max(nodes, 1))
+            found = search.minimize(part, attempt.best, floor, nodes, until)
             report.search_nodes += found.nodes
+            report.time_limited |= found.timed_out
             attempt.spent += found.nodes / nodes_per_unit
             attempt.best, attempt.bound = found.offsets, found.bound
         gap_left = _peak(part, attempt.best) > max(attempt.bound, floor)
         if solver == "cpsat" or (solver == "auto" and gap_left and len(part) <= CPSAT_LIMIT):
             tell("cpsat")
             left = max(budget - attempt.spent, 0.01)
-            solved = cpsat.minimize(part, attempt.best, floor, left, workers)
+            solved = cpsat.minimize(part, attempt.best, floor, left, workers, deadline)
+            report.time_limited |= solved.timed_out
             attempt.spent = budget
             attempt.best, attempt.bound = solved.offsets, max(attempt.bound, solved.bound)
 
     return engine
 
 
-def _window_engine(budget: float, workers: int, report: SolveReport, tell: Tell) -> Engine:
+def _window_engine(share: _Share, workers: int, report: SolveReport, tell: Tell) -> Engine:
     """CP-SAT windows, for a part too large for one model."""
 
     def engine(part: list[Item], floor: int, attempt: _Attempt) -> None:
         tell("windows")
         solved = cpsat.minimize_windows(
-            part, attempt.best, floor, budget, workers, lambda peak: tell("windows", peak)
+            part,
+            attempt.best,
+            floor,
+            share.budget,
+            workers,
+            lambda peak: tell("windows", peak),
+            share.deadline,
         )
-        attempt.best, attempt.spent = solved.offsets, budget
+        attempt.best, attempt.spent = solved.offsets, share.budget
         report.windows += solved.windows
         report.window_items += solved.window_items
+        report.time_limited |= solved.timed_out
 
     return engine

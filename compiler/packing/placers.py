@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.greedy import (
     best_fit_by_conflicts,
     first_fit_in_schedule_order,
@@ -20,9 +23,20 @@ PLACERS: dict[str, Placer] = {
 }
 
 
-def place(items: list[Item], strategy: str = "best") -> Placement:
-    """Place ``items`` with the named placer, or with every placer for ``"best"``."""
+def place(items: list[Item], strategy: str = "best", deadline: Deadline | None = None) -> Placement:
+    """Place ``items`` with the named placer, or with every placer for ``"best"``.
+
+    With a ``deadline``, the placers run in registry order (the first one always) while
+    the time left exceeds the longest one so far: a placer cannot stop halfway.
+    """
     if strategy != "best":
         return Placement.of(items, PLACERS[strategy](items), strategy)
-    results = [Placement.of(items, placer(items), name) for name, placer in PLACERS.items()]
+    results: list[Placement] = []
+    longest = 0.0
+    for name, placer in PLACERS.items():
+        if results and deadline is not None and deadline.left() <= longest:
+            break
+        began = time.perf_counter()
+        results.append(Placement.of(items, placer(items), name))
+        longest = max(longest, time.perf_counter() - began)
     return min(results, key=lambda placement: placement.peak)

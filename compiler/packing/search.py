@@ -23,7 +23,9 @@ search over the order in which items are placed, with the paper's reductions:
   items (same steps and size) only the first remaining one is tried;
 - **restarts**: dives of growing node limits, each after the first with seeded random
   ties among equally flush items, so an early mistake does not sink the whole budget;
-- a **node budget** bounds the work deterministically.
+- a **node budget** bounds the work deterministically; a time-limited solve also
+  stops at its :class:`~tierplan.compiler.packing.clock.Deadline` (checked every
+  :data:`CLOCK_NODES` nodes), and the answer then says the clock ended it.
 
 :func:`minimize` wraps the decision in a search on the capacity, from the lower bound
 up to a known placement's peak. Timeline sections (steps no item crosses) are split
@@ -36,7 +38,11 @@ from dataclasses import dataclass, field
 from math import gcd
 
 import numpy as np
+from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.problem import Item, max_live
+
+CLOCK_NODES = 64
+"""Nodes between two looks at the clock of a time-limited search."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,22 +51,25 @@ class Decision:
 
     ``offsets`` is a placement within the capacity, or None. ``exhausted`` is True
     when the answer is proven (a placement found, or every branch refuted) and False
-    when the node budget ran out first.
+    when the node budget ran out first, or the deadline passed (``timed_out``).
     """
 
     offsets: dict[str, int] | None
     exhausted: bool
     nodes: int
+    timed_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Minimum:
-    """Best placement found by :func:`minimize`, its peak and the proven lower bound."""
+    """Best placement found by :func:`minimize`, its peak and the proven lower bound;
+    ``timed_out`` when the deadline ended the search."""
 
     offsets: dict[str, int]
     peak: int
     bound: int
     nodes: int
+    timed_out: bool = False
 
 
 class _Instance:
@@ -117,9 +126,12 @@ CLOSE = -1
 """The branch "no item sits at the lowest step's skyline": that level is wasted there."""
 
 
-def fits(items: list[Item], capacity: int, node_budget: int) -> Decision:
-    """Find offsets that keep every item below ``capacity`` bytes, within ``node_budget``."""
-    return Decider(items, capacity).run(node_budget)
+def fits(
+    items: list[Item], capacity: int, node_budget: int, deadline: Deadline | None = None
+) -> Decision:
+    """Find offsets that keep every item below ``capacity`` bytes, within ``node_budget``
+    (and before ``deadline``, if given)."""
+    return Decider(items, capacity).run(node_budget, deadline)
 
 
 RESTART_NODES = 64
@@ -150,9 +162,10 @@ class Decider:
         self.dive = 0
         self.answer: Decision | None = None if items else Decision({}, exhausted=True, nodes=0)
 
-    def run(self, node_budget: int) -> Decision:
-        """Search on for at most ``node_budget`` nodes; ``nodes`` in the answer counts
-        this call's. A proven answer (found or refuted) is final."""
+    def run(self, node_budget: int, deadline: Deadline | None = None) -> Decision:
+        """Search on for at most ``node_budget`` nodes, and not past ``deadline``;
+        ``nodes`` in the answer counts this call's. A proven answer (found or refuted)
+        is final."""
         if self.answer is not None or self.instance is None:
             return self.answer or Decision(None, exhausted=False, nodes=0)
         nodes = 0
@@ -161,7 +174,7 @@ class Decider:
             shuffle = None if self.dive == 0 else np.random.default_rng(self.dive)
             dive_budget = node_budget - nodes if last else int(self.limit)
             offsets, exhausted, spent = _dive(
-                self.instance, self.capacity, dive_budget, self.failed, shuffle
+                self.instance, self.capacity, dive_budget, self.failed, shuffle, deadline
             )
             nodes += spent
             self.limit *= RESTART_GROWTH
@@ -174,6 +187,8 @@ class Decider:
             if exhausted:
                 self.answer = Decision(None, exhausted=True, nodes=nodes)
                 return self.answer
+            if deadline is not None and deadline.passed():
+                return Decision(None, exhausted=False, nodes=nodes, timed_out=True)
             if last:
                 return Decision(None, exhausted=False, nodes=nodes)
 
@@ -184,11 +199,12 @@ def _dive(
     budget: int,
     failed: dict[int, list[np.ndarray]],
     shuffle: np.random.Generator | None,
+    deadline: Deadline | None = None,
 ) -> tuple[np.ndarray | None, bool, int]:
     """Depth-first search; each node decides one open step at the lowest level: one
     child per item that can sit at its skyline covering it, and one that closes it
     (unless the step has no byte to spare). ``shuffle`` randomizes the value order's
-    ties (None: the default order)."""
+    ties (None: the default order). Stops, unexhausted, when ``deadline`` passes."""
     count = len(instance.items)
     offsets = np.zeros(count, dtype=np.int64)
     root = _settle(
@@ -213,7 +229,9 @@ def _dive(
             failed.setdefault(node.mask, []).append(_level(node))
             stack.pop()
             continue
-        if nodes >= budget:
+        if nodes >= budget or (
+            deadline is not None and nodes % CLOCK_NODES == 0 and deadline.passed()
+        ):
             return None, False, nodes
         nodes += 1
         chosen = node.candidates[node.next]
@@ -404,8 +422,15 @@ def _candidates(
     return result
 
 
-def minimize(items: list[Item], known: dict[str, int], floor: int, node_budget: int) -> Minimum:
-    """Lowest peak found for ``items``, starting from the placement ``known``.
+def minimize(
+    items: list[Item],
+    known: dict[str, int],
+    floor: int,
+    node_budget: int,
+    deadline: Deadline | None = None,
+) -> Minimum:
+    """Lowest peak found for ``items``, starting from the placement ``known``, within
+    ``node_budget`` nodes and before ``deadline`` (if given).
 
     Capacities are tried from the lower bound (max-live, or ``floor`` if higher: a
     caller packing several independent sections needs none below the others' bound)
@@ -423,13 +448,17 @@ def minimize(items: list[Item], known: dict[str, int], floor: int, node_budget: 
     low = max(bound, -(-floor // unit) * unit)
     nodes = 0
     first = True
-    while low < peak and nodes < node_budget:
+    timed_out = False
+    while low < peak and nodes < node_budget and not (deadline and deadline.passed()):
         # The first try is the lower bound itself: often it fits, which proves optimality.
         # It gets half of the budget, so that a failure leaves some to lower the peak.
         capacity = low if first else low + (peak - low) // unit // 2 * unit
         share = (node_budget - nodes + 1) // 2 if first else node_budget - nodes
-        decision = fits(items, capacity, share)
+        # With a deadline, time is shared as nodes are: half of it for the first try.
+        until = deadline.within(deadline.left() / 2) if deadline and first else deadline
+        decision = fits(items, capacity, share, until)
         nodes += decision.nodes + 1
+        timed_out = timed_out or decision.timed_out
         if decision.offsets is not None:
             best = decision.offsets
             peak = max(best[item.key] + item.size for item in items)
@@ -439,4 +468,4 @@ def minimize(items: list[Item], known: dict[str, int], floor: int, node_budget: 
         elif not first:
             break
         first = False
-    return Minimum(offsets=best, peak=peak, bound=bound, nodes=nodes)
+    return Minimum(offsets=best, peak=peak, bound=bound, nodes=nodes, timed_out=timed_out)

@@ -1,0 +1,119 @@
+"""Packing and the wall clock: deterministic by default, time-limited only when asked.
+
+Without ``--time-limit`` the deterministic budget decides every result (the wall-clock
+cap is a safety net that must not bind); with it, the result is the best found in
+time and says so, in the solve report and in plan.json.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tierplan.compiler.cli import main
+from tierplan.compiler.errors import PipelineError
+from tierplan.compiler.packing import check_placement, cpsat, max_live, place, solve
+from tierplan.compiler.packing.clock import Deadline
+from tierplan.compiler.packing.instances import rectangle_cuts, towers
+from tierplan.compiler.pass_manager import parse_pipeline
+
+from tests.conftest import MODELS
+
+UNET = MODELS / "synthetic" / "unet.onnx"
+
+
+def _trace(tmp_path: Path) -> Path:
+    """Interlocking towers as a plain trace: hard enough that no engine proves them fast."""
+    trace = tmp_path / "towers.txt"
+    trace.write_text("".join(f"{i.size} {i.start} {i.end}\n" for i in towers(6, 8, 3)))
+    return trace
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "ten"])
+@pytest.mark.parametrize("command", ["compile", "pack"])
+def test_bad_time_limit_is_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, value: str
+) -> None:
+    source = UNET if command == "compile" else _trace(tmp_path)
+    out = tmp_path / "out"
+    assert _exit_code([command, str(source), "-o", str(out), f"--time-limit={value}"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error[-1].startswith(("tierplan: error: --time-limit", f"tierplan {command}: error:"))
+    assert "--time-limit" in error[-1] and not out.exists()
+
+
+def _exit_code(args: list[str]) -> int | str | None:
+    """``main``'s exit code, also when argparse exits."""
+    try:
+        return main(args)
+    except SystemExit as exit:
+        return exit.code
+
+
+def test_pack_pass_rejects_a_negative_time_limit() -> None:
+    with pytest.raises(PipelineError, match="time_limit"):
+        parse_pipeline("schedule,liveness,pack{time_limit=-1}")
+
+
+def test_a_passed_deadline_marks_the_solve_time_limited() -> None:
+    items = towers(6, 8, 3)
+    known = place(items)
+    assert known.peak > max_live(items)
+    placement, report = solve(items, known, "auto", 2.0, deadline=Deadline.after(0.0))
+    assert report.time_limited and report.status == "FEASIBLE"
+    assert not check_placement(items, placement.offsets) and placement.peak <= known.peak
+
+
+def test_a_time_limited_solve_keeps_working_until_the_deadline() -> None:
+    items = rectangle_cuts(100, 1)
+    known = place(items)
+    assert known.peak > max_live(items)
+    placement, report = solve(items, known, "auto", 0.0, deadline=Deadline.after(30.0))
+    assert placement.peak == max_live(items) and report.status == "OPTIMAL"
+    assert not report.time_limited  # proven before the clock ran out: nothing was cut
+
+
+def test_pack_command_says_when_the_time_limit_cut_it_short(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trace = _trace(tmp_path)
+    monkeypatch.setattr(Deadline, "passed", lambda self: True)  # a clock already run out
+    assert main(["pack", str(trace), "--time-limit", "60"]) == 0
+    out = capsys.readouterr().out
+    assert "time-limited" in out and "depends on the machine" in out
+
+
+def test_compile_marks_a_time_limited_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain, limited = tmp_path / "plain", tmp_path / "limited"
+    assert main(["compile", str(UNET), "-o", str(plain), "-q"]) == 0
+    assert "packing" not in json.loads((plain / "plan.json").read_text())
+    # A clock that has always run out: every region is cut short, and says so.
+    monkeypatch.setattr(Deadline, "passed", lambda self: True)
+    assert main(["compile", str(UNET), "-o", str(limited), "-q", "--time-limit", "60"]) == 0
+    plan = json.loads((limited / "plan.json").read_text())
+    assert plan["packing"] and all(r["time_limited"] for r in plan["packing"].values())
+    assert main(["check", str(UNET), str(limited / "plan.json")]) == 0
+
+
+def test_a_generous_time_limit_that_never_fires_leaves_the_plan_unmarked(tmp_path: Path) -> None:
+    # unet's regions are at their bound after the heuristics: no engine, no clock.
+    assert main(["compile", str(UNET), "-o", str(tmp_path), "-q", "--time-limit", "60"]) == 0
+    assert "packing" not in json.loads((tmp_path / "plan.json").read_text())
+
+
+@pytest.mark.parametrize("solver", ["search", "cpsat", "auto"])
+def test_the_deterministic_budget_binds_not_the_wall_clock(
+    monkeypatch: pytest.MonkeyPatch, solver: str
+) -> None:
+    # The same solve with the safety net as shipped and with one a thousand times
+    # longer: if the cap ever decided a result, the two would differ (one worker: the
+    # default; several interleave deterministically, but CP-SAT bounds them loosely).
+    items = towers(6, 8, 3)
+    shipped = solve(items, place(items), solver, 1.0)
+    monkeypatch.setattr(cpsat, "SECONDS_PER_UNIT", cpsat.SECONDS_PER_UNIT * 1000)
+    monkeypatch.setattr(cpsat, "SECONDS_MARGIN", cpsat.SECONDS_MARGIN * 1000)
+    generous = solve(items, place(items), solver, 1.0)
+    assert shipped[0].offsets == generous[0].offsets
+    assert shipped[1].bound == generous[1].bound
+    assert not shipped[1].time_limited and not generous[1].time_limited
