@@ -61,23 +61,26 @@ def why_not(closest: CompileResult, budget: Budget, options: str) -> str:
 
 
 def _heaviest_operator(result: CompileResult, tensors: list[Tensor]) -> tuple[str, int, str] | None:
-    """The operator whose own non-weight tensors (alias groups once) take the most bytes."""
+    """The operator whose own non-weight tensors take the most bytes (tensors sharing
+    bytes, in place or as views, counted once), and those tensors, largest first."""
     here = {t.name: t for t in tensors if t.kind != "weight"}
     roots = result.ir.alias_roots(here.values())
     best: tuple[int, str, str] | None = None
     for op in result.ir.scheduled_operators():
         names = [n for n in dict.fromkeys([*op.read_tensors(), *op.outputs]) if n in here]
         names += [t.name for t in tensors if t.kind == "scratch" and t.start == op.step]
-        groups: dict[str, int] = defaultdict(int)
+        groups: dict[str, list[str]] = defaultdict(list)
         for name in names:
-            groups[roots.get(name, name)] = max(groups[roots.get(name, name)], here[name].nbytes)
-        need = sum(groups.values())
+            groups[roots.get(name, name)].append(name)
+        sizes = {root: max(here[n].nbytes for n in members) for root, members in groups.items()}
+        need = sum(sizes.values())
         if best is None or need > best[0]:
-            largest = sorted(names, key=lambda n: (-here[n].nbytes, n))[:SHOWN_TENSORS]
-            parts = ", ".join(
-                f"{result.ir.plan_name(n)} {human_bytes(here[n].nbytes)}" for n in largest
-            )
-            best = (need, f"{op.name} ({op.op_type})", parts)
+            parts = []
+            for root in sorted(groups, key=lambda r: (-sizes[r], r))[:SHOWN_TENSORS]:
+                first, *shared = (result.ir.plan_name(n) for n in groups[root])
+                also = f" (shared with {', '.join(shared)})" if shared else ""
+                parts.append(f"{first} {human_bytes(sizes[root])}{also}")
+            best = (need, f"{op.name} ({op.op_type})", ", ".join(parts))
     return None if best is None else (best[1], best[0], best[2])
 
 

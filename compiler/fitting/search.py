@@ -18,6 +18,8 @@ compile). The search, deterministic and bounded by a count of compiles:
 
 The chosen combination is then compiled with the full pipeline (exact L2
 assignment and packing), kept when it still fits (else its screened plan is).
+When no screened plan fits, the few nearest the budget are compiled in full,
+since exact packing may bring one under it.
 :func:`exhaustive` compiles every combination instead (``benchmarks/fit.py``).
 """
 
@@ -51,6 +53,7 @@ SCREENING = {"tiers": "tiers{solver=greedy}", "pack": "pack{solver=greedy}"}
 MAX_COMPILES = 40
 # A combination predicted this far over the budget is still compiled: effects overlap.
 PREDICTION_SLACK = 0.15
+RESCUES = 3
 
 Choice = tuple[int, ...]
 
@@ -282,10 +285,25 @@ class Search:
                 chosen = full
             else:
                 result = self.compile(chosen.choice)[1]
+        else:
+            chosen, result = self._full_rescue()
         closest = None if chosen is not None or self.closest is None else self.closest[1]
         return FitResult(
             self.knobs, self.budget, list(self.points.values()), chosen, result, closest, base.flops
         )
+
+    def _full_rescue(self) -> tuple[Point | None, CompileResult | None]:
+        """When no screened plan fits: the nearest few compiled in full (exact packing
+        may bring one under the budget)."""
+        near = sorted(
+            (p for p in self.points.values() if p.excess <= 1 + PREDICTION_SLACK),
+            key=lambda p: (p.excess, p.choice),
+        )
+        for point in near[:RESCUES]:
+            full, result = self.compile(point.choice, full=True)
+            if full.fits:
+                return full, result
+        return None, None
 
 
 def exhaustive(search: Search) -> list[Point]:
