@@ -48,7 +48,7 @@ from tierplan.compiler.packing.exact import region_budget
 from tierplan.compiler.packing.traces import read_trace, write_trace
 from tierplan.compiler.pass_manager import load_plugin, parse_pipeline, registered_passes
 from tierplan.compiler.plan import Plan, memory_summary, read_plan, region_key
-from tierplan.compiler.pools import add_pool_sizing, pool_line
+from tierplan.compiler.pools import add_pool_sizing, check_margins, pool_line
 from tierplan.compiler.report import inspect
 from tierplan.compiler.report.compare import render_comparison
 from tierplan.compiler.report.data import PlanView
@@ -480,6 +480,7 @@ def _solve_table(reports: dict[str, SolveReport], title: str) -> Table:
 
 def _compile(args: argparse.Namespace, console: Console) -> int:
     out_dir = args.output or Path(f"{args.model.stem}.tierplan")
+    check_margins(args.headroom, args.warn_at)
     for plugin in args.plugin:
         load_plugin(plugin)
     if args.budget is not None:

@@ -23,8 +23,15 @@ from tierplan.compiler.fitting.search import MAX_COMPILES, FitResult, Point, Sea
 from tierplan.compiler.frontend import load_model, parse_dims, parse_input_shapes
 from tierplan.compiler.inputs import MAX_DEVICES, integer_text
 from tierplan.compiler.pass_manager import load_plugin
-from tierplan.compiler.pools import DEFAULT_HEADROOM, DEFAULT_WARN_AT, add_pool_sizing, pool_line
+from tierplan.compiler.pools import (
+    DEFAULT_HEADROOM,
+    DEFAULT_WARN_AT,
+    add_pool_sizing,
+    check_margins,
+    pool_line,
+)
 from tierplan.compiler.report.frontier import write_frontier_png
+from tierplan.compiler.report.progress import compile_progress, progress_wanted
 from tierplan.compiler.report.units import human_bytes
 from tierplan.compiler.target import load_target
 
@@ -96,8 +103,9 @@ def add_fit_parser(
     fit_cmd.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 
-def search_of(args: argparse.Namespace) -> Search:
+def search_of(args: argparse.Namespace, on_status: Callable[[str], None] | None = None) -> Search:
     """The search the flags describe (model, target, budget, devices, compile count)."""
+    check_margins(args.headroom, args.warn_at)
     budget = parse_budget(args.budget) if args.budget is not None else Budget()
     devices = None
     if args.devices not in (None, "auto"):
@@ -109,14 +117,14 @@ def search_of(args: argparse.Namespace) -> Search:
     model = load_model(
         args.model, dims=parse_dims(args.dim), shapes=parse_input_shapes(args.input_shape)
     )
-    return Search(model, target, budget, devices, count)
+    return Search(model, target, budget, devices, count, on_status)
 
 
 def fitted(args: argparse.Namespace) -> tuple[FitResult, CompileResult]:
-    """Run the search; the chosen plan with ``summary.fit`` and ``summary.pools`` in it,
-    or :class:`DoesNotFit` with the reason."""
-    search = search_of(args)
-    found = search.run()
+    """Run the search (a spinner names the combination being compiled); the chosen plan
+    with ``summary.fit`` and ``summary.pools`` in it, or :class:`DoesNotFit` with the reason."""
+    with compile_progress(progress_wanted(args.quiet), 0) as hooks:
+        found = search_of(args, hooks.on_status).run()
     if found.chosen is None or found.result is None:
         if found.closest is None:
             errors = sorted({p.error for p in found.points if p.error})

@@ -155,7 +155,7 @@ class Search:
         labels = tuple(o.label for o in options)
         exact = all(o.exact for o in options)
         if self.on_status:
-            self.on_status(f"compile {self.runner.runs + 1}: {', '.join(labels)}")
+            self.on_status(f"fit: compile {self.runner.runs + 1}: {', '.join(labels)}")
         try:
             result = self.runner.run(passes, target)
         except TierplanError as error:
