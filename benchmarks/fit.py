@@ -89,7 +89,7 @@ def main() -> None:
             best_ms = "-"
             if fitting:
                 best = min(fitting, key=lambda p: (p.latency_s, p.choice))
-                full, _ = every.compile(best.choice, full=True)
+                full, _ = every.compile(best.choice, every.full)
                 chosen_best = (
                     full if budget.excess(full.peak_bytes, full.activation_bytes) <= 1 else best
                 )

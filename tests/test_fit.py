@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,16 @@ from tierplan.compiler.cli import main
 from tierplan.compiler.execution import run_plan
 from tierplan.compiler.fitting import Budget, Search, frontier, parse_budget
 from tierplan.compiler.fitting.budget import device_totals
-from tierplan.compiler.fitting.knobs import Knob, Option, available_knobs
+from tierplan.compiler.fitting.knobs import Knob, Option, assemble, available_knobs
 from tierplan.compiler.frontend import load_model
-from tierplan.compiler.pass_manager import parse_pipeline
+from tierplan.compiler.ir import IRGraph
+from tierplan.compiler.pass_manager import (
+    Pass,
+    PassContext,
+    PassResult,
+    parse_pipeline,
+    register_pass,
+)
 from tierplan.compiler.target import load_target
 
 from tests.cli_checks import fails_cleanly, listing
@@ -175,3 +183,25 @@ def test_bad_pool_margins_are_one_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str]
 ) -> None:
     assert fails_cleanly(tmp_path, capsys, BLOCK, *flags).startswith(f"tierplan: error: {flags[0]}")
+
+
+@register_pass
+@dataclass(frozen=True)
+class _LateRewrite(Pass):
+    """A rewrite that needs the schedule and invalidates liveness (as rematerialization would)."""
+
+    name = "fit-test-late-rewrite"
+    requires = frozenset({"schedule", "liveness"})
+    invalidates = frozenset({"liveness", "placement", "evaluation"})
+
+    def run(self, ir: IRGraph, context: PassContext) -> PassResult:
+        return PassResult(changed=False)
+
+
+def test_a_registered_rewrite_joins_where_its_requirements_hold() -> None:
+    base = parse_pipeline("schedule,liveness,inplace,tiling,partition,tiers,pack,evaluate")
+    late = Option("on", rewrites=("fit-test-late-rewrite",))
+    knob = Knob("late", (Option("off"), late), "fit-test-late-rewrite")
+    assert available_knobs([knob], base, load_model(BLOCK).ir) == [knob]
+    names = [item.name for item in assemble(base, [late])]
+    assert names[:5] == ["schedule", "liveness", "fit-test-late-rewrite", "liveness", "inplace"]

@@ -1,8 +1,8 @@
 """The fit search: the fastest plan within a memory budget, over the knobs' combinations.
 
-Every point is a real compile of one combination of options (screening solvers:
-greedy L2 assignment and packing, so that a point costs a fraction of a full
-compile). The search, deterministic and bounded by a count of compiles:
+Every point is a real compile of one combination of options (screening: greedy
+L2 assignment and packing, and the plan costed without being validated, so that a
+point costs a fraction of a full compile; the chosen plan is compiled in full). The search, deterministic and bounded by a count of compiles:
 
 1. the default combination, and each knob's options one at a time from it: each
    option's measured effect on modelled latency and on the budget's tightest
@@ -49,7 +49,8 @@ from tierplan.compiler.inputs import MAX_DEVICES
 from tierplan.compiler.pass_manager import Pass, parse_pipeline
 from tierplan.compiler.target import Target
 
-SCREENING = {"tiers": "tiers{solver=greedy}", "pack": "pack{solver=greedy}"}
+SCREENING_SOLVERS = {"tiers": "tiers{solver=greedy}", "pack": "pack{solver=greedy}"}
+SCREENING = {**SCREENING_SOLVERS, "evaluate": "evaluate{validate=false}"}
 MAX_COMPILES = 40
 # A combination predicted this far over the budget is still compiled: effects overlap.
 PREDICTION_SLACK = 0.15
@@ -137,6 +138,7 @@ class Search:
         self.runner = PipelineRunner(self.model)
         self.planning = self.budget.planning_target(self.target)
         self.screening = _base(SCREENING)
+        self.full = _base({})
         counts = self.devices or _device_counts(self.model, self.budget, self.target)
         self.knobs = available_knobs(
             all_knobs(self.planning, counts), self.screening, self.model.ir
@@ -147,10 +149,12 @@ class Search:
         """The options of a combination."""
         return [knob.options[index] for knob, index in zip(self.knobs, choice, strict=True)]
 
-    def compile(self, choice: Choice, full: bool = False) -> tuple[Point, CompileResult | None]:
-        """Compile one combination (screening solvers unless ``full``)."""
+    def compile(
+        self, choice: Choice, pipeline: Sequence[Pass] | None = None
+    ) -> tuple[Point, CompileResult | None]:
+        """Compile one combination with ``pipeline``'s passes (default: screening)."""
         options = self.options(choice)
-        passes = assemble(_base({}) if full else self.screening, options)
+        passes = assemble(self.screening if pipeline is None else pipeline, options)
         target = planning_target(self.planning, options)
         labels = tuple(o.label for o in options)
         exact = all(o.exact for o in options)
@@ -280,11 +284,11 @@ class Search:
         chosen = self.best()
         result = None
         if chosen is not None:
-            full, result = self.compile(chosen.choice, full=True)
+            full, result = self.compile(chosen.choice, self.full)
             if full.fits:
                 chosen = full
-            else:
-                result = self.compile(chosen.choice)[1]
+            else:  # the screening plan, validated
+                result = self.compile(chosen.choice, _base(SCREENING_SOLVERS))[1]
         else:
             chosen, result = self._full_rescue()
         closest = None if chosen is not None or self.closest is None else self.closest[1]
@@ -300,7 +304,7 @@ class Search:
             key=lambda p: (p.excess, p.choice),
         )
         for point in near[:RESCUES]:
-            full, result = self.compile(point.choice, full=True)
+            full, result = self.compile(point.choice, self.full)
             if full.fits:
                 return full, result
         return None, None
