@@ -142,8 +142,9 @@ def main() -> None:
         "Budget: the activations of a device (all its tiers), a share of the default plan's. "
         "exhaustive best: the fastest of every combination that fits (screened compiles, the "
         "best compiled again in full); ratio: the search's chosen latency over it. check: "
-        "`tierplan check`; run: `tierplan run` against onnxruntime (rtol 1e-4). CPU seconds, "
-        "not wall: the machine is shared.\n\n"
+        "the validator `tierplan check` applies, against the compiled (rewritten) IR; run: "
+        "`tierplan run` against onnxruntime (rtol 1e-4). CPU seconds, not wall: the machine "
+        "is shared.\n\n"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
