@@ -102,7 +102,7 @@ def main() -> None:
             if found.chosen is None or found.result is None:
                 assert found.closest is not None
                 nearest = min(found.points, key=lambda p: (p.excess, p.choice))
-                reason = why_not(found.closest, budget, found.options(nearest))
+                reason = why_not(found.closest, budget, found.options(nearest), found.heaviest())
                 cells += ["does not fit", "-", best_ms, "-", reason, str(len(found.points)),
                           f"{seconds:.1f}", "-", "-"]  # fmt: skip
             else:

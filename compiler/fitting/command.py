@@ -132,9 +132,8 @@ def fitted(args: argparse.Namespace) -> tuple[FitResult, CompileResult]:
                 f"does not fit: no combination compiled: {errors[0] if errors else '?'}"
             )
         nearest = min(found.points, key=lambda p: (p.excess, p.choice))
-        raise DoesNotFit(
-            f"does not fit: {why_not(found.closest, found.budget, found.options(nearest))}"
-        )
+        reason = why_not(found.closest, found.budget, found.options(nearest), found.heaviest())
+        raise DoesNotFit(f"does not fit: {reason}")
     plan = found.result.plan
     plan["summary"]["fit"] = fit_summary(found)
     add_pool_sizing(plan, found.result.target, args.headroom, args.warn_at)

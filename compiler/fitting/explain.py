@@ -1,13 +1,15 @@
 """Why nothing fits: one line naming the binding constraint and its bytes.
 
 Read from the compiled plan nearest the budget (the smallest ``excess``), at its
-tightest limit, in this order:
+tightest limit, and, for an operator, from every compiled combination, in this order:
 
 1. the weights alone exceed a tier's limit: ``weights need 12.5GiB of DDR on
    device 0, more than the budget of 8.0GiB: use --devices 3``;
-2. one operator's own tensors (inputs, outputs and tile scratch, plus the weights
-   that stay resident) exceed it: ``operator Conv_3 (Conv) alone needs 9.4MiB of
-   device 0 (its inputs and outputs ...) and no rewrite splits it; the budget is 8.0MiB``;
+2. one operator's own tensors (inputs, outputs and tile scratch; for a tier's
+   limit, plus the weights that stay resident) exceed it in every compiled
+   combination: ``operator Conv_3 (Conv) alone needs 9.4MiB of activation memory
+   on device 0 (its inputs and outputs ...) with the options that shrink it most
+   (...), and no option splits it further; the budget is 8.0MiB``;
 3. otherwise the peak itself: the step and the largest tensors alive then.
 """
 
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from tierplan.compiler.api import CompileResult
 from tierplan.compiler.fitting.budget import Budget, Limit
@@ -25,8 +29,14 @@ from tierplan.compiler.report.units import human_bytes
 SHOWN_TENSORS = 3
 
 
-def why_not(closest: CompileResult, budget: Budget, options: str) -> str:
-    """The one-line reason (see the module docstring); ``options`` spells the combination."""
+def why_not(
+    closest: CompileResult,
+    budget: Budget,
+    options: str,
+    heaviest: Sequence[tuple[Heaviest, str]] = (),
+) -> str:
+    """The one-line reason (see the module docstring); ``options`` spells the combination
+    of ``closest``; ``heaviest``: each compiled combination's heaviest operator and options."""
     evaluation = closest.evaluation
     assert evaluation is not None  # the search's pipelines end with evaluate
     limits = budget.limits(evaluation.peak_bytes, evaluation.activation_peak_bytes)
@@ -48,40 +58,66 @@ def why_not(closest: CompileResult, budget: Budget, options: str) -> str:
             f"weights need {human_bytes(weights)} of {where}, more than the budget of "
             f"{human_bytes(limit.allowed)}: use --devices {devices}"
         )
-    operator = _heaviest_operator(closest, tensors)
-    if operator is not None and operator[1] + weights > limit.allowed:
-        name, need, parts = operator
+    if limit.activations and heaviest:
+        # The operator no combination shrinks below the budget: the smallest of the
+        # heaviest operators over every compiled combination.
+        least, least_options = min(heaviest, key=lambda found: (found[0].need, found[1]))
+        if least.need > limit.allowed:
+            return (
+                f"operator {least.operator} alone needs {human_bytes(least.need)} of {where} "
+                f"(its inputs and outputs: {least.parts}) with the options that shrink it most "
+                f"({least_options}), and no option splits it further; the budget is "
+                f"{human_bytes(limit.allowed)}"
+            )
+    operator = heaviest_operator(closest, tensors)
+    if not limit.activations and operator is not None and operator.need + weights > limit.allowed:
         resident = f", plus {human_bytes(weights)} of weights" if weights else ""
         return (
-            f"operator {name} alone needs {human_bytes(need + weights)} of {where} "
-            f"(its inputs and outputs: {parts}{resident}) and no rewrite splits it; "
-            f"the budget is {human_bytes(limit.allowed)}"
+            f"operator {operator.operator} alone needs {human_bytes(operator.need + weights)} of "
+            f"{where} (its inputs and outputs: {operator.parts}{resident}) and no rewrite "
+            f"splits it; the budget is {human_bytes(limit.allowed)}"
         )
     return _peak_line(closest, tensors, limit, where, options)
 
 
-def _heaviest_operator(result: CompileResult, tensors: list[Tensor]) -> tuple[str, int, str] | None:
-    """The operator whose own non-weight tensors take the most bytes (tensors sharing
-    bytes, in place or as views, counted once), and those tensors, largest first."""
-    here = {t.name: t for t in tensors if t.kind != "weight"}
+@dataclass(frozen=True, slots=True)
+class Heaviest:
+    """The operator whose own non-weight tensors take the most bytes in one plan."""
+
+    need: int
+    operator: str
+    parts: str
+
+
+def heaviest_operator(
+    result: CompileResult, tensors: list[Tensor] | None = None
+) -> Heaviest | None:
+    """The operator whose own non-weight tensors (of ``tensors``; default: all) take the
+    most bytes, tensors sharing bytes (in place, views) counted once; its largest tensors."""
+    chosen = [t for t in result.ir.tensors() if t.needs_buffer] if tensors is None else tensors
+    here = {t.name: t for t in chosen if t.kind != "weight"}
     roots = result.ir.alias_roots(here.values())
-    best: tuple[int, str, str] | None = None
+    scratch: dict[int | None, list[str]] = defaultdict(list)
+    for t in chosen:
+        if t.kind == "scratch":
+            scratch[t.start].append(t.name)
+    best: Heaviest | None = None
     for op in result.ir.scheduled_operators():
         names = [n for n in dict.fromkeys([*op.read_tensors(), *op.outputs]) if n in here]
-        names += [t.name for t in tensors if t.kind == "scratch" and t.start == op.step]
+        names += scratch.get(op.step, [])
         groups: dict[str, list[str]] = defaultdict(list)
         for name in names:
             groups[roots.get(name, name)].append(name)
         sizes = {root: max(here[n].nbytes for n in members) for root, members in groups.items()}
         need = sum(sizes.values())
-        if best is None or need > best[0]:
+        if best is None or need > best.need:
             parts = []
             for root in sorted(groups, key=lambda r: (-sizes[r], r))[:SHOWN_TENSORS]:
                 first, *shared = (result.ir.plan_name(n) for n in groups[root])
                 also = f" (shared with {', '.join(shared)})" if shared else ""
                 parts.append(f"{first} {human_bytes(sizes[root])}{also}")
-            best = (need, f"{op.name} ({op.op_type})", ", ".join(parts))
-    return None if best is None else (best[1], best[0], best[2])
+            best = Heaviest(need, f"{op.name} ({op.op_type})", ", ".join(parts))
+    return best
 
 
 def _peak_line(

@@ -35,6 +35,7 @@ from tierplan.compiler.cost import operator_flops
 from tierplan.compiler.errors import TierplanError
 from tierplan.compiler.evaluation import Evaluation
 from tierplan.compiler.fitting.budget import Budget, device_totals
+from tierplan.compiler.fitting.explain import Heaviest, heaviest_operator
 from tierplan.compiler.fitting.knobs import (
     Knob,
     Option,
@@ -80,6 +81,7 @@ class Point:
     error: str = ""
     peak_bytes: dict[str, int] = field(default_factory=dict, compare=False)
     activation_bytes: dict[str, int] = field(default_factory=dict, compare=False)
+    heaviest: Heaviest | None = field(default=None, compare=False)
 
     @property
     def fits(self) -> bool:
@@ -107,6 +109,10 @@ class FitResult:
     def extra_flops(self, point: Point) -> int:
         """FLOPs ``point`` adds to the default combination's."""
         return point.flops - self.baseline_flops
+
+    def heaviest(self) -> list[tuple[Heaviest, str]]:
+        """Each compiled combination's heaviest operator, with its options."""
+        return [(p.heaviest, self.options(p)) for p in self.points if p.heaviest is not None]
 
     def options(self, point: Point) -> str:
         """``attention=rows/8, fast tier=off`` (the options that are not defaults)."""
@@ -181,6 +187,7 @@ class Search:
             exact,
             peak_bytes=dict(peaks),
             activation_bytes=dict(activations),
+            heaviest=heaviest_operator(result) if self.budget.device is not None else None,
         )
         if self.closest is None or point.excess < self.closest[0]:
             self.closest = (point.excess, result)
