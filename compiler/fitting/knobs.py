@@ -8,8 +8,8 @@ replaces a pass of the base pipeline (``edits``: pass name -> its new spelling,
 of the fastest tier (``tile_share``, through the tier's ``reserve``).
 
 A knob whose pass is not registered (``registered_passes()``) is left out, so a
-rewrite merged later (``recompute``, ``precision``) joins the search by being
-registered: its entries below are already written. An option whose spelling its
+rewrite merged later (``sequence``, ``precision``, ``recompute``) joins the search
+by being registered: its entries below are already written. An option whose spelling its
 pass refuses (another option type than expected) is left out the same way.
 """
 
@@ -34,6 +34,7 @@ ROW_CHUNKS = (2, 4, 8, 16, 32)
 ONLINE_CHUNKS = (8, 32)
 TILE_SHARES = (0.5, 0.25)
 RECOMPUTE_RATIOS = ("0.8", "0.6", "0.4")
+SEQUENCE_CHUNKS = (4, 16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,21 +70,25 @@ def all_knobs(target: Target, devices: Sequence[int]) -> list[Knob]:
         Option(f"recompute/{ratio}", rewrites=(f"recompute{{budget={ratio}}}",))
         for ratio in RECOMPUTE_RATIOS
     ]
+    sequence = [Option(f"rows/{n}", rewrites=(f"sequence{{chunks={n}}}",)) for n in SEQUENCE_CHUNKS]
+    precision = [
+        Option("float16", rewrites=("precision{activations=float16}",), exact=False),
+        Option(
+            "float16+weights",
+            rewrites=("precision{activations=float16 weights=float16}",),
+            exact=False,
+        ),
+    ]
+    # Graph rewrites in the order their passes run (each after the previous one).
     knobs = [
         Knob(
             "order", (Option("memory"), Option("onnx", edits={"schedule": "schedule{order=onnx}"}))
         ),
         Knob("reuse", (Option("on"), Option("off", edits={"inplace": reuse_off}))),
+        Knob("sequence", (Option("off"), *sequence), "sequence", _has_attention),
         Knob("attention", (Option("off"), *rows, *online), "attention", _has_attention),
+        Knob("precision", (Option("float32"), *precision), "precision"),
         Knob("recompute", (Option("off"), *recompute), needs="recompute"),
-        Knob(
-            "precision",
-            (
-                Option("float32"),
-                Option("float16", rewrites=("precision{activations=float16}",), exact=False),
-            ),
-            needs="precision",
-        ),
         Knob(
             "devices",
             tuple(
@@ -144,9 +149,10 @@ def assemble(base: Sequence[Pass], options: Sequence[Option]) -> list[Pass]:
         spelled = edits.get(item.name, item.spelled())
         if spelled:
             passes += parse_pipeline(_merged(spelled, item))
+    after = 0  # rewrites run in the knobs' order: each after the one before
     for option in options:
         for rewrite in parse_pipeline(list(option.rewrites)) if option.rewrites else []:
-            passes = _insert(passes, rewrite)
+            passes, after = _insert(passes, rewrite, after)
     check_pipeline(passes)
     return passes
 
@@ -164,19 +170,20 @@ def _merged(spelled: str, base: Pass) -> str:
     return dataclasses.replace(edited, **changes).spelled()
 
 
-def _insert(passes: list[Pass], rewrite: Pass) -> list[Pass]:
-    """``rewrite`` at the first place its requirements hold, followed by the passes before
-    it that provide facts it invalidates (run again on the rewritten graph)."""
+def _insert(passes: list[Pass], rewrite: Pass, after: int) -> tuple[list[Pass], int]:
+    """``rewrite`` at the first place from ``after`` where its requirements hold,
+    followed by the passes before it that provide facts it invalidates (run again on
+    the rewritten graph); and the position following it."""
     facts = set(INITIAL_FACTS)
     position = 0
-    while not rewrite.requires <= facts:
+    while position < after or not rewrite.requires <= facts:
         if position == len(passes):
             raise PipelineError(f"no place for {rewrite.name!r} in the pipeline")
         facts = (facts - passes[position].invalidates) | passes[position].provides
         position += 1
     before = passes[:position]
     again = [item for item in before if item.provides & rewrite.invalidates]
-    return [*before, rewrite, *again, *passes[position:]]
+    return [*before, rewrite, *again, *passes[position:]], position + 1
 
 
 def planning_target(target: Target, options: Sequence[Option]) -> Target:

@@ -26,6 +26,7 @@ since exact packing may bring one under it.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ from tierplan.compiler.frontend import LoadedModel
 from tierplan.compiler.inputs import MAX_DEVICES
 from tierplan.compiler.pass_manager import Pass, parse_pipeline
 from tierplan.compiler.target import Target
+
+log = logging.getLogger(__name__)
 
 SCREENING_SOLVERS = {"tiers": "tiers{solver=greedy}", "pack": "pack{solver=greedy}"}
 SCREENING = {**SCREENING_SOLVERS, "evaluate": "evaluate{validate=false}"}
@@ -169,8 +172,8 @@ class Search:
         try:
             result = self.runner.run(passes, target)
         except TierplanError as error:
-            if error.exit_code == 3:
-                raise
+            if error.exit_code == 3:  # a bug, in one combination: the others still count
+                log.warning("fit: %s failed: %s", ", ".join(labels), error)
             point = Point(choice, labels, math.inf, 0, 0, math.inf, 0, exact, str(error))
             return point, None
         evaluation = result.evaluation
