@@ -11,7 +11,7 @@ import pytest
 from tierplan.compiler import compile_model, validate_plan
 from tierplan.compiler.cli import main
 from tierplan.compiler.execution import run_plan
-from tierplan.compiler.fitting import Budget, Search, frontier, parse_budget
+from tierplan.compiler.fitting import Budget, FitResult, Search, frontier, parse_budget
 from tierplan.compiler.fitting.budget import device_totals
 from tierplan.compiler.fitting.knobs import Knob, Option, assemble, available_knobs
 from tierplan.compiler.frontend import load_model
@@ -55,7 +55,8 @@ def test_a_budget_below_the_default_peak_is_met_and_the_plan_runs(
     plan = json.loads((out / "plan.json").read_text())
     assert _activation_peak(plan) <= budget < default_peak
     assert plan["summary"]["fit"]["chosen"] != "defaults"
-    assert not validate_plan(plan, load_model(BLOCK).ir)
+    chosen = next(entry for entry in plan["summary"]["fit"]["frontier"] if entry["chosen"])
+    assert chosen["numerics"] == "exact"  # 16-bit only when no exact plan fits
     assert run_plan(BLOCK, out / "plan.json").matches
 
 
@@ -90,14 +91,21 @@ def test_weights_over_a_tier_budget_name_the_device_count(
 
 
 @pytest.fixture(scope="module")
-def searched(default_peak: int) -> Search:
+def searched(default_peak: int) -> tuple[Search, FitResult]:
     search = Search(load_model(BLOCK), load_target(None), Budget(device=default_peak * 3 // 4))
-    search.run()
-    return search
+    return search, search.run()
 
 
-def test_the_frontier_is_not_dominated_and_holds_the_fastest_fit(searched: Search) -> None:
-    points = list(searched.points.values())
+def test_the_chosen_plan_is_valid_for_its_graph(searched: tuple[Search, FitResult]) -> None:
+    found = searched[1]
+    assert found.result is not None and found.chosen is not None and found.chosen.fits
+    assert not validate_plan(found.result.plan, found.result.ir)
+
+
+def test_the_frontier_is_not_dominated_and_holds_the_fastest_fit(
+    searched: tuple[Search, FitResult],
+) -> None:
+    points = list(searched[0].points.values())
     front = frontier(points)
     assert front
     for point in front:

@@ -16,7 +16,9 @@ point costs a fraction of a full compile; the chosen plan is compiled in full). 
    until the next prediction is no faster than the best plan that fits, or the
    compile count runs out; when nothing fits yet, in order of predicted excess.
 
-The chosen combination is then compiled with the full pipeline (exact L2
+The chosen combination is the fastest that fits with exact numerics, or, when
+none does, the fastest that fits with 16-bit activations. It is then compiled
+with the full pipeline (exact L2
 assignment and packing), kept when it still fits (else its screened plan is).
 When no screened plan fits, the few nearest the budget are compiled in full,
 since exact packing may bring one under it.
@@ -203,9 +205,11 @@ class Search:
         return self.points[choice]
 
     def best(self) -> Point | None:
-        """The fastest point that fits, so far."""
+        """The fastest point that fits so far, exact numerics first: 16-bit activations
+        are chosen only when no exact plan fits, however fast they are."""
         fitting = [p for p in self.points.values() if p.fits]
-        return min(fitting, key=Point.key) if fitting else None
+        exact = [p for p in fitting if p.exact]
+        return min(exact or fitting, key=Point.key) if fitting else None
 
     def run(self) -> FitResult:
         """Search (module docstring), then compile the chosen combination in full."""
