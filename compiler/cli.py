@@ -35,6 +35,13 @@ from tierplan.compiler.errors import InputError, PipelineError, TierplanError
 from tierplan.compiler.evaluation import ACTIVATION_KINDS
 from tierplan.compiler.execution import run_plan
 from tierplan.compiler.files import write_atomically
+from tierplan.compiler.fitting.command import (
+    add_budget_option,
+    add_fit_parser,
+    add_pool_options,
+    compile_within_budget,
+    fit_command,
+)
 from tierplan.compiler.frontend import load_model, parse_dims, parse_input_shapes, read_model_proto
 from tierplan.compiler.inputs import escape_controls
 from tierplan.compiler.packing import SOLVERS, SolveReport, place, solve
@@ -43,6 +50,7 @@ from tierplan.compiler.packing.exact import region_budget
 from tierplan.compiler.packing.traces import read_trace, write_trace
 from tierplan.compiler.pass_manager import load_plugin, parse_pipeline, registered_passes
 from tierplan.compiler.plan import Plan, memory_summary, read_plan, region_key
+from tierplan.compiler.pools import add_pool_sizing, check_margins, pool_line
 from tierplan.compiler.report import inspect
 from tierplan.compiler.report.compare import render_comparison
 from tierplan.compiler.report.data import PlanView
@@ -121,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     compile_cmd.add_argument(
         "-v", "--verbose", action="store_true", help="also print every pass's notes"
     )
+    add_budget_option(compile_cmd)
+    add_pool_options(compile_cmd)
+    add_fit_parser(commands, _model_options, _HelpFormatter)
 
     check_cmd = commands.add_parser(
         "check",
@@ -509,22 +520,28 @@ def _solve_table(reports: dict[str, SolveReport], title: str) -> Table:
 
 def _compile(args: argparse.Namespace, console: Console) -> int:
     out_dir = args.output or Path(f"{args.model.stem}.tierplan")
+    check_margins(args.headroom, args.warn_at)
     for plugin in args.plugin:
         load_plugin(plugin)
-    passes = _with_pack_options(args, _with_partition_options(args))
-    with compile_progress(progress_wanted(args.quiet), len(parse_pipeline(passes))) as hooks:
-        result = compile_model(
-            args.model,
-            target=args.target,
-            dims=parse_dims(args.dim),
-            shapes=parse_input_shapes(args.input_shape),
-            passes=passes,
-            dump_after=args.dump_after,
-            dump_dir=args.dump_dir or out_dir / "ir",
-            verify_each=args.verify_each,
-            on_pass_start=hooks.on_pass_start,
-            on_status=hooks.on_status,
-        )
+    if args.budget is not None:
+        result = compile_within_budget(args)
+    else:
+        passes = _with_pack_options(args, _with_partition_options(args))
+        with compile_progress(progress_wanted(args.quiet), len(parse_pipeline(passes))) as hooks:
+            result = compile_model(
+                args.model,
+                target=args.target,
+                dims=parse_dims(args.dim),
+                shapes=parse_input_shapes(args.input_shape),
+                passes=passes,
+                dump_after=args.dump_after,
+                dump_dir=args.dump_dir or out_dir / "ir",
+                verify_each=args.verify_each,
+                on_pass_start=hooks.on_pass_start,
+                on_status=hooks.on_status,
+            )
+    if result.evaluation is not None:
+        add_pool_sizing(result.plan, result.target, args.headroom, args.warn_at)
     plan_path, model_path = result.write(out_dir, graphml=args.graphml)
     if args.quiet:
         return 0
@@ -535,6 +552,11 @@ def _compile(args: argparse.Namespace, console: Console) -> int:
         )
     else:
         console.print(_summary_table(result))
+        console.print(pool_line(result.plan["summary"]["pools"], human_bytes))
+        if "fit" in result.plan["summary"]:
+            console.print(
+                f"within --budget {args.budget}: {result.plan['summary']['fit']['chosen']}"
+            )
     if args.solver_report:
         console.print(_solve_table(result.context.results.get("pack", {}), "exact packing"))
     if args.verbose:
@@ -887,7 +909,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"compile": _compile, "check": _check, "passes": _passes, "targets": _targets}
     handlers.update(report=_report, plot=_plot, inspect=_inspect)
     handlers.update(simulate=_simulate)
-    handlers.update(pack=_pack, run=_run)
+    handlers.update(pack=_pack, run=_run, fit=fit_command)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return handlers[args.command](args, console)

@@ -75,10 +75,11 @@ class Evaluation:
         return dict(sorted(totals.items()))
 
 
-def evaluate(ir: IRGraph, target: Target) -> Evaluation:
-    """Validate and cost the plan of ``ir``; raise :class:`PassFailure` if it is invalid."""
+def evaluate(ir: IRGraph, target: Target, validate: bool = True) -> Evaluation:
+    """Validate and cost the plan of ``ir``; raise :class:`PassFailure` if it is invalid.
+    ``validate=False`` only costs it (a search screening plans it validates once chosen)."""
     plan = build_plan(ir, target)
-    violations = validate_plan(plan, ir)
+    violations = validate_plan(plan, ir) if validate else []
     if violations:
         shown = "; ".join(str(v) for v in violations[:3])
         more = f" (and {len(violations) - 3} more)" if len(violations) > 3 else ""

@@ -3,7 +3,8 @@
 Reads: everything (the plan is built from the IR). Writes nothing on the IR; puts
 the :class:`~tierplan.compiler.evaluation.Evaluation` in
 ``context.results["evaluate"]``. An invalid plan gets no cost: the pass fails
-with its violations.
+with its violations. ``evaluate{validate=false}`` costs the plan without validating
+it (the fit search's screening compiles; the plan it chooses is validated).
 """
 
 from __future__ import annotations
@@ -24,10 +25,16 @@ class Evaluate(Pass):
     requires = frozenset({"placement"})
     provides = frozenset({"evaluation"})
 
+    validate: bool = True  # false: cost only (the fit search's screening compiles)
+
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         """Store the evaluation in ``context.results["evaluate"]``."""
-        evaluation = evaluate(ir, context.target)
+        evaluation = evaluate(ir, context.target, self.validate)
         context.results[self.name] = evaluation
         return PassResult(
-            changed=False, notes=[f"valid; estimated latency {evaluation.latency_s * 1e3:.3f} ms"]
+            changed=False,
+            notes=[
+                f"{'valid' if self.validate else 'not validated'}; estimated latency "
+                f"{evaluation.latency_s * 1e3:.3f} ms"
+            ],
         )

@@ -26,6 +26,7 @@ from tierplan.compiler.evaluation import ACTIVATION_KINDS
 from tierplan.compiler.plan import memory_summary
 from tierplan.compiler.report.colours import BOUND, CAPACITY, LIVE, PEAK, label_colours
 from tierplan.compiler.report.data import Buffer, DeviceRow, PlanView, Region
+from tierplan.compiler.report.frontier import frontier_section
 from tierplan.compiler.report.script import SCRIPT
 from tierplan.compiler.report.units import (
     REGION_COLUMNS,
@@ -443,6 +444,7 @@ def render_html(view: PlanView, title: str, preface: str = "") -> str:
         + (f"; traffic {escape(traffic_text(traffic))}" if traffic is not None else "")
         + "</p>",
         preface,
+        frontier_section(view.plan),
         "<h2>Summary per device and tier</h2>",
         "<p>Regions nearest their capacity first; regions of tiles (scratch only) last.</p>",
         _summary(view),

@@ -1,0 +1,101 @@
+"""Running many pipelines over one model, sharing what they have in common.
+
+The model is lowered once. Pipelines that begin with the same passes on the same
+target share that prefix: the IR and the pass context after it are kept (a copy)
+and the next pipeline starts from the longest kept prefix, so a search that varies
+the last passes (tiers, devices) does not rewrite, reschedule and tile again. The
+kept states are bounded in number (oldest dropped first); what is kept changes how
+long a run takes, never its result.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tierplan.compiler.api import CompileResult
+from tierplan.compiler.errors import TierplanError
+from tierplan.compiler.frontend import LoadedModel
+from tierplan.compiler.ir import IRGraph
+from tierplan.compiler.pass_manager import Pass, PassContext, PassCrash, PassResult
+from tierplan.compiler.target import Target
+
+# Passes after which the state is kept: the ones whose output the most pipelines share.
+KEEP_AFTER = frozenset({"attention", "recompute", "precision", "inplace", "tiling", "partition"})
+MAX_KEPT = 24
+
+
+@dataclass
+class _State:
+    ir: IRGraph
+    context: PassContext
+    results: list[PassResult]
+
+
+@dataclass
+class PipelineRunner:
+    """Runs pipelines on ``model`` (never modified), reusing common prefixes."""
+
+    model: LoadedModel
+    kept: dict[tuple[object, ...], bytes] = field(default_factory=dict)
+    runs: int = 0
+
+    def run(self, passes: Sequence[Pass], target: Target) -> CompileResult:
+        """Run ``passes`` (a checked pipeline) on a copy of the model for ``target``.
+
+        Raises :class:`TierplanError` from the failing pass, as ``compile_model`` does.
+        """
+        began = time.perf_counter()
+        self.runs += 1
+        spelled = tuple(item.spelled() for item in passes)
+        start, state = self._longest_prefix(target, spelled)
+        for position in range(start, len(passes)):
+            item = passes[position]
+            state.results.append(_run_pass(item, state.ir, state.context))
+            if item.name in KEEP_AFTER and position + 1 < len(passes):
+                self._keep((_key(target), *spelled[: position + 1]), state)
+        return CompileResult(
+            ir=state.ir,
+            model=self.model.proto,
+            model_path=self.model.path,
+            target=state.context.target,
+            pass_results=state.results,
+            pass_seconds=[],
+            seconds=time.perf_counter() - began,
+            context=state.context,
+        )
+
+    def _longest_prefix(self, target: Target, spelled: tuple[str, ...]) -> tuple[int, _State]:
+        for length in range(len(spelled) - 1, 0, -1):
+            kept = self.kept.get((_key(target), *spelled[:length]))
+            if kept is not None:
+                state: _State = pickle.loads(kept)
+                return length, state
+        fresh = _State(copy.deepcopy(self.model.ir), PassContext(target=target), [])
+        return 0, fresh
+
+    def _keep(self, key: tuple[object, ...], state: _State) -> None:
+        if key in self.kept:
+            return
+        if len(self.kept) >= MAX_KEPT:
+            del self.kept[next(iter(self.kept))]
+        self.kept[key] = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _key(target: Target) -> tuple[object, ...]:
+    """What of a target can differ between the runs of one search (budget and tile reserves)."""
+    return (target.name, target.tiers, target.devices)
+
+
+def _run_pass(item: Pass, ir: IRGraph, context: PassContext) -> PassResult:
+    try:
+        return item.run(ir, context)
+    except TierplanError as error:
+        raise type(error)(f"{error} [in pass {item.name!r}]") from error
+    except Exception as error:
+        raise PassCrash(
+            f"pass {item.name!r} crashed with {type(error).__name__}: {error}"
+        ) from error

@@ -1,0 +1,368 @@
+"""The fit search: the fastest plan within a memory budget, over the knobs' combinations.
+
+Every point is a real compile of one combination of options (screening: greedy
+L2 assignment and packing, and the plan costed without being validated, so that a
+point costs a fraction of a full compile; the chosen plan is compiled in full). The search, deterministic and bounded by a count of compiles:
+
+1. the default combination, and each knob's options one at a time from it: each
+   option's measured effect on modelled latency and on the budget's tightest
+   limit (``excess``: used / allowed, at most 1 fits);
+2. within a knob, options that another option beats on both are dropped;
+3. the combination predicted to save the most memory (the product of the
+   options' excess ratios) is compiled, to anchor the frontier and tell early
+   whether anything can fit;
+4. the remaining combinations in order of predicted latency (the sum of the
+   options' latency changes), skipping those predicted far over the budget,
+   until the next prediction is no faster than the best plan that fits, or the
+   compile count runs out; when nothing fits yet, in order of predicted excess.
+
+The chosen combination is the fastest that fits with exact numerics, or, when
+none does, the fastest that fits with 16-bit activations. It is then compiled
+with the full pipeline (exact L2
+assignment and packing), kept when it still fits (else its screened plan is).
+When no screened plan fits, the few nearest the budget are compiled in full,
+since exact packing may bring one under it.
+:func:`exhaustive` compiles every combination instead (``benchmarks/fit.py``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from tierplan.compiler.api import CompileResult, default_pipeline
+from tierplan.compiler.cost import operator_flops
+from tierplan.compiler.errors import TierplanError
+from tierplan.compiler.evaluation import Evaluation
+from tierplan.compiler.fitting.budget import Budget, device_totals
+from tierplan.compiler.fitting.explain import Heaviest, heaviest_operator
+from tierplan.compiler.fitting.knobs import (
+    Knob,
+    Option,
+    all_knobs,
+    assemble,
+    available_knobs,
+    planning_target,
+)
+from tierplan.compiler.fitting.runner import PipelineRunner
+from tierplan.compiler.frontend import LoadedModel
+from tierplan.compiler.inputs import MAX_DEVICES
+from tierplan.compiler.pass_manager import Pass, parse_pipeline
+from tierplan.compiler.target import Target
+
+log = logging.getLogger(__name__)
+
+SCREENING_SOLVERS = {"tiers": "tiers{solver=greedy}", "pack": "pack{solver=greedy}"}
+SCREENING = {**SCREENING_SOLVERS, "evaluate": "evaluate{validate=false}"}
+MAX_COMPILES = 40
+# A combination predicted this far over the budget is still compiled: effects overlap.
+PREDICTION_SLACK = 0.15
+RESCUES = 3
+
+Choice = tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One compiled combination: ``choice`` holds an option index per knob.
+
+    ``device_peak``: the largest device total (all its tiers, weights included);
+    ``activation_peak``: the largest device's activations (every region's activation
+    peak summed over the device, as ``benchmarks/rewrites.py`` sums them); ``error``:
+    why it has no plan.
+    """
+
+    choice: Choice
+    labels: tuple[str, ...]
+    excess: float
+    device_peak: int
+    activation_peak: int
+    latency_s: float
+    flops: int
+    exact: bool
+    error: str = ""
+    peak_bytes: dict[str, int] = field(default_factory=dict, compare=False)
+    activation_bytes: dict[str, int] = field(default_factory=dict, compare=False)
+    heaviest: Heaviest | None = field(default=None, compare=False)
+
+    @property
+    def fits(self) -> bool:
+        """Within every limit of the budget."""
+        return not self.error and self.excess <= 1.0
+
+    def key(self) -> tuple[float, bool, int, Choice]:
+        """The search's order: fastest, then exact numerics, then least memory."""
+        return (self.latency_s, not self.exact, self.activation_peak, self.choice)
+
+
+@dataclass
+class FitResult:
+    """What the search found: every point, the chosen one and its plan; ``closest``
+    is the compiled plan nearest the budget, when nothing fits (to say why)."""
+
+    knobs: list[Knob]
+    budget: Budget
+    points: list[Point]
+    chosen: Point | None
+    result: CompileResult | None
+    closest: CompileResult | None
+    baseline_flops: int
+
+    def extra_flops(self, point: Point) -> int:
+        """FLOPs ``point`` adds to the default combination's."""
+        return point.flops - self.baseline_flops
+
+    def heaviest(self) -> list[tuple[Heaviest, str]]:
+        """Each compiled combination's heaviest operator, with its options."""
+        return [(p.heaviest, self.options(p)) for p in self.points if p.heaviest is not None]
+
+    def options(self, point: Point) -> str:
+        """``attention=rows/8, fast tier=off`` (the options that are not defaults)."""
+        changed = [
+            f"{knob.name}={label}"
+            for knob, index, label in zip(self.knobs, point.choice, point.labels, strict=True)
+            if index
+        ]
+        return ", ".join(changed) or "defaults"
+
+
+@dataclass
+class Search:
+    """One model, target and budget; compiles combinations and remembers them."""
+
+    model: LoadedModel
+    target: Target
+    budget: Budget
+    devices: Sequence[int] | None = None
+    max_compiles: int = MAX_COMPILES
+    on_status: Callable[[str], None] | None = None
+    knobs: list[Knob] = field(default_factory=list)
+    points: dict[Choice, Point] = field(default_factory=dict)
+    runner: PipelineRunner = field(init=False)
+    closest: tuple[float, CompileResult] | None = None
+
+    def __post_init__(self) -> None:
+        self.budget.check_target(self.target)
+        self.runner = PipelineRunner(self.model)
+        self.planning = self.budget.planning_target(self.target)
+        self.screening = _base(SCREENING)
+        self.full = _base({})
+        counts = self.devices or _device_counts(self.model, self.budget, self.target)
+        self.knobs = available_knobs(
+            all_knobs(self.planning, counts), self.screening, self.model.ir
+        )
+        self.default: Choice = tuple(0 for _ in self.knobs)
+
+    def options(self, choice: Choice) -> list[Option]:
+        """The options of a combination."""
+        return [knob.options[index] for knob, index in zip(self.knobs, choice, strict=True)]
+
+    def compile(
+        self, choice: Choice, pipeline: Sequence[Pass] | None = None
+    ) -> tuple[Point, CompileResult | None]:
+        """Compile one combination with ``pipeline``'s passes (default: screening)."""
+        options = self.options(choice)
+        passes = assemble(self.screening if pipeline is None else pipeline, options)
+        target = planning_target(self.planning, options)
+        labels = tuple(o.label for o in options)
+        exact = all(o.exact for o in options)
+        if self.on_status:
+            self.on_status(f"fit: compile {self.runner.runs + 1}: {', '.join(labels)}")
+        try:
+            result = self.runner.run(passes, target)
+        except TierplanError as error:
+            if error.exit_code == 3:  # a bug, in one combination: the others still count
+                log.warning("fit: %s failed: %s", ", ".join(labels), error)
+            point = Point(choice, labels, math.inf, 0, 0, math.inf, 0, exact, str(error))
+            return point, None
+        evaluation = result.evaluation
+        assert isinstance(evaluation, Evaluation)  # the default pipeline ends with evaluate
+        peaks, activations = evaluation.peak_bytes, evaluation.activation_peak_bytes
+        point = Point(
+            choice,
+            labels,
+            self.budget.excess(peaks, activations),
+            max(device_totals(peaks).values(), default=0),
+            max(device_totals(activations).values(), default=0),
+            evaluation.latency_s,
+            sum(operator_flops(result.ir, op) for op in result.ir.operators()),
+            exact,
+            peak_bytes=dict(peaks),
+            activation_bytes=dict(activations),
+            heaviest=heaviest_operator(result) if self.budget.device is not None else None,
+        )
+        if self.closest is None or point.excess < self.closest[0]:
+            self.closest = (point.excess, result)
+        return point, result
+
+    def point(self, choice: Choice) -> Point:
+        """The screened point of ``choice``, compiled once."""
+        if choice not in self.points:
+            self.points[choice] = self.compile(choice)[0]
+        return self.points[choice]
+
+    def best(self) -> Point | None:
+        """The fastest point that fits so far, exact numerics first: 16-bit activations
+        are chosen only when no exact plan fits, however fast they are."""
+        fitting = [p for p in self.points.values() if p.fits]
+        exact = [p for p in fitting if p.exact]
+        return min(exact or fitting, key=Point.key) if fitting else None
+
+    def run(self) -> FitResult:
+        """Search (module docstring), then compile the chosen combination in full."""
+        base = self.point(self.default)
+        singles = [
+            tuple(index if k == position else 0 for k in range(len(self.knobs)))
+            for position, knob in enumerate(self.knobs)
+            for index in range(1, len(knob.options))
+        ]
+        for choice in singles:
+            self.point(choice)
+        kept = self._undominated(base)
+        latency, excess = self._predictions(base)
+        combos = [c for c in itertools.product(*kept) if c not in self.points]
+        if combos and self.budget.limited:
+            self._compile_within(sorted(combos, key=lambda c: (excess(c), latency(c), c))[:1])
+        by_latency = sorted(combos, key=lambda c: (latency(c), c))
+        for choice in by_latency:
+            best = self.best()
+            if len(self.points) >= self.max_compiles or (
+                best and latency(choice) >= best.latency_s
+            ):
+                break
+            if excess(choice) <= 1 + PREDICTION_SLACK and choice not in self.points:
+                self.point(choice)
+        if self.best() is None:
+            self._compile_within(sorted(combos, key=lambda c: (excess(c), latency(c), c)))
+        return self._finish(base)
+
+    def _compile_within(self, choices: Iterable[Choice]) -> None:
+        """Compile ``choices`` in order until one fits or the compile count runs out."""
+        for choice in choices:
+            if self.best() is not None or len(self.points) >= self.max_compiles:
+                return
+            self.point(choice)
+
+    def _undominated(self, base: Point) -> list[list[int]]:
+        """Per knob, the options no other option of it beats on latency and excess alone."""
+        kept = []
+        for position, knob in enumerate(self.knobs):
+            measured = [
+                self.points[tuple(i if k == position else 0 for k in range(len(self.knobs)))]
+                for i in range(len(knob.options))
+            ]
+            keep = [0]
+            for index, point in enumerate(measured[1:], start=1):
+                if point.error:
+                    continue
+                beaten = any(
+                    other is not point
+                    and not other.error
+                    and other.latency_s <= point.latency_s
+                    and other.excess <= point.excess
+                    and (other.exact or not point.exact)
+                    and (other.latency_s, other.excess) != (point.latency_s, point.excess)
+                    for other in measured
+                )
+                if not beaten:
+                    keep.append(index)
+            kept.append(keep)
+        return kept
+
+    def _predictions(
+        self, base: Point
+    ) -> tuple[Callable[[Choice], float], Callable[[Choice], float]]:
+        """Predicted latency (base + the options' changes) and excess (base times their
+        ratios) of a combination, from the one-knob points."""
+
+        def single(position: int, index: int) -> Point:
+            return self.points[tuple(index if k == position else 0 for k in range(len(self.knobs)))]
+
+        def latency(choice: Choice) -> float:
+            return base.latency_s + sum(
+                single(k, i).latency_s - base.latency_s for k, i in enumerate(choice) if i
+            )
+
+        def excess(choice: Choice) -> float:
+            ratio = math.prod(
+                single(k, i).excess / base.excess for k, i in enumerate(choice) if i and base.excess
+            )
+            return base.excess * ratio
+
+        return latency, excess
+
+    def _finish(self, base: Point) -> FitResult:
+        chosen = self.best()
+        result = None
+        if chosen is not None:
+            full, result = self.compile(chosen.choice, self.full)
+            if full.fits:
+                chosen = full
+            else:  # the screening plan, validated
+                result = self.compile(chosen.choice, _base(SCREENING_SOLVERS))[1]
+        else:
+            chosen, result = self._full_rescue()
+        closest = None if chosen is not None or self.closest is None else self.closest[1]
+        return FitResult(
+            self.knobs, self.budget, list(self.points.values()), chosen, result, closest, base.flops
+        )
+
+    def _full_rescue(self) -> tuple[Point | None, CompileResult | None]:
+        """When no screened plan fits: the nearest few compiled in full (exact packing
+        may bring one under the budget)."""
+        near = sorted(
+            (p for p in self.points.values() if p.excess <= 1 + PREDICTION_SLACK),
+            key=lambda p: (p.excess, p.choice),
+        )
+        for point in near[:RESCUES]:
+            full, result = self.compile(point.choice, self.full)
+            if full.fits:
+                return full, result
+        return None, None
+
+
+def exhaustive(search: Search) -> list[Point]:
+    """Every combination of every option, screened (what the search is measured against)."""
+    return [
+        search.point(c) for c in itertools.product(*(range(len(k.options)) for k in search.knobs))
+    ]
+
+
+def frontier(points: Iterable[Point]) -> list[Point]:
+    """The points no other beats on activation peak, latency, FLOPs and numerics together
+    (and device peak: weights split over devices), least memory first."""
+    valid = [p for p in points if not p.error]
+
+    def measures(p: Point) -> tuple[int, float, int, int, int]:
+        return (p.activation_peak, p.latency_s, p.flops, 0 if p.exact else 1, p.device_peak)
+
+    found = []
+    for point in valid:
+        own = measures(point)
+        if not any(
+            all(a <= b for a, b in zip(measures(o), own, strict=True)) and measures(o) != own
+            for o in valid
+        ):
+            found.append(point)
+    unique = {measures(p): p for p in sorted(found, key=lambda p: p.choice, reverse=True)}
+    return sorted(unique.values(), key=lambda p: (p.activation_peak, p.latency_s, p.choice))
+
+
+def _base(overrides: dict[str, str]) -> list[Pass]:
+    return parse_pipeline([overrides.get(name, name) for name in default_pipeline()])
+
+
+def _device_counts(model: LoadedModel, budget: Budget, target: Target) -> list[int]:
+    """Device counts to try: the target's, one more, and the fewest whose share of the
+    weights fits device memory (and one more, as pipeline stages rarely split evenly)."""
+    weights = sum(t.nbytes for t in model.ir.tensors() if t.kind == "weight")
+    memory = target.memory_tier
+    allowed = min(memory.usable, budget.tiers.get(memory.name, memory.usable))
+    counts = {target.devices, target.devices + 1}
+    if weights > allowed:
+        fewest = math.ceil(weights / allowed)
+        counts |= {fewest, fewest + 1}
+    return sorted(count for count in counts if count <= MAX_DEVICES)
