@@ -49,7 +49,15 @@ from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.exact import region_budget
 from tierplan.compiler.packing.traces import read_trace, write_trace
 from tierplan.compiler.pass_manager import load_plugin, parse_pipeline, registered_passes
-from tierplan.compiler.plan import Plan, memory_summary, read_plan, region_key
+from tierplan.compiler.plan import (
+    Plan,
+    existing_planned_model,
+    is_rewritten,
+    memory_summary,
+    planned_model_path,
+    read_plan,
+    region_key,
+)
 from tierplan.compiler.pools import add_pool_sizing, check_margins, pool_line
 from tierplan.compiler.report import inspect
 from tierplan.compiler.report.compare import render_comparison
@@ -140,6 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     check_cmd.add_argument("model", type=Path, help="the .onnx file the plan was made for")
     check_cmd.add_argument("plan", type=Path, help="the plan.json file")
+    _planned_model_option(check_cmd)
     _model_options(check_cmd, dims_help="(default: the plan's 'dims')")
 
     passes_cmd = commands.add_parser("passes", help="list the registered passes")
@@ -268,6 +277,16 @@ def _pack(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _planned_model_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--planned-model",
+        type=Path,
+        metavar="FILE.onnx",
+        help="the rewritten model a compile wrote, when a pass rewrote the graph "
+        "(default: <stem>.planned.onnx beside PLAN.json)",
+    )
+
+
 def _run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run_cmd = commands.add_parser(
         "run",
@@ -279,13 +298,7 @@ def _run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     run_cmd.add_argument(
         "plan", type=Path, nargs="?", help="the plan.json file (default: compile the model first)"
     )
-    run_cmd.add_argument(
-        "--planned-model",
-        type=Path,
-        metavar="FILE.onnx",
-        help="the rewritten model a compile wrote, when a pass rewrote the graph "
-        "(default: <stem>.planned.onnx beside PLAN.json)",
-    )
+    _planned_model_option(run_cmd)
     run_cmd.add_argument(
         "--inputs",
         type=Path,
@@ -597,8 +610,15 @@ def _check(args: argparse.Namespace, console: Console) -> int:
             for k, v in plan["dims"].items()
             if isinstance(v, int) and not isinstance(v, bool)
         }
-    loaded = load_model(args.model, dims=dims, shapes=parse_input_shapes(args.input_shape))
-    violations = validate_plan(plan, loaded.ir, model_sha256=loaded.ir.model.sha256)
+    graph_file, identity = args.model, True
+    if is_rewritten(plan):  # its graph is the rewritten one; identity checked above
+        graph_file = existing_planned_model(
+            args.planned_model or planned_model_path(args.plan, args.model)
+        )
+        identity = False
+    loaded = load_model(graph_file, dims=dims, shapes=parse_input_shapes(args.input_shape))
+    sha256 = loaded.ir.model.sha256 if identity else None
+    violations = validate_plan(plan, loaded.ir, model_sha256=sha256)
     if not violations:
         console.print(f"{args.plan}: valid plan for {args.model.name}")
         return 0

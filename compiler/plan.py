@@ -287,6 +287,31 @@ def plan_text(plan: Plan) -> str:
     return "\n".join(lines) + "\n"
 
 
+def is_rewritten(plan: Plan) -> bool:
+    """True when the plan schedules operators a pass inserted (other than transfers):
+    its graph is the rewritten one of the ``.planned.onnx``, not the source model's."""
+    ops = plan.get("ops")
+    return isinstance(ops, list) and any(
+        isinstance(op, dict) and op.get("inserted") and op.get("op_type") != TRANSFER_OP
+        for op in ops
+    )
+
+
+def planned_model_path(plan_path: Path, model: Path) -> Path:
+    """Where ``compile`` wrote the rewritten model beside ``plan_path``."""
+    return plan_path.parent / f"{model.stem}.planned.onnx"
+
+
+def existing_planned_model(path: str | Path) -> Path:
+    """``path``, the rewritten model a rewritten plan needs, refused when it is no file."""
+    if not Path(path).is_file():
+        raise InputError(
+            f"the plan schedules operators a pass inserted; the rewritten model "
+            f"{str(path)!r} that holds them does not exist (pass --planned-model)"
+        )
+    return Path(path)
+
+
 def read_plan(path: Path) -> Plan:
     """Read a plan file whose structure follows plan-format.md (:mod:`.plan_schema`).
 

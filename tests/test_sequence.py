@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -152,3 +153,25 @@ def test_graph_without_attention_is_left_as_it_is() -> None:
     assert result.ir.operator_count() == plain.ir.operator_count()
     notes = [note for r in result.pass_results for note in r.notes]
     assert "no attention found: nothing chunked" in notes
+
+
+def test_check_validates_a_rewritten_plan_against_its_rewritten_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tierplan.compiler.cli import main
+
+    out = tmp_path / "out"
+    passes = f"sequence{{chunks=2}},{REST}"
+    assert main(["compile", str(STACK), "-o", str(out), "-q", "--passes", passes]) == 0
+    plan_path = out / "plan.json"
+    assert main(["check", str(STACK), str(plan_path)]) == 0
+    plan = json.loads(plan_path.read_text())
+    activations = [b for b in plan["buffers"] if b["kind"] == "activation" and b["bytes"] > 64]
+    activations[1].update(offset=activations[0]["offset"], tier=activations[0]["tier"])
+    activations[1].update(start=activations[0]["start"], end=activations[0]["end"])
+    plan_path.write_text(json.dumps(plan))
+    assert main(["check", str(STACK), str(plan_path)]) == 1
+    assert "overlap" in capsys.readouterr().err
+    (out / f"{STACK.stem}.planned.onnx").unlink()
+    assert main(["check", str(STACK), str(plan_path)]) == 2
+    assert "--planned-model" in capsys.readouterr().err

@@ -36,7 +36,14 @@ from tierplan.compiler.execution.kernels import KernelError, Kernels, ValueType
 from tierplan.compiler.execution.reference import reference_values
 from tierplan.compiler.frontend import LoadedModel, load_model
 from tierplan.compiler.ir import TRANSFER_OP
-from tierplan.compiler.plan import Plan, PlanBuffer, read_plan
+from tierplan.compiler.plan import (
+    Plan,
+    PlanBuffer,
+    existing_planned_model,
+    is_rewritten,
+    planned_model_path,
+    read_plan,
+)
 from tierplan.compiler.plan_schema import plan_problems
 
 NARROW_FLOATS = frozenset({"float16", "bfloat16"})
@@ -360,7 +367,7 @@ def run_plan(
             options.setdefault("shapes", shapes)
             result = compile_model(model, **options)
             plan = result.plan
-            if _rewritten(plan) and planned_model is None:
+            if is_rewritten(plan) and planned_model is None:
                 _, planned_model = result.write(Path(scratch))
             seconds["compile"] = time.perf_counter() - began
         elif isinstance(plan, dict):  # a plan that read_plan or the compiler did not make
@@ -370,8 +377,8 @@ def run_plan(
         else:
             plan_path = Path(plan)
             plan = read_plan(plan_path)
-            if _rewritten(plan) and planned_model is None:
-                planned_model = plan_path.parent / f"{Path(model).stem}.planned.onnx"
+            if is_rewritten(plan) and planned_model is None:
+                planned_model = planned_model_path(plan_path, Path(model))
         return _run(
             Path(model), plan, planned_model, inputs, seed, (rtol, atol, cosine), dims, shapes,
             seconds,
@@ -385,15 +392,6 @@ def _narrowed(original: LoadedModel, executed: LoadedModel) -> bool:
         and original.ir.has_tensor(tensor.name)
         and original.ir.tensor(tensor.name).dtype == "float32"
         for tensor in executed.ir.tensors()
-    )
-
-
-def _rewritten(plan: Plan) -> bool:
-    """True when the plan schedules operators a pass inserted (other than transfers)."""
-    ops = plan.get("ops")
-    return isinstance(ops, list) and any(
-        isinstance(op, dict) and op.get("inserted") and op.get("op_type") != TRANSFER_OP
-        for op in ops
     )
 
 
@@ -420,12 +418,7 @@ def _run(
         )
     executed = loaded
     if planned_model is not None:
-        if not Path(planned_model).is_file():
-            raise InputError(
-                f"the plan schedules operators a pass inserted; the rewritten model "
-                f"{str(planned_model)!r} that holds them does not exist (pass --planned-model)"
-            )
-        executed = load_model(planned_model, dims=dims, shapes=shapes)
+        executed = load_model(existing_planned_model(planned_model), dims=dims, shapes=shapes)
     rtol, atol, cosine = tolerance
     if cosine is None and _narrowed(loaded, executed):
         cosine = NARROWED_COSINE
