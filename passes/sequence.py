@@ -23,7 +23,10 @@ backward and forward as long as an operator is row-wise. Row-wise operators:
   shape constant per copy), ``Transpose``, ``Split`` and ``Concat`` along another
   axis, ``Gather`` (the rows of its indices, or of its data before the gathered axis).
 
-Anything else ends the chunked part (its inputs are concatenated). ``chunks=auto``
+Anything else ends the chunked part (its inputs are concatenated). A value that
+elementwise operators compute from constants alone (a causal mask built from index
+tables) is computed again next to each reader's block instead of being kept whole:
+each block lives only as long as its reader needs it. ``chunks=auto``
 picks the fewest chunks whose largest block fits ``budget`` bytes (default: L2's
 capacity, as for ``attention``). Graphs without attention are left as they are.
 """
@@ -35,7 +38,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tierplan.compiler.ir import IRGraph, Operator, Tensor
+from tierplan.compiler.ir import AttributeValue, IRGraph, Operator, Tensor
 from tierplan.compiler.pass_manager import GRAPH_FACTS, Pass, PassContext, PassResult, register_pass
 from tierplan.compiler.rewriting import Emitter, check_chunking, resized, split_sizes
 from tierplan.passes.attention import default_budget, find_attention
@@ -226,109 +229,119 @@ def _tensors(ir: IRGraph, names: Iterable[str]) -> list[Tensor]:
     return [ir.tensor(name) for name in dict.fromkeys(names) if name]
 
 
+@dataclass
+class _Copies:
+    """Adds the copies of the region's operators, one block of rows each."""
+
+    ir: IRGraph
+    emit: Emitter
+    region: Region
+    reads: dict[str, InputAxes]
+    blocks: dict[str, list[str]]
+    recomputed: dict[str, Operator]
+
+    def add(self, op: Operator, index: int, size: int, local: dict[str, str]) -> list[str]:
+        """Add copy ``index`` of ``op`` (``size`` rows) and return its outputs; a value
+        in :attr:`recomputed` is computed again for it (``local``: those already made)."""
+        inputs = [
+            self._block(name, index, size, local) if name and axis is not None else name
+            for name, axis in zip(op.inputs, self.reads[op.name], strict=True)
+        ]
+        outputs = [self._new_block(name, index, size) if name else name for name in op.outputs]
+        if op.op_type == "Reshape":
+            inputs[1] = self.emit.ints(list(self.ir.tensor(outputs[0]).shape))
+        self.ir.add_operator(
+            Operator(
+                self.ir.unique_name(f"{op.name}/rows{index}"),
+                op.op_type,
+                op.domain,
+                inputs=inputs,
+                outputs=outputs,
+                attributes=dict(op.attributes),
+            )
+        )
+        return outputs
+
+    def _block(self, name: str, index: int, size: int, local: dict[str, str]) -> str:
+        if name not in self.recomputed:
+            return self.blocks[name][index]
+        if name not in local:
+            local[name] = self.add(self.recomputed[name], index, size, local)[0]
+        return local[name]
+
+    def _new_block(self, name: str, index: int, size: int) -> str:
+        tensor = self.ir.tensor(name)
+        axis = self.region.axis[name]
+        shape = resized(tensor.shape, axis, size)
+        nbytes = tensor.nbytes // tensor.shape[axis] * size
+        return self.ir.add_value(f"{name}/rows{index}", tensor.dtype, shape, nbytes).name
+
+
+def _from_constants(ir: IRGraph, region: Region, kept: set[str]) -> dict[str, Operator]:
+    """Values of the region an elementwise operator computes from constants alone (a
+    causal mask built from index tables) that nothing outside reads: cheaper to compute
+    again next to each reader's block than to keep every block alive."""
+    found: dict[str, Operator] = {}
+    for op in region.operators:
+        sources = [name for name in op.inputs if name]
+        if (
+            op.op_type in _UNARY | _BROADCAST
+            and op.outputs[0] not in kept
+            and all(
+                name in found
+                or ir.tensor(name).kind == "weight"
+                or (ir.has_producer(name) and ir.producer(name).op_type == "Constant")
+                for name in sources
+            )
+        ):
+            found[op.outputs[0]] = op
+    return found
+
+
 def chunk_sequence(ir: IRGraph, region: Region, chunks: int) -> tuple[int, int]:
     """Replace ``region`` by ``chunks`` copies on blocks of rows; return the number of
     values split on the way in and concatenated on the way out."""
     inside = {name for op in region.operators for name in op.outputs if name}
     member_names = {op.name for op in region.operators}
+    reads = {
+        op.name: input_axes(ir, op, region.axis[op.outputs[0]]) or [] for op in region.operators
+    }
     emit = Emitter(ir, "sequence")
     sizes = split_sizes(region.rows, chunks)
     sizes_name = emit.ints(sizes)
-    whole_reads = {
-        name
+    pairs = [
+        (name, axis)
         for op in region.operators
-        for name, a in zip(
-            op.inputs, input_axes(ir, op, region.axis[op.outputs[0]]) or [], strict=False
-        )
-        if name in inside and a is None
-    }
+        for name, axis in zip(op.inputs, reads[op.name], strict=True)
+        if name
+    ]
     exits = [
         tensor
         for tensor in _tensors(ir, (n for op in region.operators for n in op.outputs))
         if tensor.graph_output
-        or tensor.name in whole_reads
+        or (tensor.name, None) in pairs
         or any(reader.name not in member_names for reader in ir.consumers(tensor.name))
     ]
-    entries = [
-        tensor
-        for tensor in _tensors(ir, (n for op in region.operators for n in op.inputs))
-        if tensor.name not in inside
-        and tensor.name in region.axis
-        and any(
-            a is not None and name == tensor.name
-            for op in region.operators
-            for name, a in zip(
-                op.inputs, input_axes(ir, op, region.axis[op.outputs[0]]) or [], strict=False
-            )
-        )
-    ]
-    blocks: dict[str, list[str]] = {
+    entries = _tensors(ir, (n for n, axis in pairs if axis is not None and n not in inside))
+    blocks = {
         entry.name: emit.split(entry, sizes, sizes_name, region.axis[entry.name])
         for entry in entries
     }
-    plans = [(op, input_axes(ir, op, region.axis[op.outputs[0]]) or []) for op in region.operators]
+    recomputed = _from_constants(ir, region, {tensor.name for tensor in exits})
     for op in region.operators:
         ir.remove_operator(op.name)
+    copies = _Copies(ir, emit, region, reads, blocks, recomputed)
     for index, size in enumerate(sizes):
-        for op, reads in plans:
-            _copy(ir, emit, op, reads, region, blocks, index, size)
-    exit_names = {tensor.name for tensor in exits}
-    for name in inside - exit_names:
+        for op in region.operators:
+            if op.outputs[0] not in recomputed:
+                for name, block in zip(op.outputs, copies.add(op, index, size, {}), strict=True):
+                    blocks.setdefault(name, []).append(block)
+    for name in inside - {tensor.name for tensor in exits}:
         ir.remove_tensor(name)
     for tensor in exits:
-        emit.op(
-            "Concat",
-            blocks[tensor.name],
-            tensor,
-            tensor.shape,
-            {"axis": region.axis[tensor.name]},
-            out=tensor.name,
-        )
+        along: dict[str, AttributeValue] = {"axis": region.axis[tensor.name]}
+        emit.op("Concat", blocks[tensor.name], tensor, tensor.shape, along, out=tensor.name)
     return len(entries), len(exits)
-
-
-def _copy(
-    ir: IRGraph,
-    emit: Emitter,
-    op: Operator,
-    reads: InputAxes,
-    region: Region,
-    blocks: dict[str, list[str]],
-    index: int,
-    size: int,
-) -> None:
-    """Add copy ``index`` of ``op``, computing ``size`` rows."""
-    inputs = [
-        blocks[name][index] if name and a is not None else name
-        for name, a in zip(op.inputs, reads, strict=True)
-    ]
-    outputs: list[str] = []
-    for name in op.outputs:
-        if not name:
-            outputs.append(name)
-            continue
-        tensor = ir.tensor(name)
-        shape = resized(tensor.shape, region.axis[name], size)
-        block = ir.add_value(
-            f"{name}/rows{index}",
-            tensor.dtype,
-            shape,
-            tensor.nbytes // tensor.shape[region.axis[name]] * size,
-        )
-        blocks.setdefault(name, []).append(block.name)
-        outputs.append(block.name)
-    if op.op_type == "Reshape":
-        inputs[1] = emit.ints(list(ir.tensor(outputs[0]).shape))
-    ir.add_operator(
-        Operator(
-            ir.unique_name(f"{op.name}/rows{index}"),
-            op.op_type,
-            op.domain,
-            inputs=inputs,
-            outputs=outputs,
-            attributes=dict(op.attributes),
-        )
-    )
 
 
 @register_pass

@@ -175,3 +175,45 @@ def test_check_validates_a_rewritten_plan_against_its_rewritten_model(
     (out / f"{STACK.stem}.planned.onnx").unlink()
     assert main(["check", str(STACK), str(plan_path)]) == 2
     assert "--planned-model" in capsys.readouterr().err
+
+
+def test_a_mask_built_from_constants_is_computed_again_for_each_reader(tmp_path: Path) -> None:
+    """Two attentions read one causal mask built from index tables (as GPT-2's export
+    does): each block of each reader gets its own mask block, no block is kept."""
+    rows = np.arange(8, dtype=np.int64)
+    tables = [
+        numpy_helper.from_array(rows.reshape(1, 8, 1), "row_index"),
+        numpy_helper.from_array(rows.reshape(1, 1, 8), "column_index"),
+        numpy_helper.from_array(np.array(0, dtype=np.float32), "zero"),
+        numpy_helper.from_array(np.array(-1e9, dtype=np.float32), "minus"),
+    ]
+    nodes = [
+        helper.make_node("LessOrEqual", ["column_index", "row_index"], ["visible"]),
+        helper.make_node("Where", ["visible", "zero", "minus"], ["mask"]),
+    ]
+    value = "x"
+    for layer in range(2):
+        nodes += [
+            helper.make_node("Transpose", [value], [f"kt{layer}"], perm=[0, 2, 1]),
+            helper.make_node("MatMul", [value, f"kt{layer}"], [f"scores{layer}"]),
+            helper.make_node("Add", [f"scores{layer}", "mask"], [f"masked{layer}"]),
+            helper.make_node("Softmax", [f"masked{layer}"], [f"probs{layer}"], axis=-1),
+            helper.make_node("MatMul", [f"probs{layer}", value], [f"y{layer}"]),
+        ]
+        value = f"y{layer}"
+    graph = helper.make_graph(
+        nodes,
+        "masked",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4])],
+        [helper.make_tensor_value_info(value, TensorProto.FLOAT, [1, 8, 4])],
+        initializer=tables,
+    )
+    model = tmp_path / "masked.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    passes = f"sequence{{chunks=4}},{REST}"
+    result = compile_model(model, passes=passes)
+    counts = Counter(op.op_type for op in result.ir.operators())
+    assert counts["Where"] == 2 * 4 and counts["LessOrEqual"] == 2 * 4
+    assert not result.ir.has_tensor("mask")  # never whole
+    report = run_plan(model, compile_options={"passes": passes})
+    assert report.matches, report.divergence
