@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from tierplan.compiler.ir import IRGraph, Operator
+from tierplan.compiler.ir import IRGraph, Operator, Tensor
 
 SLICE_VIEW_OPS = frozenset({"Split", "Slice", "Gather"})
 
@@ -103,3 +103,28 @@ def concat_part_positions(ir: IRGraph, op: Operator, part: str) -> list[int]:
             positions.append(position)
         position += ir.tensor(name).nbytes if name else 0
     return positions
+
+
+def alias_positions(ir: IRGraph, tensors: list[Tensor]) -> dict[str, int]:
+    """Byte position of each of ``tensors`` inside the root of its alias group: the sum of
+    its concat parts' positions along its ``alias_of`` chain (views and in-place writes
+    lie at their source's position)."""
+    positions: dict[str, int] = {}
+
+    def place(name: str) -> None:
+        chain = []
+        while name not in positions:
+            source = ir.tensor(name).alias_of
+            if source is None:
+                positions[name] = 0
+                break
+            chain.append((name, source))
+            name = source
+        for member, source in reversed(chain):
+            made = ir.producer(source) if ir.has_producer(source) else None
+            inside = concat_part_positions(ir, made, member) if made is not None else []
+            positions[member] = positions[source] + (inside[0] if inside else 0)
+
+    for tensor in tensors:
+        place(tensor.name)
+    return {t.name: positions[t.name] for t in tensors}

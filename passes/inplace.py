@@ -1,4 +1,4 @@
-"""``inplace``: let outputs reuse their input's bytes (views and in-place writes).
+"""``inplace``: let outputs reuse their input's bytes (views, in-place writes, concat parts).
 
 Reads: ``Tensor.start``/``end`` (liveness), shapes, op types. Writes:
 ``Tensor.alias_of`` (``plan-format.md``); ``pack`` then places an alias group as
@@ -21,17 +21,24 @@ Rules:
   (d) the input was not already overwritten by another output, and
   (e) the output is not a graph output (it must then outlive the schedule on its own).
   The first input in slot order that qualifies is reused.
+- **Concat parts**: a Concat's input is written straight into its slice of the
+  Concat's output (``alias_of`` names the output) by the rules of
+  :func:`~tierplan.compiler.aliasing.concat_parts`, decided first: a part is
+  never also an in-place write, and the parts' group (the output, its parts,
+  nested parts) counts in (c) as one, so nothing overwrites a part's bytes
+  while the Concat's output still needs them.
 
-The op types and the rules that need no schedule, (a), (b), (e) and the view
-rule, live in :mod:`tierplan.compiler.aliasing`, which the scheduler's memory model
-shares; this pass adds the ones that depend on the schedule, (c) and (d).
+The op types and the rules that need no schedule, (a), (b), (e), the view rule
+and the concat-part rule, live in :mod:`tierplan.compiler.aliasing`, which the
+scheduler's memory model shares; this pass adds the ones that depend on the
+schedule, (c) and (d).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tierplan.compiler.aliasing import ReuseCandidates, reuse_candidates
+from tierplan.compiler.aliasing import ReuseCandidates, concat_parts, reuse_candidates
 from tierplan.compiler.ir import IRGraph, Operator, Tensor
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
 
@@ -43,7 +50,7 @@ def _group_end(ir: IRGraph, root: str, ends: dict[str, int]) -> int:
 @register_pass
 @dataclass(frozen=True)
 class InPlace(Pass):
-    """Mark views and in-place writes (alias_of) so outputs reuse dying inputs' bytes."""
+    """Mark views, in-place writes and concat parts (alias_of) so tensors share bytes."""
 
     name = "inplace"
     requires = frozenset({"liveness"})
@@ -52,18 +59,26 @@ class InPlace(Pass):
 
     views: bool = True
     in_place: bool = True
+    concat: bool = True
 
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         """Set ``alias_of`` where the rules of the module docstring allow it."""
         root_of: dict[str, str] = {}
         group_end: dict[str, int] = {}
         overwritten: set[str] = set()
-        marked = 0
         for tensor in ir.tensors():
             tensor.alias_of = None
+        parts = concat_parts(ir) if self.concat else {}
+        for part, concat in parts.items():
+            ir.tensor(part).alias_of = concat.outputs[0]
+        members = [ir.tensor(name) for name in parts]
+        for name, root in ir.alias_roots(members).items():
+            root_of[name] = root
+            group_end[root] = max(group_end.get(root, 0), ir.tensor(name).end or 0)
+        marked = len(parts)
         for op in ir.scheduled_operators():
             found = reuse_candidates(ir, op, self.views, self.in_place)
-            if found is None or not found.output.needs_buffer:
+            if found is None or not found.output.needs_buffer or found.output.name in parts:
                 continue
             source = self._source(ir, op, found, root_of, group_end, overwritten)
             if source is None:

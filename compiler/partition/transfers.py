@@ -11,7 +11,9 @@ For each tensor read on a device other than its home (the rules of
   loaded before the inference and live for the whole schedule anyway).
 
 An output declared in place or as a view of an input that is now a copy
-(``alias_of``) is re-pointed to the copy, which lives on its device. Steps are
+(``alias_of``) is re-pointed to the copy, which lives on its device; a concat part
+whose Concat runs on another device keeps bytes of its own (the Concat copies the
+copy). Steps are
 renumbered (tile buffers, scratch tensors live at one operator's step, follow
 it); the other live ranges must be recomputed afterwards.
 """
@@ -89,6 +91,8 @@ def apply_assignment(ir: IRGraph, devices: Sequence[int]) -> list[Operator]:
                 for output in reader.outputs:
                     if output and ir.tensor(output).alias_of == tensor.name:
                         ir.tensor(output).alias_of = copy.name
+                if tensor.alias_of in reader.outputs:
+                    tensor.alias_of = None  # a concat part whose Concat now reads a copy
     order: list[Operator] = []
     for op in ops:
         order += before.get(op.name, [])
