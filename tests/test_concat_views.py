@@ -1,0 +1,184 @@
+"""Concat without a copy: the concat-part rule, its refusals, and plans that run with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tierplan.compiler import compile_model, validate_plan
+from tierplan.compiler.execution import run_plan
+from tierplan.compiler.frontend import load_model
+from tierplan.compiler.scheduling import MemoryGraph, model_order
+
+HEADER = '<ir_version: 10, opset_import: ["" : 18]>'
+REUSE = "schedule,liveness,inplace,pack,evaluate"
+
+
+def _save(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "m.onnx"
+    onnx.save(onnx.parser.parse_model(f"{HEADER}\n{text}"), path)
+    return path
+
+
+def _plan_of(path: Path) -> dict[str, dict[str, object]]:
+    """Compile with the reuse-only pipeline; each tensor's buffer, the plan checked valid."""
+    result = compile_model(path, passes=REUSE)
+    assert validate_plan(result.plan, load_model(path).ir) == []
+    return {b["tensor"]: b for b in result.plan["buffers"]}
+
+
+TWO_PARTS = """g (float[1,16] x) => (float[1,32] z) {
+    a = Neg(x) b = Relu(x) c = Concat<axis=1>(a, b) z = Sigmoid(c) }"""
+
+
+def test_parts_are_written_into_their_slice_of_the_output(tmp_path: Path) -> None:
+    path = _save(tmp_path, TWO_PARTS)
+    buffers = _plan_of(path)
+    assert buffers["a"]["alias_of"] == "c" and buffers["b"]["alias_of"] == "c"
+    assert buffers["a"]["offset"] == buffers["c"]["offset"]
+    assert buffers["b"]["offset"] == buffers["c"]["offset"] + 16 * 4
+    assert run_plan(path, compile_options={"passes": REUSE}).matches
+
+
+def test_nested_concats_place_parts_inside_the_outermost_output(tmp_path: Path) -> None:
+    path = _save(
+        tmp_path,
+        """g (float[1,8] x) => (float[1,24] z) {
+            a = Neg(x) b = Relu(x) c = Concat<axis=1>(a, b) d = Sigmoid(x)
+            e = Concat<axis=1>(d, c) z = Neg(e) }""",
+    )
+    buffers = _plan_of(path)
+    assert buffers["c"]["alias_of"] == "e" and buffers["a"]["alias_of"] == "c"
+    assert buffers["c"]["offset"] == buffers["e"]["offset"] + 8 * 4
+    assert buffers["b"]["offset"] == buffers["e"]["offset"] + 16 * 4
+    assert run_plan(path, compile_options={"passes": REUSE}).matches
+
+
+def test_a_part_is_not_also_an_in_place_write(tmp_path: Path) -> None:
+    path = _save(
+        tmp_path,
+        """g (float[1,16] x) => (float[1,32] z) {
+            t = Neg(x) a = Relu(t) b = Exp(x) c = Concat<axis=1>(a, b) z = Neg(c) }""",
+    )
+    buffers = _plan_of(path)
+    assert buffers["a"]["alias_of"] == "c", "a goes into the concat, not over t"
+    assert buffers["t"]["alias_of"] is None
+    assert run_plan(path, compile_options={"passes": REUSE}).matches
+
+
+def test_concat_output_is_a_graph_output(tmp_path: Path) -> None:
+    path = _save(
+        tmp_path,
+        "g (float[1,16] x) => (float[1,32] c) { a = Neg(x) b = Relu(x) c = Concat<axis=1>(a, b) }",
+    )
+    assert _plan_of(path)["a"]["alias_of"] == "c"
+    assert run_plan(path, compile_options={"passes": REUSE}).matches
+
+
+def _parts(path: Path) -> dict[str, object]:
+    buffers = _plan_of(path)
+    return {name: b["alias_of"] for name, b in buffers.items() if b["alias_of"] == "c"}
+
+
+def test_inner_axis_concat_is_refused(tmp_path: Path) -> None:
+    # Rows of 4: a's rows and b's rows interleave in c, no part is contiguous.
+    path = _save(
+        tmp_path,
+        """g (float[4,16] x) => (float[4,32] z) {
+            a = Neg(x) b = Relu(x) c = Concat<axis=1>(a, b) z = Neg(c) }""",
+    )
+    assert _parts(path) == {}
+
+
+def test_a_part_read_by_another_operator_refuses_the_whole_concat(tmp_path: Path) -> None:
+    path = _save(
+        tmp_path,
+        """g (float[1,16] x) => (float[1,32] z, float[1,16] w) {
+            a = Neg(x) b = Relu(x) c = Concat<axis=1>(a, b) z = Neg(c) w = Exp(a) }""",
+    )
+    assert _parts(path) == {}, "b alone in place would leave a's slot reserved early"
+
+
+def test_graph_input_and_output_parts_are_refused(tmp_path: Path) -> None:
+    given_input = _save(
+        tmp_path,
+        "g (float[1,16] x) => (float[1,32] z) { a = Neg(x) c = Concat<axis=1>(x, a) z = Neg(c) }",
+    )
+    assert _parts(given_input) == {}
+    given_output = _save(
+        tmp_path,
+        """g (float[1,16] x) => (float[1,32] z, float[1,16] a) {
+            a = Neg(x) b = Relu(x) c = Concat<axis=1>(a, b) z = Neg(c) }""",
+    )
+    assert _parts(given_output) == {}
+
+
+def test_a_view_is_not_a_part(tmp_path: Path) -> None:
+    path = _save(
+        tmp_path,
+        """g (float[1,16] x) => (float[1,32] z) {
+            a = Neg(x) v = Identity(a) b = Relu(x) c = Concat<axis=1>(v, b) z = Neg(c) }""",
+    )
+    assert _parts(path) == {}
+
+
+def test_a_part_read_twice_by_its_concat_is_refused(tmp_path: Path) -> None:
+    path = _save(
+        tmp_path,
+        "g (float[1,16] x) => (float[1,32] z) { a = Neg(x) c = Concat<axis=1>(a, a) z = Neg(c) }",
+    )
+    assert _parts(path) == {}
+
+
+def test_memory_model_allocates_the_concat_when_its_first_part_is_written(
+    tmp_path: Path,
+) -> None:
+    ir = load_model(_save(tmp_path, TWO_PARTS)).ir
+    order = model_order(ir)
+    graph = MemoryGraph.of(ir, order, reuse=True)
+    names = [op.outputs[0] for op in order]
+    first, second, concat = (names.index(n) for n in ("a", "b", "c"))
+    done = 1 << first
+    assert graph.allocated(first, done) == 32 * 4, "the whole output, at the first part"
+    done |= 1 << second
+    assert graph.allocated(second, done) == 0
+    assert graph.allocated(concat, done | 1 << concat) == 0
+    assert graph.allocated(second, 1 << second) == 32 * 4, "in the other order, b is first"
+
+
+UNARY = ["Neg", "Relu", "Exp", "Sigmoid", "Abs"]
+
+
+@st.composite
+def concat_models(draw: st.DrawFn) -> str:
+    """Random DAGs of [1, w] tensors where Concats join fresh results or earlier values."""
+    values: list[tuple[str, int]] = [("x", 4)]
+    lines, read = [], set()
+    for index in range(draw(st.integers(2, 10))):
+        out = f"t{index}"
+        if draw(st.booleans()) and len(values) > 1:
+            picked = draw(st.lists(st.sampled_from(values), min_size=2, max_size=3))
+            width = sum(w for _, w in picked)
+            read.update(n for n, _ in picked)
+            lines.append(f"{out} = Concat<axis=1>({', '.join(n for n, _ in picked)})")
+        else:
+            source, width = draw(st.sampled_from(values))
+            read.add(source)
+            lines.append(f"{out} = {draw(st.sampled_from(UNARY))}({source})")
+        values.append((out, width))
+    outputs = [(n, w) for n, w in values[1:] if n not in read] or [values[-1]]
+    declared = ", ".join(f"float[1,{w}] {n}" for n, w in outputs)
+    return f"g (float[1,4] x) => ({declared}) {{ {' '.join(lines)} }}"
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=concat_models())
+def test_random_concat_dags_give_valid_plans_that_run(tmp_path: Path, text: str) -> None:
+    path = _save(tmp_path, text)
+    _plan_of(path)
+    assert run_plan(path, compile_options={"passes": REUSE}).matches
+    assert run_plan(path).matches
