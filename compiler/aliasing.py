@@ -3,7 +3,13 @@
 An operator's first output may share the bytes of an input in two ways:
 
 - a **view** (Reshape, Flatten, Squeeze, Unsqueeze, Identity): the output *is* the
-  bytes of input 0, when both have the same size and input 0 is not a weight;
+  bytes of input 0, when both have the same size and input 0 is not a weight (chains
+  of them, e.g. Squeeze after Unsqueeze, are views of the first one's input);
+- a **slice view** (:func:`slice_views`): an output of Split, Slice or Gather with a
+  constant scalar index that selects a contiguous range of the outermost non-unit
+  axis of input 0 (every axis before it has size 1; Slice steps of 1, one axis cut)
+  *is* those bytes of input 0, when input 0 is not a weight. The input then stays
+  whole until every slice's last reader has run;
 - an **in-place write** (unary elementwise ops and activations, Cast between types
   of one size, Dropout, inference BatchNormalization, binary elementwise ops, and
   the row-wise operators that read a whole row or channel group before writing it:
@@ -50,7 +56,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tierplan.compiler.alias_layout import SLICE_VIEW_OPS, concat_part_positions
+from tierplan.compiler.alias_layout import (
+    SLICE_VIEW_OPS,
+    concat_part_positions,
+    slice_view_position,
+)
 from tierplan.compiler.ir import TRANSFER_OP, IRGraph, Operator, Tensor, alias_roots
 from tierplan.compiler.validate import VIEW_OPS
 
@@ -111,6 +121,20 @@ def reuse_candidates(
     return ReuseCandidates(output, sources, view=False) if sources else None
 
 
+def slice_views(ir: IRGraph, op: Operator) -> list[tuple[Tensor, Tensor]]:
+    """``(output, source)`` for each output of ``op`` that is a slice view of its input 0."""
+    if op.op_type not in SLICE_VIEW_OPS or not op.inputs or not op.inputs[0]:
+        return []
+    source = ir.tensor(op.inputs[0])
+    if source.kind == "weight":
+        return []
+    return [
+        (ir.tensor(name), source)
+        for name in op.outputs
+        if name and slice_view_position(ir, op, name) is not None
+    ]
+
+
 def concat_parts(ir: IRGraph) -> dict[str, Operator]:
     """Part -> the Concat that it is written into, by the concat-part rule above."""
     parts: dict[str, Operator] = {}
@@ -126,8 +150,10 @@ def _is_concat_part(ir: IRGraph, concat: Operator, name: str) -> bool:
         return False
     if ir.tensor(name).kind != "activation" or not ir.has_producer(name):
         return False
-    made = ir.producer(name).op_type
-    if made in VIEW_OPS or made in SLICE_VIEW_OPS or made == TRANSFER_OP:
+    made = ir.producer(name)
+    if made.op_type in VIEW_OPS or made.op_type == TRANSFER_OP:
+        return False
+    if any(view.name == name for view, _ in slice_views(ir, made)):
         return False
     return all(op is concat for op in ir.consumers(name))
 
@@ -142,27 +168,33 @@ def shared_bytes(ir: IRGraph, order: list[Operator]) -> dict[str, str]:
 
 
 def view_aliases(ir: IRGraph, order: list[Operator]) -> dict[str, str]:
-    """Tensor -> the root tensor whose bytes it shares, for the views (legal in any order).
+    """Tensor -> the root tensor whose bytes it shares, for the views and slice views
+    (legal in any order).
 
     ``order`` must be topological, so that a view of a view finds its root.
     """
     root_of: dict[str, str] = {}
     for op in order:
         found = reuse_candidates(ir, op, in_place=False)
-        if found is not None:
-            source = found.sources[0].name
-            root_of[found.output.name] = root_of.get(source, source)
+        pairs = [(found.output, found.sources[0])] if found is not None else []
+        for output, source in pairs or slice_views(ir, op):
+            root_of[output.name] = root_of.get(source.name, source.name)
     return root_of
 
 
 def is_view(ir: IRGraph, op: Operator) -> bool:
-    """True when ``op``'s output is a view of its input 0 (``alias_of`` set by ``inplace``).
+    """True when ``op``'s outputs are views or slice views of its input 0 (``alias_of`` set
+    by ``inplace``).
 
     A view moves and computes nothing: it is neither tiled nor charged traffic.
     """
     outputs = [name for name in op.outputs if name]
-    if op.op_type not in VIEW_OPS or not op.inputs or not op.inputs[0] or len(outputs) != 1:
+    single = op.op_type in VIEW_OPS and len(outputs) == 1
+    if not (single or op.op_type in SLICE_VIEW_OPS) or not op.inputs or not op.inputs[0]:
         return False
-    source = ir.tensor(outputs[0]).alias_of
+    sources = [ir.tensor(name).alias_of for name in outputs]
     # A device copy of the input (partition) is the same tensor in the plan.
-    return source is not None and ir.plan_name(source) == ir.plan_name(op.inputs[0])
+    return bool(outputs) and all(
+        source is not None and ir.plan_name(source) == ir.plan_name(op.inputs[0])
+        for source in sources
+    )

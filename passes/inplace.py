@@ -8,6 +8,9 @@ Rules:
 
 - **Views** (Reshape, Flatten, Squeeze, Unsqueeze, Identity): the output is the
   bytes of input 0, when both have the same size and input 0 is not a weight.
+- **Slice views** (Split, Slice, Gather of a constant scalar, along the outermost
+  non-unit axis of input 0): each such output is its range of input 0's bytes
+  (:func:`~tierplan.compiler.aliasing.slice_views`), input 0 not a weight.
 - **In-place writes** (unary elementwise ops and activations, Cast between
   types of one size, Dropout, inference BatchNormalization, binary elementwise ops,
   row-wise Softmax/LogSoftmax/Hardmax and the normalizations, which read a whole
@@ -38,7 +41,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tierplan.compiler.aliasing import ReuseCandidates, concat_parts, reuse_candidates
+from tierplan.compiler.aliasing import (
+    ReuseCandidates,
+    concat_parts,
+    reuse_candidates,
+    slice_views,
+)
 from tierplan.compiler.ir import IRGraph, Operator, Tensor
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
 
@@ -77,20 +85,23 @@ class InPlace(Pass):
             group_end[root] = max(group_end.get(root, 0), ir.tensor(name).end or 0)
         marked = len(parts)
         for op in ir.scheduled_operators():
+            shared = slice_views(ir, op) if self.views else []
             found = reuse_candidates(ir, op, self.views, self.in_place)
-            if found is None or not found.output.needs_buffer or found.output.name in parts:
-                continue
-            source = self._source(ir, op, found, root_of, group_end, overwritten)
-            if source is None:
-                continue
-            output = found.output
-            output.alias_of = source.name
-            root = root_of.get(source.name, source.name)
-            root_of[output.name] = root
-            group_end[root] = max(_group_end(ir, root, group_end), source.end or 0, output.end or 0)
-            if not found.view:
-                overwritten.add(source.name)
-            marked += 1
+            if found is not None and found.output.needs_buffer and found.output.name not in parts:
+                source = self._source(ir, op, found, root_of, group_end, overwritten)
+                if source is not None:
+                    shared.append((found.output, source))
+                    if not found.view:
+                        overwritten.add(source.name)
+            for output, source in shared:
+                if not output.needs_buffer or not source.needs_buffer or output.name in parts:
+                    continue
+                output.alias_of = source.name
+                root = root_of.get(source.name, source.name)
+                root_of[output.name] = root
+                end = max(_group_end(ir, root, group_end), source.end or 0, output.end or 0)
+                group_end[root] = end
+                marked += 1
         return PassResult(changed=marked > 0, notes=[f"{marked} outputs reuse an input's bytes"])
 
     def _source(

@@ -1,4 +1,4 @@
-"""Concat without a copy: the concat-part rule, its refusals, and plans that run with it."""
+"""Concat parts and slice views: each rule, its refusals, and plans that run with them."""
 
 from __future__ import annotations
 
@@ -153,28 +153,34 @@ UNARY = ["Neg", "Relu", "Exp", "Sigmoid", "Abs"]
 
 @st.composite
 def concat_models(draw: st.DrawFn) -> str:
-    """Random DAGs of [1, w] tensors where Concats join fresh results or earlier values."""
+    """Random DAGs of [1, w] tensors: unary ops, Concats of fresh results or earlier
+    values, and Splits in halves (slice views)."""
     values: list[tuple[str, int]] = [("x", 4)]
     lines, read = [], set()
     for index in range(draw(st.integers(2, 10))):
         out = f"t{index}"
-        if draw(st.booleans()) and len(values) > 1:
+        kind = draw(st.sampled_from(["unary", "concat", "split"]))
+        if kind == "concat" and len(values) > 1:
             picked = draw(st.lists(st.sampled_from(values), min_size=2, max_size=3))
-            width = sum(w for _, w in picked)
             read.update(n for n, _ in picked)
             lines.append(f"{out} = Concat<axis=1>({', '.join(n for n, _ in picked)})")
+            values.append((out, sum(w for _, w in picked)))
+            continue
+        source, width = draw(st.sampled_from(values))
+        read.add(source)
+        if kind == "split" and width % 2 == 0:
+            lines.append(f"{out}a, {out}b = Split<axis=1, num_outputs=2>({source})")
+            values += [(f"{out}a", width // 2), (f"{out}b", width // 2)]
         else:
-            source, width = draw(st.sampled_from(values))
-            read.add(source)
             lines.append(f"{out} = {draw(st.sampled_from(UNARY))}({source})")
-        values.append((out, width))
+            values.append((out, width))
     outputs = [(n, w) for n, w in values[1:] if n not in read] or [values[-1]]
     declared = ", ".join(f"float[1,{w}] {n}" for n, w in outputs)
     return f"g (float[1,4] x) => ({declared}) {{ {' '.join(lines)} }}"
 
 
 @settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(text=concat_models())
 def test_random_concat_dags_give_valid_plans_that_run(tmp_path: Path, text: str) -> None:
@@ -182,3 +188,69 @@ def test_random_concat_dags_give_valid_plans_that_run(tmp_path: Path, text: str)
     _plan_of(path)
     assert run_plan(path, compile_options={"passes": REUSE}).matches
     assert run_plan(path).matches
+
+
+def _slice_aliases(tmp_path: Path, text: str) -> dict[str, dict[str, object]]:
+    path = _save(tmp_path, text)
+    buffers = _plan_of(path)
+    assert run_plan(path, compile_options={"passes": REUSE}).matches
+    assert run_plan(path).matches
+    return buffers
+
+
+def test_outer_axis_split_outputs_are_slice_views(tmp_path: Path) -> None:
+    buffers = _slice_aliases(
+        tmp_path,
+        """g (float[1,6,8] x) => (float[1,3,8] z, float[1,3,8] w) {
+            a = Neg(x) p, q = Split<axis=1, num_outputs=2>(a) z = Exp(p) w = Relu(q) }""",
+    )
+    # Split into 2 of 6 rows: 3 rows each; axis 0 has size 1, so axis 1 is outermost.
+    assert buffers["p"]["alias_of"] == "a" and buffers["q"]["alias_of"] == "a"
+    assert buffers["q"]["offset"] == buffers["a"]["offset"] + 3 * 8 * 4
+
+
+def test_slice_and_scalar_gather_are_slice_views(tmp_path: Path) -> None:
+    buffers = _slice_aliases(
+        tmp_path,
+        """g (float[5,8] x) => (float[2,8] z, float[8] w) <int64[1] s = {1}, int64[1] e = {3},
+            int64[1] ax = {0}, int64 i = {4}> {
+            a = Neg(x) p = Slice(a, s, e, ax) g = Gather<axis=0>(a, i) z = Exp(p) w = Relu(g) }""",
+    )
+    assert buffers["p"]["alias_of"] == "a"
+    assert buffers["p"]["offset"] == buffers["a"]["offset"] + 1 * 8 * 4
+    assert buffers["g"]["alias_of"] == "a"
+    assert buffers["g"]["offset"] == buffers["a"]["offset"] + 4 * 8 * 4
+
+
+def test_slices_that_are_not_contiguous_are_copies(tmp_path: Path) -> None:
+    buffers = _slice_aliases(
+        tmp_path,
+        """g (float[4,8] x) => (float[4,2] z, float[2,8] w, float[4] v) <int64[1] s = {1},
+            int64[1] e = {3}, int64[1] ax = {1}, int64[1] s0 = {0}, int64[1] e0 = {4},
+            int64[1] ax0 = {0}, int64[1] two = {2}, int64 i = {1}> {
+            a = Neg(x) p = Slice(a, s, e, ax) q = Slice(a, s0, e0, ax0, two)
+            g = Gather<axis=1>(a, i) z = Exp(p) w = Relu(q) v = Exp(g) }""",
+    )
+    assert buffers["p"]["alias_of"] is None, "a range of the inner axis"
+    assert buffers["q"]["alias_of"] is None, "a step of 2"
+    assert buffers["g"]["alias_of"] is None, "a column"
+
+
+def test_a_weight_is_never_sliced_in_place(tmp_path: Path) -> None:
+    table = ", ".join(["0.5"] * 40)
+    buffers = _slice_aliases(
+        tmp_path,
+        f"""g (float[8] x) => (float[8] z) <float[5,8] table = {{{table}}}, int64 i = {{2}}> {{
+            g = Gather<axis=0>(table, i) z = Add(g, x) }}""",
+    )
+    assert buffers["g"]["alias_of"] is None
+
+
+def test_squeeze_unsqueeze_chain_is_one_group(tmp_path: Path) -> None:
+    buffers = _slice_aliases(
+        tmp_path,
+        """g (float[4,8] x) => (float[4,8] z) <int64[1] zero = {0}> {
+            a = Neg(x) u = Unsqueeze(a, zero) s = Squeeze(u, zero) z = Exp(s) }""",
+    )
+    assert buffers["u"]["alias_of"] == "a" and buffers["s"]["alias_of"] == "u"
+    assert buffers["s"]["offset"] == buffers["a"]["offset"]
