@@ -14,6 +14,15 @@ from tierplan.compiler.scheduling import MemoryGraph, model_order
 
 HEADER = '<ir_version: 10, opset_import: ["" : 18]>'
 REUSE = "schedule,liveness,inplace,pack,evaluate"
+TWO_DEVICES = "schedule,liveness,inplace,tiling,partition{devices=2},tiers,pack,evaluate"
+
+
+def _runs_everywhere(path: Path) -> bool:
+    """The model matches onnxruntime in its reuse-only, default and two-device plans."""
+    return all(
+        run_plan(path, compile_options={"passes": passes}).matches
+        for passes in (REUSE, None, TWO_DEVICES)
+    )
 
 
 def _save(tmp_path: Path, text: str) -> Path:
@@ -39,7 +48,7 @@ def test_parts_are_written_into_their_slice_of_the_output(tmp_path: Path) -> Non
     assert buffers["a"]["alias_of"] == "c" and buffers["b"]["alias_of"] == "c"
     assert buffers["a"]["offset"] == buffers["c"]["offset"]
     assert buffers["b"]["offset"] == buffers["c"]["offset"] + 16 * 4
-    assert run_plan(path, compile_options={"passes": REUSE}).matches
+    assert _runs_everywhere(path)
 
 
 def test_nested_concats_place_parts_inside_the_outermost_output(tmp_path: Path) -> None:
@@ -53,7 +62,7 @@ def test_nested_concats_place_parts_inside_the_outermost_output(tmp_path: Path) 
     assert buffers["c"]["alias_of"] == "e" and buffers["a"]["alias_of"] == "c"
     assert buffers["c"]["offset"] == buffers["e"]["offset"] + 8 * 4
     assert buffers["b"]["offset"] == buffers["e"]["offset"] + 16 * 4
-    assert run_plan(path, compile_options={"passes": REUSE}).matches
+    assert _runs_everywhere(path)
 
 
 def test_a_part_is_not_also_an_in_place_write(tmp_path: Path) -> None:
@@ -65,7 +74,7 @@ def test_a_part_is_not_also_an_in_place_write(tmp_path: Path) -> None:
     buffers = _plan_of(path)
     assert buffers["a"]["alias_of"] == "c", "a goes into the concat, not over t"
     assert buffers["t"]["alias_of"] is None
-    assert run_plan(path, compile_options={"passes": REUSE}).matches
+    assert _runs_everywhere(path)
 
 
 def test_concat_output_is_a_graph_output(tmp_path: Path) -> None:
@@ -74,7 +83,7 @@ def test_concat_output_is_a_graph_output(tmp_path: Path) -> None:
         "g (float[1,16] x) => (float[1,32] c) { a = Neg(x) b = Relu(x) c = Concat<axis=1>(a, b) }",
     )
     assert _plan_of(path)["a"]["alias_of"] == "c"
-    assert run_plan(path, compile_options={"passes": REUSE}).matches
+    assert _runs_everywhere(path)
 
 
 def _parts(path: Path) -> dict[str, object]:
@@ -186,15 +195,13 @@ def concat_models(draw: st.DrawFn) -> str:
 def test_random_concat_dags_give_valid_plans_that_run(tmp_path: Path, text: str) -> None:
     path = _save(tmp_path, text)
     _plan_of(path)
-    assert run_plan(path, compile_options={"passes": REUSE}).matches
-    assert run_plan(path).matches
+    assert _runs_everywhere(path)
 
 
 def _slice_aliases(tmp_path: Path, text: str) -> dict[str, dict[str, object]]:
     path = _save(tmp_path, text)
     buffers = _plan_of(path)
-    assert run_plan(path, compile_options={"passes": REUSE}).matches
-    assert run_plan(path).matches
+    assert _runs_everywhere(path)
     return buffers
 
 

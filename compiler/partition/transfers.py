@@ -36,9 +36,10 @@ def _free_name(base: str, exists: Callable[[str], bool]) -> str:
 
 def _copy(ir: IRGraph, tensor: Tensor, device: int) -> Tensor:
     name = _free_name(f"{tensor.name}@{device}", ir.has_tensor)
+    # A copy keeps a constant's elements: where a slice view lies depends on them.
     copy = Tensor(
         name, tensor.dtype, tensor.shape, tensor.nbytes, tensor.kind, device=device,
-        copy_of=tensor.name,
+        copy_of=tensor.name, value=tensor.value,
     )  # fmt: skip
     ir.add_tensor(copy)
     return copy
