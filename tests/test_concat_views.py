@@ -261,3 +261,12 @@ def test_squeeze_unsqueeze_chain_is_one_group(tmp_path: Path) -> None:
     )
     assert buffers["u"]["alias_of"] == "a" and buffers["s"]["alias_of"] == "u"
     assert buffers["s"]["offset"] == buffers["a"]["offset"]
+
+
+def test_expand_is_not_a_view(tmp_path: Path) -> None:
+    buffers = _slice_aliases(
+        tmp_path,
+        """g (float[1,8] x) => (float[4,8] z) <int64[2] shape = {4, 8}> {
+            a = Neg(x) e = Expand(a, shape) z = Exp(e) }""",
+    )
+    assert buffers["e"]["alias_of"] is None
