@@ -198,3 +198,19 @@ def is_view(ir: IRGraph, op: Operator) -> bool:
         source is not None and ir.plan_name(source) == ir.plan_name(op.inputs[0])
         for source in sources
     )
+
+
+def moves_nothing(ir: IRGraph, op: Operator) -> bool:
+    """True when ``op`` neither computes nor copies a byte: a view (:func:`is_view`), or
+    a Concat whose every input already lies in its output (concat parts).
+
+    It is neither tiled nor charged traffic.
+    """
+    if is_view(ir, op):
+        return True
+    outputs = [name for name in op.outputs if name]
+    return (
+        op.op_type == "Concat"
+        and len(outputs) == 1
+        and all(name and ir.tensor(name).alias_of == outputs[0] for name in op.inputs)
+    )

@@ -8,6 +8,7 @@ import onnx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tierplan.compiler import compile_model, validate_plan
+from tierplan.compiler.aliasing import moves_nothing
 from tierplan.compiler.execution import run_plan
 from tierplan.compiler.frontend import load_model
 from tierplan.compiler.scheduling import MemoryGraph, model_order
@@ -270,3 +271,13 @@ def test_expand_is_not_a_view(tmp_path: Path) -> None:
             a = Neg(x) e = Expand(a, shape) z = Exp(e) }""",
     )
     assert buffers["e"]["alias_of"] is None
+
+
+def test_a_concat_of_parts_in_place_is_free(tmp_path: Path) -> None:
+    result = compile_model(_save(tmp_path, TWO_PARTS))
+    concat = next(op for op in result.ir.operators() if op.op_type == "Concat")
+    assert moves_nothing(result.ir, concat)
+    assert concat.tiles is None
+    assert result.evaluation is not None
+    cost = next(c for c in result.evaluation.op_costs if c.name == concat.name)
+    assert cost.seconds == 0 and not cost.bytes_by_tier
