@@ -49,6 +49,9 @@ def test_parts_are_written_into_their_slice_of_the_output(tmp_path: Path) -> Non
     assert buffers["a"]["alias_of"] == "c" and buffers["b"]["alias_of"] == "c"
     assert buffers["a"]["offset"] == buffers["c"]["offset"]
     assert buffers["b"]["offset"] == buffers["c"]["offset"] + 16 * 4
+    assert buffers["c"]["start"] == min(buffers["a"]["start"], buffers["b"]["start"]), (
+        "the output holds its parts' bytes from the first one on"
+    )
     assert _runs_everywhere(path)
 
 
@@ -63,6 +66,7 @@ def test_nested_concats_place_parts_inside_the_outermost_output(tmp_path: Path) 
     assert buffers["c"]["alias_of"] == "e" and buffers["a"]["alias_of"] == "c"
     assert buffers["c"]["offset"] == buffers["e"]["offset"] + 8 * 4
     assert buffers["b"]["offset"] == buffers["e"]["offset"] + 16 * 4
+    assert buffers["e"]["start"] == min(buffers[n]["start"] for n in "abcd")
     assert _runs_everywhere(path)
 
 

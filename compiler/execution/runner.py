@@ -239,7 +239,8 @@ class _Execution:
         output_types = [self.types[name] if name else None for name in node.output]
         results = self.kernels.run(node, inputs, outer, output_types)
         for name, result in zip(node.output, results, strict=True):
-            if result is None or not any(b.start == op.step for b in self.by_tensor.get(name, [])):
+            # A Concat's output lives from its first part on: written where it is live.
+            if result is None or not any(b.live_at(op.step) for b in self.by_tensor.get(name, [])):
                 continue
             if expected is not None and name in expected:
                 found = difference(result, expected[name], rtol, atol)
@@ -250,7 +251,7 @@ class _Execution:
                         "that match the reference"
                     )
             for buffer in self.by_tensor[name]:
-                if buffer.start == op.step and buffer.device == op.device:
+                if buffer.live_at(op.step) and buffer.device == op.device:
                     self._write(buffer, result, op.step)
 
     def _parts_in_place(self, node: onnx.NodeProto, op: _Op) -> bool:
@@ -262,7 +263,7 @@ class _Execution:
             (
                 b
                 for b in self.by_tensor.get(node.output[0], [])
-                if b.start == op.step and b.device == op.device
+                if b.live_at(op.step) and b.device == op.device
             ),
             None,
         )
