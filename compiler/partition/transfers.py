@@ -11,9 +11,9 @@ For each tensor read on a device other than its home (the rules of
   loaded before the inference and live for the whole schedule anyway).
 
 An output declared in place or as a view of an input that is now a copy
-(``alias_of``) is re-pointed to the copy, which lives on its device; a concat part
-whose Concat runs on another device keeps bytes of its own (the Concat copies the
-copy). Steps are
+(``alias_of``) is re-pointed to the copy, which lives on its device; a Concat that
+reads a part from another device copies all its inputs (concat parts are all or
+none). Steps are
 renumbered (tile buffers, scratch tensors live at one operator's step, follow
 it); the other live ranges must be recomputed afterwards.
 """
@@ -93,7 +93,11 @@ def apply_assignment(ir: IRGraph, devices: Sequence[int]) -> list[Operator]:
                     if output and ir.tensor(output).alias_of == tensor.name:
                         ir.tensor(output).alias_of = copy.name
                 if tensor.alias_of in reader.outputs:
-                    tensor.alias_of = None  # a concat part whose Concat now reads a copy
+                    # A Concat now reading a copy copies all its inputs (all or none).
+                    whole = tensor.alias_of
+                    for part in [tensor, *(ir.tensor(n) for n in reader.inputs if n)]:
+                        if part.alias_of == whole:
+                            part.alias_of = None
     order: list[Operator] = []
     for op in ops:
         order += before.get(op.name, [])
