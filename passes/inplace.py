@@ -24,7 +24,10 @@ Rules:
   it overwrote) ends at this operator's step: no later reader sees the overwrite,
   (d) the input was not already overwritten by another output, and
   (e) the output is not a graph output (it must then outlive the schedule on its own).
-  The first input in slot order that qualifies is reused.
+  The first input in slot order that qualifies is reused. Views and in-place writes
+  also need (f): the input lies at a byte of its group that ``pack`` keeps aligned
+  (plan-format.md exempts only slice views and concat parts from the alignment), so
+  a slice at an unaligned position is neither viewed nor overwritten.
 - **Concat parts**: a Concat's input is written straight into its slice of the
   Concat's output (``alias_of`` names the output) by the rules of
   :func:`~tierplan.compiler.aliasing.concat_parts`, decided first: a part is
@@ -35,15 +38,15 @@ Rules:
 The op types and the rules that need no schedule, (a), (b), (e), the view rule
 and the concat-part rule, live in :mod:`tierplan.compiler.aliasing`, which the
 scheduler's memory model shares; this pass adds the ones that depend on the
-schedule, (c) and (d).
+schedule or the layout, (c), (d) and (f).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tierplan.compiler.alias_layout import alias_positions, slice_view_position
 from tierplan.compiler.aliasing import (
-    ReuseCandidates,
     concat_parts,
     reuse_candidates,
     slice_views,
@@ -89,20 +92,29 @@ class InPlace(Pass):
         for name, root in ir.alias_roots(members).items():
             root_of[name] = root
             group_end[root] = max(group_end.get(root, 0), ir.tensor(name).end or 0)
+        # Byte position in the group's root, which pack aligns: a view or an in-place
+        # write must lie at an aligned one (only slices and parts sit where their bytes are).
+        inside = alias_positions(ir, members)
+        alignment = context.target.alignment
         marked = len(parts)
         for op in ir.scheduled_operators():
-            shared = slice_views(ir, op) if self.views else []
+            shared = [
+                (output, source, slice_view_position(ir, op, output.name) or 0)
+                for output, source in (slice_views(ir, op) if self.views else [])
+            ]
             found = reuse_candidates(ir, op, self.views, self.in_place)
             if found is not None and found.output.needs_buffer and found.output.name not in parts:
-                source = self._source(ir, op, found, root_of, group_end, overwritten)
+                aligned = [s for s in found.sources if inside.get(s.name, 0) % alignment == 0]
+                source = self._source(ir, op, found.view, aligned, root_of, group_end, overwritten)
                 if source is not None:
-                    shared.append((found.output, source))
+                    shared.append((found.output, source, 0))
                     if not found.view:
                         overwritten.add(source.name)
-            for output, source in shared:
+            for output, source, position in shared:
                 if not output.needs_buffer or not source.needs_buffer or output.name in parts:
                     continue
                 output.alias_of = source.name
+                inside[output.name] = inside.get(source.name, 0) + position
                 root = root_of.get(source.name, source.name)
                 root_of[output.name] = root
                 end = max(_group_end(ir, root, group_end), source.end or 0, output.end or 0)
@@ -114,14 +126,15 @@ class InPlace(Pass):
         self,
         ir: IRGraph,
         op: Operator,
-        found: ReuseCandidates,
+        view: bool,
+        sources: list[Tensor],
         root_of: dict[str, str],
         group_end: dict[str, int],
         overwritten: set[str],
     ) -> Tensor | None:
-        if found.view:
-            return found.sources[0] if found.sources[0].needs_buffer else None
-        for source in found.sources:
+        if view:
+            return sources[0] if sources and sources[0].needs_buffer else None
+        for source in sources:
             if (
                 source.name not in overwritten
                 and source.end == op.step

@@ -285,3 +285,15 @@ def test_a_concat_of_parts_in_place_is_free(tmp_path: Path) -> None:
     assert result.evaluation is not None
     cost = next(c for c in result.evaluation.op_costs if c.name == concat.name)
     assert cost.seconds == 0 and not cost.bytes_by_tier
+
+
+def test_only_slices_at_aligned_bytes_are_viewed_or_overwritten(tmp_path: Path) -> None:
+    buffers = _slice_aliases(
+        tmp_path,
+        """g (float[1,4] x) => (float[1,2] y, float[1,2] z) {
+            a = Neg(x) p, q = Split<axis=1, num_outputs=2>(a)
+            v = Identity(p) w = Identity(q) t = Neg(w) y = Relu(v) z = Relu(t) }""",
+    )
+    assert buffers["q"]["alias_of"] == "a", "a slice view sits where its bytes are"
+    assert buffers["v"]["alias_of"] == "p", "p starts at byte 0 of a: aligned"
+    assert buffers["w"]["alias_of"] is None, "q starts at byte 8: a view must be aligned"
