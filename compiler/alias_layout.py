@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from tierplan.compiler.ir import IRGraph, Operator
+from tierplan.compiler.ir import IRGraph, Operator, Tensor
 
 SLICE_VIEW_OPS = frozenset({"Split", "Slice", "Gather"})
 
@@ -103,3 +103,39 @@ def concat_part_positions(ir: IRGraph, op: Operator, part: str) -> list[int]:
             positions.append(position)
         position += ir.tensor(name).nbytes if name else 0
     return positions
+
+
+def alias_positions(ir: IRGraph, tensors: list[Tensor]) -> dict[str, int]:
+    """Byte position of each of ``tensors`` inside the root of its alias group: the sum of
+    the slice views' and concat parts' positions along its ``alias_of`` chain (views and
+    in-place writes lie at their source's position)."""
+    positions: dict[str, int] = {}
+
+    def place(name: str) -> None:
+        chain = []
+        while name not in positions:
+            source = ir.tensor(name).alias_of
+            if source is None:
+                positions[name] = 0
+                break
+            chain.append((name, source))
+            name = source
+        for member, source in reversed(chain):
+            positions[member] = positions[source] + _position_in(ir, member, source)
+
+    for tensor in tensors:
+        place(tensor.name)
+    return {t.name: positions[t.name] for t in tensors}
+
+
+def _position_in(ir: IRGraph, member: str, source: str) -> int:
+    """Byte position of ``member`` in the tensor it aliases: a slice view's range, a
+    concat part's slice, 0 for a view or an in-place write."""
+    made = ir.producer(member) if ir.has_producer(member) else None
+    if made is not None and made.inputs[:1] == [source]:
+        position = slice_view_position(ir, made, member)
+        if position is not None:
+            return position
+    whole = ir.producer(source) if ir.has_producer(source) else None
+    inside = concat_part_positions(ir, whole, member) if whole is not None else []
+    return inside[0] if inside else 0

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tierplan.compiler.aliasing import is_view
+from tierplan.compiler.aliasing import moves_nothing
 from tierplan.compiler.ir import TRANSFER_OP, IRGraph, Operator, Tensor
 from tierplan.compiler.target import Target
 
@@ -76,9 +76,10 @@ def operator_cost(ir: IRGraph, op: Operator, target: Target) -> OpCost:
     """Roofline estimate of ``op`` with its tensors in the tiers the plan gave them.
 
     A ``Transfer`` (inserted at a device cut) takes its bytes over the link; a
-    view (:func:`~tierplan.compiler.aliasing.is_view`) costs nothing.
+    view or a Concat of parts already in place
+    (:func:`~tierplan.compiler.aliasing.moves_nothing`) costs nothing.
     """
-    if is_view(ir, op):
+    if moves_nothing(ir, op):
         return OpCost(op.name, op.op_type, op.device, 0, {}, 0.0)
     if op.op_type == TRANSFER_OP:
         seconds = ir.tensor(op.inputs[0]).nbytes / target.link_bandwidth

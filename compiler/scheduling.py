@@ -36,7 +36,7 @@ from typing import Any
 
 import networkx as nx
 import numpy as np
-from tierplan.compiler.aliasing import reuse_candidates, view_aliases
+from tierplan.compiler.aliasing import concat_parts, reuse_candidates, shared_bytes
 from tierplan.compiler.ir import IRGraph, Operator, Tensor
 
 log = logging.getLogger(__name__)
@@ -97,10 +97,13 @@ class MemoryGraph:
     run. ``allocates[v]`` are its output bytes, ``transient[v]`` those nobody reads
     (freed right after the step). ``initial`` bytes (graph inputs) are alive from step 0.
 
-    With reuse (:meth:`of`), a buffer is an alias group of views, and ``v``'s output
-    may overwrite one of the buffers ``overwrites[v]``: it then needs no bytes of its
-    own while ``v`` runs if that buffer dies at ``v`` (every reader has run), the
-    rule by which the ``inplace`` pass will make the write.
+    With reuse (:meth:`of`), a buffer is an alias group of views and concat parts, and
+    ``v``'s output may overwrite one of the buffers ``overwrites[v]``: it then needs no
+    bytes of its own while ``v`` runs if that buffer dies at ``v`` (every reader has
+    run), the rule by which the ``inplace`` pass will make the write. A group with
+    concat parts is allocated by whichever of its writers runs first: ``claims[v]``
+    holds, for each such group ``v`` writes, the mask of its other writers and its bytes
+    (:meth:`allocated`).
     """
 
     operators: tuple[Operator, ...]
@@ -115,19 +118,22 @@ class MemoryGraph:
     overwrites: tuple[tuple[int, ...], ...]
     overwrite_bytes: tuple[int, ...]
     initial: int
+    claims: tuple[tuple[tuple[int, int], ...], ...]
 
     @classmethod
     def of(cls, ir: IRGraph, reference: Sequence[Operator], reuse: bool = False) -> MemoryGraph:
         """Number the operators of ``ir`` in ``reference`` (a topological) order.
 
-        With ``reuse``, views share their input's buffer
-        (:func:`~tierplan.compiler.aliasing.view_aliases`: a group is allocated once,
-        by its root, and freed when every reader of every member has run) and
-        in-place writes are modelled as the ``inplace`` pass makes them
+        With ``reuse``, views share their input's buffer and concat parts their
+        Concat's output (:func:`~tierplan.compiler.aliasing.shared_bytes`: a group is
+        allocated once, by its root or by the first writer of a concat part, and freed
+        when every reader of every member has run) and in-place writes are modelled as
+        the ``inplace`` pass makes them
         (:func:`~tierplan.compiler.aliasing.reuse_candidates`); without it every
         tensor has bytes of its own: the max-live without aliasing.
         """
-        aliases = view_aliases(ir, list(reference)) if reuse else {}
+        aliases = shared_bytes(ir, list(reference)) if reuse else {}
+        parts = concat_parts(ir) if reuse else {}
         index = {op.name: i for i, op in enumerate(reference)}
         groups: dict[str, list[Tensor]] = {}
         for tensor in ir.tensors():
@@ -153,6 +159,16 @@ class MemoryGraph:
                 writers.append(index[ir.producer(root).name] if ir.has_producer(root) else -1)
             elif not consumers and not kept:
                 unread.add(root)
+        claims: list[list[tuple[int, int]]] = [[] for _ in reference]
+        claimed: set[str] = set()  # roots of groups with concat parts: their writers claim them
+        for root, members in groups.items():
+            written = {index[ir.producer(t.name).name] for t in members if t.name in parts}
+            if written and ir.has_producer(root):
+                claimed.add(root)
+                written.add(index[ir.producer(root).name])
+                every = sum(1 << w for w in written)
+                for w in sorted(written):
+                    claims[w].append((every & ~(1 << w), ir.tensor(root).nbytes))
         predecessors, successors, allocates, transient, reads = [], [], [], [], []
         overwrites: list[tuple[int, ...]] = []
         overwrite_bytes: list[int] = []
@@ -160,13 +176,19 @@ class MemoryGraph:
             read = op.read_tensors()
             producers = {index[ir.producer(n).name] for n in read if ir.has_producer(n)}
             predecessors.append(sum(1 << p for p in producers))
-            outputs = [ir.tensor(name) for name in op.outputs if name and name not in aliases]
+            outputs = [
+                ir.tensor(name)
+                for name in op.outputs
+                if name and name not in aliases and name not in claimed
+            ]
             allocates.append(sum(t.nbytes for t in outputs))
             transient.append(sum(t.nbytes for t in outputs if t.name in unread))
             after = {index[c.name] for name in op.outputs if name for c in ir.consumers(name)}
             successors.append(tuple(sorted(after)))
             reads.append(tuple(dict.fromkeys(group_id[n] for n in read if n in group_id)))
             found = reuse_candidates(ir, op, views=False) if reuse else None
+            if found is not None and found.output.name in parts:
+                found = None  # the output is written into its Concat's output instead
             sources = found.sources if found else ()
             overwrites.append(tuple(group_id[t.name] for t in sources if t.name in group_id))
             overwrite_bytes.append(found.output.nbytes if found else 0)
@@ -183,7 +205,14 @@ class MemoryGraph:
             overwrites=tuple(overwrites),
             overwrite_bytes=tuple(overwrite_bytes),
             initial=initial,
+            claims=tuple(tuple(c) for c in claims),
         )
+
+    def allocated(self, op: int, done: int) -> int:
+        """Bytes ``op`` allocates when it runs (``done`` includes it): its outputs, and the
+        bytes of each group with concat parts it is the first writer of."""
+        first = sum(nbytes for others, nbytes in self.claims[op] if not done & others)
+        return self.allocates[op] + first
 
     def freed(self, op: int, done: int) -> int:
         """Bytes that die after ``op`` runs, ``done`` being the mask of operators run by then."""
@@ -194,8 +223,8 @@ class MemoryGraph:
     def running(self, op: int, done: int, live: int) -> int:
         """Bytes alive while ``op`` runs after ``live`` bytes (``done`` includes ``op``)."""
         if any(not self.readers[t] & ~done for t in self.overwrites[op]):
-            return live + self.allocates[op] - self.overwrite_bytes[op]
-        return live + self.allocates[op]
+            return live + self.allocated(op, done) - self.overwrite_bytes[op]
+        return live + self.allocated(op, done)
 
     def max_live(self, order: Sequence[int]) -> int:
         """Max-live of running the operators in ``order``."""
@@ -213,7 +242,7 @@ class MemoryGraph:
         for op in order:
             done |= 1 << op
             peak = max(peak, self.running(op, done, live))
-            live += self.allocates[op] - self.freed(op, done)
+            live += self.allocated(op, done) - self.freed(op, done)
         return live, peak
 
     def lower_bound(self) -> int:
@@ -338,7 +367,7 @@ def beam_schedule(
                 known = following.get(done)
                 if (ceiling is not None and peak >= ceiling) or (known and known[2] <= peak):
                     continue
-                after = frontier.live + graph.allocates[op] - graph.freed(op, done)
+                after = frontier.live + graph.allocated(op, done) - graph.freed(op, done)
                 following[done] = (frontier, op, peak, after)
         chosen = sorted(following.items(), key=lambda item: (item[1][2], item[1][3], item[0]))
         if len(chosen) > width:

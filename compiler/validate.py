@@ -376,7 +376,10 @@ class _Checker:
         if self.is_view(b, target):
             found.append(("view", target.offset))
         made = self.model_producer(b.tensor)
-        if made is not None and made.inputs[:1] == [target.tensor]:
+        # The compiler's own IR names a device copy apart; the plan by its original.
+        if made is not None and [self.model.plan_name(n) for n in made.inputs[:1]] == [
+            target.tensor
+        ]:
             position = slice_view_position(self.model, made, b.tensor)
             if position is not None:
                 found.append(("slice view", target.offset + position))

@@ -1,13 +1,17 @@
-"""``inplace``: let outputs reuse their input's bytes (views and in-place writes).
+"""``inplace``: let outputs reuse their input's bytes (views, in-place writes, concat parts).
 
 Reads: ``Tensor.start``/``end`` (liveness), shapes, op types. Writes:
-``Tensor.alias_of`` (``plan-format.md``); ``pack`` then places an alias group as
-one item, at one offset.
+``Tensor.alias_of`` (``plan-format.md``), and the ``start`` of a Concat's output
+that gets concat parts (it lives from its first part on, by the liveness rule);
+``pack`` then places an alias group as one item.
 
 Rules:
 
 - **Views** (Reshape, Flatten, Squeeze, Unsqueeze, Identity): the output is the
   bytes of input 0, when both have the same size and input 0 is not a weight.
+- **Slice views** (Split, Slice, Gather of a constant scalar, along the outermost
+  non-unit axis of input 0): each such output is its range of input 0's bytes
+  (:func:`~tierplan.compiler.aliasing.slice_views`), input 0 not a weight.
 - **In-place writes** (unary elementwise ops and activations, Cast between
   types of one size, Dropout, inference BatchNormalization, binary elementwise ops,
   row-wise Softmax/LogSoftmax/Hardmax and the normalizations, which read a whole
@@ -20,20 +24,36 @@ Rules:
   it overwrote) ends at this operator's step: no later reader sees the overwrite,
   (d) the input was not already overwritten by another output, and
   (e) the output is not a graph output (it must then outlive the schedule on its own).
-  The first input in slot order that qualifies is reused.
+  The first input in slot order that qualifies is reused. Views and in-place writes
+  also need (f): the input lies at a byte of its group that ``pack`` keeps aligned
+  (plan-format.md exempts only slice views and concat parts from the alignment), so
+  a slice at an unaligned position is neither viewed nor overwritten.
+- **Concat parts**: a Concat's input is written straight into its slice of the
+  Concat's output (``alias_of`` names the output) by the rules of
+  :func:`~tierplan.compiler.aliasing.concat_parts`, decided first: a part is
+  never also an in-place write, and the parts' group (the output, its parts,
+  nested parts) counts in (c) as one, so nothing overwrites a part's bytes
+  while the Concat's output still needs them.
 
-The op types and the rules that need no schedule, (a), (b), (e) and the view
-rule, live in :mod:`tierplan.compiler.aliasing`, which the scheduler's memory model
-shares; this pass adds the ones that depend on the schedule, (c) and (d).
+The op types and the rules that need no schedule, (a), (b), (e), the view rule
+and the concat-part rule, live in :mod:`tierplan.compiler.aliasing`, which the
+scheduler's memory model shares; this pass adds the ones that depend on the
+schedule or the layout, (c), (d) and (f).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tierplan.compiler.aliasing import ReuseCandidates, reuse_candidates
+from tierplan.compiler.alias_layout import alias_positions, slice_view_position
+from tierplan.compiler.aliasing import (
+    concat_parts,
+    reuse_candidates,
+    slice_views,
+)
 from tierplan.compiler.ir import IRGraph, Operator, Tensor
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
+from tierplan.passes.liveness import live_range
 
 
 def _group_end(ir: IRGraph, root: str, ends: dict[str, int]) -> int:
@@ -43,7 +63,7 @@ def _group_end(ir: IRGraph, root: str, ends: dict[str, int]) -> int:
 @register_pass
 @dataclass(frozen=True)
 class InPlace(Pass):
-    """Mark views and in-place writes (alias_of) so outputs reuse dying inputs' bytes."""
+    """Mark views, in-place writes and concat parts (alias_of) so tensors share bytes."""
 
     name = "inplace"
     requires = frozenset({"liveness"})
@@ -52,44 +72,69 @@ class InPlace(Pass):
 
     views: bool = True
     in_place: bool = True
+    concat: bool = True
 
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         """Set ``alias_of`` where the rules of the module docstring allow it."""
         root_of: dict[str, str] = {}
         group_end: dict[str, int] = {}
         overwritten: set[str] = set()
-        marked = 0
         for tensor in ir.tensors():
             tensor.alias_of = None
+        parts = concat_parts(ir) if self.concat else {}
+        for part, concat in parts.items():
+            ir.tensor(part).alias_of = concat.outputs[0]
+        last_step = ir.operator_count() - 1
+        for name in dict.fromkeys(concat.outputs[0] for concat in parts.values()):
+            whole = ir.tensor(name)
+            whole.start, whole.end = live_range(ir, whole, last_step) or (None, None)
+        members = [ir.tensor(name) for name in parts]
+        for name, root in ir.alias_roots(members).items():
+            root_of[name] = root
+            group_end[root] = max(group_end.get(root, 0), ir.tensor(name).end or 0)
+        # Byte position in the group's root, which pack aligns: a view or an in-place
+        # write must lie at an aligned one (only slices and parts sit where their bytes are).
+        inside = alias_positions(ir, members)
+        alignment = context.target.alignment
+        marked = len(parts)
         for op in ir.scheduled_operators():
+            shared = [
+                (output, source, slice_view_position(ir, op, output.name) or 0)
+                for output, source in (slice_views(ir, op) if self.views else [])
+            ]
             found = reuse_candidates(ir, op, self.views, self.in_place)
-            if found is None or not found.output.needs_buffer:
-                continue
-            source = self._source(ir, op, found, root_of, group_end, overwritten)
-            if source is None:
-                continue
-            output = found.output
-            output.alias_of = source.name
-            root = root_of.get(source.name, source.name)
-            root_of[output.name] = root
-            group_end[root] = max(_group_end(ir, root, group_end), source.end or 0, output.end or 0)
-            if not found.view:
-                overwritten.add(source.name)
-            marked += 1
+            if found is not None and found.output.needs_buffer and found.output.name not in parts:
+                aligned = [s for s in found.sources if inside.get(s.name, 0) % alignment == 0]
+                source = self._source(ir, op, found.view, aligned, root_of, group_end, overwritten)
+                if source is not None:
+                    shared.append((found.output, source, 0))
+                    if not found.view:
+                        overwritten.add(source.name)
+            for output, source, position in shared:
+                if not output.needs_buffer or not source.needs_buffer or output.name in parts:
+                    continue
+                output.alias_of = source.name
+                inside[output.name] = inside.get(source.name, 0) + position
+                root = root_of.get(source.name, source.name)
+                root_of[output.name] = root
+                end = max(_group_end(ir, root, group_end), source.end or 0, output.end or 0)
+                group_end[root] = end
+                marked += 1
         return PassResult(changed=marked > 0, notes=[f"{marked} outputs reuse an input's bytes"])
 
     def _source(
         self,
         ir: IRGraph,
         op: Operator,
-        found: ReuseCandidates,
+        view: bool,
+        sources: list[Tensor],
         root_of: dict[str, str],
         group_end: dict[str, int],
         overwritten: set[str],
     ) -> Tensor | None:
-        if found.view:
-            return found.sources[0] if found.sources[0].needs_buffer else None
-        for source in found.sources:
+        if view:
+            return sources[0] if sources and sources[0].needs_buffer else None
+        for source in sources:
             if (
                 source.name not in overwritten
                 and source.end == op.step

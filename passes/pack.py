@@ -8,7 +8,10 @@ Per device and tier, weights go first into a constant region at the bottom (they
 live for the whole schedule), in model order. Activations are packed above it by
 the placers of :mod:`tierplan.compiler.packing` (option ``strategy``: one placer's
 name, or ``best`` to run them all and keep the lowest peak). A tensor that aliases
-another (``alias_of``) is packed with it as one item. Offsets and the space each
+another (``alias_of``) is packed with it as one item, whose steps span every member's
+(a concat part is written before its Concat's output: the item holds the output's
+bytes from the first part on) and which each member takes at its byte position
+(a concat part inside its Concat's output). Offsets and the space each
 item takes are rounded up to the target's alignment. Option ``solver`` then improves
 the heuristic's placement with an exact engine (``greedy``: none; ``search``,
 ``cpsat`` or ``auto``, within ``budget`` deterministic units per 1,000 buffers of the
@@ -31,6 +34,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import partial
 
+from tierplan.compiler.alias_layout import alias_positions
 from tierplan.compiler.errors import PassFailure, PipelineError
 from tierplan.compiler.ir import IRGraph, Tensor
 from tierplan.compiler.packing import PLACERS, SOLVERS, Item, check_placement, place, solve
@@ -68,8 +72,8 @@ def fits_as_given(
         return False
     items = packing_items(ir, tensors, target)
     roots = ir.alias_roots(tensors)
-    by_root = {t.name: offsets[roots[t.name]] for t in tensors}
-    if any(by_root[t.name] != offsets[t.name] for t in tensors):
+    inside = alias_positions(ir, tensors)
+    if any((offsets[roots[t.name]] or 0) + inside[t.name] != offsets[t.name] for t in tensors):
         return False
     placed = {item.key: offsets[item.key] or 0 for item in items}
     return not check_placement(items, placed) and all(
@@ -147,8 +151,9 @@ class Pack(Pass):
                 deadline=share,
             )
             roots = ir.alias_roots(activations)
+            inside = alias_positions(ir, activations)
             for tensor in activations:
-                tensor.offset = base + placement.offsets[roots[tensor.name]]
+                tensor.offset = base + placement.offsets[roots[tensor.name]] + inside[tensor.name]
             peak = max((t.offset or 0) + t.nbytes for t in tensors)
             if peak > tier.capacity and fits_as_given(ir, tensors, proven, target, tier.capacity):
                 for tensor in tensors:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from ortools.sat.python import cp_model
+from tierplan.compiler.alias_layout import alias_positions
 from tierplan.compiler.cost import moved_bytes
 from tierplan.compiler.errors import PipelineError
 from tierplan.compiler.intervals import IntervalIndex
@@ -244,10 +245,11 @@ class Tiers(Pass):
                 self.max_items,
             )
             roots = ir.alias_roots(tensors)
+            inside = alias_positions(ir, tensors)
             for tensor in tensors:
                 offset = result.offsets.get(roots[tensor.name])
                 if offset is not None:
-                    tensor.tier, tensor.offset = middle.name, offset
+                    tensor.tier, tensor.offset = middle.name, offset + inside[tensor.name]
             reports[device] = result
             total = sum(c.benefit for c in candidates)
             notes.append(

@@ -1,7 +1,8 @@
 """``tiling``: cut every operator too large for L1 into tiles that fit.
 
-Reads: shapes, ``Operator.step`` and ``device``, ``Tensor.alias_of`` (a view,
-:func:`~tierplan.compiler.aliasing.is_view`, moves nothing and is never tiled),
+Reads: shapes, ``Operator.step`` and ``device``, ``Tensor.alias_of`` (a view or a
+Concat of parts in place, :func:`~tierplan.compiler.aliasing.moves_nothing`, moves
+nothing and is never tiled),
 the target's first tier (its capacity minus its ``reserve``). Writes:
 ``Operator.tiles`` (axes with tile sizes in loop order, outermost first; tile
 count; L1 bytes; traffic, in total and per tensor) on operators whose working set
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tierplan.compiler.aliasing import is_view
+from tierplan.compiler.aliasing import moves_nothing
 from tierplan.compiler.errors import PassFailure
 from tierplan.compiler.ir import IRGraph, Operator, Tensor, Tiles
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
@@ -89,7 +90,7 @@ class Tiling(Pass):
             return PassResult(changed=False, notes=["one memory tier: nothing to tile into"])
         tiled, streamed = 0, []
         for op in ir.scheduled_operators():
-            if is_view(ir, op):
+            if moves_nothing(ir, op):
                 continue
             nest = loop_nest(ir, op)
             touched = sum(ir.tensor(n).nbytes for n in [*op.read_tensors(), *op.outputs] if n)

@@ -249,6 +249,8 @@ class _Execution:
                 if not found.matches:
                     raise _Divergence(self._corrupted_input(op, name, found))
             inputs.append((array, self.types[name]))
+        if self._parts_in_place(node, op):
+            return
         outer = {
             name: (self._read(name, op), self.types[name])
             for name in self.loaded.ir.operator(op.node).implicit_inputs
@@ -256,7 +258,8 @@ class _Execution:
         output_types = [self.types[name] if name else None for name in node.output]
         results = self.kernels.run(node, inputs, outer, output_types)
         for name, result in zip(node.output, results, strict=True):
-            if result is None or not any(b.start == op.step for b in self.by_tensor.get(name, [])):
+            # A Concat's output lives from its first part on: written where it is live.
+            if result is None or not any(b.live_at(op.step) for b in self.by_tensor.get(name, [])):
                 continue
             if expected is not None and name in expected:
                 found = difference(result, expected[name], rtol, atol, cosine)
@@ -267,8 +270,37 @@ class _Execution:
                         "that match the reference"
                     )
             for buffer in self.by_tensor[name]:
-                if buffer.start == op.step and buffer.device == op.device:
+                if buffer.live_at(op.step) and buffer.device == op.device:
                     self._write(buffer, result, op.step)
+
+    def _parts_in_place(self, node: onnx.NodeProto, op: _Op) -> bool:
+        """True when ``node`` is a Concat whose every input already sits, as a concat part
+        (plan-format.md), at its position in the output's buffer: it then copies nothing."""
+        if node.op_type != "Concat" or not node.output or not node.input:
+            return False
+        whole = next(
+            (
+                b
+                for b in self.by_tensor.get(node.output[0], [])
+                if b.live_at(op.step) and b.device == op.device
+            ),
+            None,
+        )
+        if whole is None:
+            return False
+        position = whole.offset
+        for name in node.input:
+            part = self._buffer(name, op.device, op.step, reading=True)
+            if (
+                part.alias_of != whole.tensor
+                or part.region != whole.region
+                or part.offset != position
+            ):
+                return False
+            position += part.nbytes
+        self.filled.add(whole)
+        self.written_at[whole] = op.step
+        return True
 
     def _read(self, name: str, op: _Op) -> np.ndarray:
         return self._view(self._buffer(name, op.device, op.step, reading=True))

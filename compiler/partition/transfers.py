@@ -11,7 +11,9 @@ For each tensor read on a device other than its home (the rules of
   loaded before the inference and live for the whole schedule anyway).
 
 An output declared in place or as a view of an input that is now a copy
-(``alias_of``) is re-pointed to the copy, which lives on its device. Steps are
+(``alias_of``) is re-pointed to the copy, which lives on its device; a Concat that
+reads a part from another device copies all its inputs (concat parts are all or
+none). Steps are
 renumbered (tile buffers, scratch tensors live at one operator's step, follow
 it); the other live ranges must be recomputed afterwards.
 """
@@ -34,9 +36,10 @@ def _free_name(base: str, exists: Callable[[str], bool]) -> str:
 
 def _copy(ir: IRGraph, tensor: Tensor, device: int) -> Tensor:
     name = _free_name(f"{tensor.name}@{device}", ir.has_tensor)
+    # A copy keeps a constant's elements: where a slice view lies depends on them.
     copy = Tensor(
         name, tensor.dtype, tensor.shape, tensor.nbytes, tensor.kind, device=device,
-        copy_of=tensor.name,
+        copy_of=tensor.name, value=tensor.value,
     )  # fmt: skip
     ir.add_tensor(copy)
     return copy
@@ -89,6 +92,12 @@ def apply_assignment(ir: IRGraph, devices: Sequence[int]) -> list[Operator]:
                 for output in reader.outputs:
                     if output and ir.tensor(output).alias_of == tensor.name:
                         ir.tensor(output).alias_of = copy.name
+                if tensor.alias_of in reader.outputs:
+                    # A Concat now reading a copy copies all its inputs (all or none).
+                    whole = tensor.alias_of
+                    for part in [tensor, *(ir.tensor(n) for n in reader.inputs if n)]:
+                        if part.alias_of == whole:
+                            part.alias_of = None
     order: list[Operator] = []
     for op in ops:
         order += before.get(op.name, [])
