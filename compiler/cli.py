@@ -50,6 +50,8 @@ from tierplan.compiler.report.progress import compile_progress, progress_wanted,
 from tierplan.compiler.report.source import op_sources, plan_target, view_of_plan_file
 from tierplan.compiler.report.terminal import EscapingFormatter, TerminalConsole
 from tierplan.compiler.report.units import human_bytes, traffic_text
+from tierplan.compiler.symbolic.command import compile_ranged, read_plan_at
+from tierplan.compiler.symbolic.dims import parse_dim_specs
 from tierplan.compiler.target import load_target, parse_size, preset_names
 from tierplan.compiler.validate import validate_plan
 
@@ -472,6 +474,13 @@ def _compile(args: argparse.Namespace, console: Console) -> int:
     for plugin in args.plugin:
         load_plugin(plugin)
     passes = _with_pack_options(args, _with_partition_options(args))
+    specs = parse_dim_specs(args.dim)
+    if specs.ranges or specs.buckets:
+        chosen = None if passes == ",".join(default_pipeline()) else passes
+        shapes = parse_input_shapes(args.input_shape)
+        console_or_none = None if args.quiet else console
+        compile_ranged(args.model, specs, out_dir, console_or_none, args.target, shapes, chosen)
+        return 0
     with compile_progress(progress_wanted(args.quiet), len(parse_pipeline(passes))) as hooks:
         result = compile_model(
             args.model,
@@ -516,7 +525,7 @@ def _compile(args: argparse.Namespace, console: Console) -> int:
 
 
 def _check(args: argparse.Namespace, console: Console) -> int:
-    plan = read_plan(args.plan)
+    plan, symbolic = read_plan_at(args.plan, parse_dims(args.dim))
     # Every other rule would fail too on another model's plan: say the one that matters.
     recorded = plan.get("model", {}).get("sha256") if isinstance(plan.get("model"), dict) else None
     if isinstance(recorded, str) and recorded:
@@ -529,7 +538,7 @@ def _check(args: argparse.Namespace, console: Console) -> int:
             )
             return 1
     dims = parse_dims(args.dim)
-    if not dims and isinstance(plan.get("dims"), dict):
+    if (symbolic or not dims) and isinstance(plan.get("dims"), dict):
         dims = {
             str(k): v
             for k, v in plan["dims"].items()
@@ -553,9 +562,10 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     tolerances = (args.rtol, args.atol)
     if not all(math.isfinite(t) and t >= 0 for t in tolerances):
         raise InputError("--rtol and --atol must be finite and not negative")
+    plan = args.plan and read_plan_at(args.plan, parse_dims(args.dim))
     report = run_plan(
         args.model,
-        args.plan,
+        plan[0] if plan and plan[1] else args.plan,
         planned_model=args.planned_model,
         inputs=args.inputs,
         seed=args.seed,
@@ -645,6 +655,9 @@ def _view_of(
     ``--target``/``--dim``/``--input-shape``; and its title. ``costs``: add latency views
     (they need the model)."""
     if not _is_model(source):
+        plan, symbolic = read_plan_at(source, parse_dims(args.dim))
+        if symbolic:
+            return PlanView(plan), str(plan["model"]["path"])
         model = getattr(args, "model", None)
         view = view_of_plan_file(source, model) if costs else PlanView(read_plan(source))
         return view, str(view.plan.get("model", {}).get("path", source.name))
