@@ -50,8 +50,8 @@ from tierplan.compiler.report.progress import compile_progress, progress_wanted,
 from tierplan.compiler.report.source import op_sources, plan_target, view_of_plan_file
 from tierplan.compiler.report.terminal import EscapingFormatter, TerminalConsole
 from tierplan.compiler.report.units import human_bytes, traffic_text
-from tierplan.compiler.symbolic.command import compile_ranged, read_plan_at
-from tierplan.compiler.symbolic.dims import parse_dim_specs
+from tierplan.compiler.symbolic.command import check_every_binding, compile_ranged, read_plan_at
+from tierplan.compiler.symbolic.dims import DimSpecs, parse_dim_specs
 from tierplan.compiler.target import load_target, parse_size, preset_names
 from tierplan.compiler.validate import validate_plan
 
@@ -525,6 +525,9 @@ def _compile(args: argparse.Namespace, console: Console) -> int:
 
 
 def _check(args: argparse.Namespace, console: Console) -> int:
+    specs = parse_dim_specs(args.dim)
+    if specs.ranges:
+        return check_range(args, console, specs)
     plan, symbolic = read_plan_at(args.plan, parse_dims(args.dim))
     # Every other rule would fail too on another model's plan: say the one that matters.
     recorded = plan.get("model", {}).get("sha256") if isinstance(plan.get("model"), dict) else None
@@ -553,6 +556,23 @@ def _check(args: argparse.Namespace, console: Console) -> int:
         print(escape_controls(f"{args.plan}: {violation}"), file=sys.stderr)
     print(f"{args.plan}: invalid ({len(violations)} violations)", file=sys.stderr)
     return 1
+
+
+def check_range(args: argparse.Namespace, console: Console, specs: DimSpecs) -> int:
+    """``check`` of a symbolic plan at every binding of ``--dim NAME=LOW..HIGH``."""
+    shapes = parse_input_shapes(args.input_shape)
+    checked = failed = 0
+    for binding, violations in check_every_binding(args.model, args.plan, specs, shapes):
+        checked += 1
+        where = ", ".join(f"{k}={v}" for k, v in binding.items())
+        for violation in violations[:3]:
+            print(escape_controls(f"{args.plan} at {where}: {violation}"), file=sys.stderr)
+        failed += bool(violations)
+    if failed:
+        print(f"{args.plan}: invalid at {failed} of {checked} bindings", file=sys.stderr)
+        return 1
+    console.print(f"{args.plan}: valid plan for {args.model.name} at all {checked} bindings")
+    return 0
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:

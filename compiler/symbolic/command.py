@@ -3,7 +3,8 @@ reading a ``tierplan-plan/2`` file at given ``--dim`` values (``check``, ``inspe
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -11,6 +12,7 @@ from rich.table import Table
 from tierplan.compiler.errors import InputError
 from tierplan.compiler.evaluation import ACTIVATION_KINDS
 from tierplan.compiler.files import write_atomically
+from tierplan.compiler.frontend import load_model
 from tierplan.compiler.plan import Plan, memory_summary, plan_text, read_plan, read_plan_document
 from tierplan.compiler.report.units import human_bytes
 from tierplan.compiler.symbolic.buckets import compile_buckets
@@ -18,6 +20,7 @@ from tierplan.compiler.symbolic.build import compile_symbolic
 from tierplan.compiler.symbolic.dims import DimSpecs
 from tierplan.compiler.symbolic.expressions import formula
 from tierplan.compiler.symbolic.instantiate import instantiate, is_symbolic, symbolic_problems
+from tierplan.compiler.validate import validate_plan
 
 
 def read_plan_at(path: Path, dims: Mapping[str, int]) -> tuple[Plan, bool]:
@@ -30,6 +33,25 @@ def read_plan_at(path: Path, dims: Mapping[str, int]) -> tuple[Plan, bool]:
     if problems:
         raise InputError(f"plan file {str(path)!r}: {problems[0]}")
     return instantiate(document, dims), True
+
+
+def check_every_binding(
+    model: Path, plan_path: Path, specs: DimSpecs, shapes: Mapping[str, Sequence[int]]
+) -> Iterator[tuple[dict[str, int], list[str]]]:
+    """For every binding of ``specs.ranges``: the symbolic plan at it and its violations
+    (instantiated and validated, nothing recompiled)."""
+    document = read_plan_document(plan_path)
+    if not is_symbolic(document) or "buckets" in document:
+        raise InputError(f"plan file {str(plan_path)!r} is not a symbolic plan: give --dim NAME=N")
+    problems = symbolic_problems(document)
+    if problems:
+        raise InputError(f"plan file {str(plan_path)!r}: {problems[0]}")
+    names = [r.name for r in specs.ranges]
+    for values in itertools.product(*(range(r.low, r.high + 1) for r in specs.ranges)):
+        binding = {**specs.fixed, **dict(zip(names, values, strict=True))}
+        plan = instantiate(document, binding)
+        ir = load_model(model, dims=plan.get("dims", binding), shapes=shapes).ir
+        yield binding, [str(v) for v in validate_plan(plan, ir, model_sha256=ir.model.sha256)]
 
 
 def activation_arena(plan: Plan) -> int:
@@ -62,9 +84,9 @@ def compile_ranged(
         names = ", ".join(f"{r.name}={r.low}..{r.high}" for r in specs.ranges)
         top = symbolic.longest_chains[-1]
         caption = (
-            f"one plan for {names}; arena = max over address chains of the buffers' sizes, "
-            f"each rounded up to {plan['target']['alignment']} B (summary.arena_bytes);\n"
-            f"its longest chain at the top: {formula(top.expression())}"
+            f"one plan for {names}; arena = the longest address chain of buffers, each rounded "
+            f"up to {plan['target']['alignment']} B (summary.arena_bytes); at the top of the "
+            f"range: {formula(top.expression())}"
         )
     plan_path = out_dir / "plan.json"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -74,11 +96,13 @@ def compile_ranged(
         table.add_column("dims")
         table.add_column("arena", justify="right")
         table.add_column("bytes", justify="right")
+        table.add_column("largest / this", justify="right")
+        largest = max(arena for _, arena in rows)
         for dims, arena in rows:
-            table.add_row(
-                ", ".join(f"{k}={v}" for k, v in dims.items()), human_bytes(arena), str(arena)
-            )
-        table.caption = caption
+            where = ", ".join(f"{k}={v}" for k, v in dims.items())
+            ratio = f"{largest / arena:.1f}x" if arena else "-"
+            table.add_row(where, human_bytes(arena), str(arena), ratio)
         console.print(table)
+        console.print(caption)
         console.print(f"wrote {plan_path}")
     return plan_path

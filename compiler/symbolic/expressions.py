@@ -115,7 +115,9 @@ def formula(expr: Expr) -> str:
     if key == "max":
         return f"max({', '.join(formula(a) for a in argument)})"
     if key == "mul":
-        return "*".join(f"({formula(a)})" if _is_sum(a) else formula(a) for a in argument)
+        factors = [f"({formula(a)})" if _is_sum(a) else formula(a) for a in argument]
+        powers = {f: factors.count(f) for f in factors}  # seq*seq reads as seq^2
+        return "*".join(f if n == 1 else f"{f}^{n}" for f, n in powers.items())
     return " + ".join(formula(a) for a in argument).replace("+ -", "- ")
 
 
