@@ -27,6 +27,10 @@ HIDDEN = 8
 @pytest.fixture(scope="module")
 def attention_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-head attention block over ``x[1, seq, 8]``: sizes grow as seq and seq^2."""
+    return _attention(tmp_path_factory.mktemp("symbolic") / "attention.onnx", 1)
+
+
+def _attention(path: Path, batch: int | str) -> Path:
     rng = np.random.default_rng(0)
     weights = [
         numpy_helper.from_array(rng.standard_normal((HIDDEN, HIDDEN)).astype(np.float32), name)
@@ -46,12 +50,11 @@ def attention_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     graph = helper.make_graph(
         nodes,
         "attention",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "seq", HIDDEN])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "seq", HIDDEN])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, "seq", HIDDEN])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, "seq", HIDDEN])],
         weights,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    path = tmp_path_factory.mktemp("symbolic") / "attention.onnx"
     onnx.save(model, path)
     return path
 
@@ -86,6 +89,16 @@ def test_symbolic_plan_is_valid_at_every_length_and_sizes_are_exact(attention_mo
         assert validate_plan(concrete, ir) == []
         sizes = {t.name: t.nbytes for t in ir.tensors()}
         assert all(b["bytes"] == sizes[b["tensor"]] for b in concrete["buffers"])
+
+
+def test_two_ranged_dimensions_are_valid_at_every_binding(tmp_path: Path) -> None:
+    model = _attention(tmp_path / "batched.onnx", "batch")
+    plan = compile_symbolic(model, parse_dim_specs(["batch=1..3", "seq=1..9"])).plan
+    assert plan["dim_ranges"] == {"batch": [1, 3], "seq": [1, 9]}
+    for batch in (1, 2, 3):
+        for seq in range(1, 10):
+            dims = {"batch": batch, "seq": seq}
+            assert validate_plan(instantiate(plan, dims), load_model(model, dims=dims).ir) == []
 
 
 def test_symbolic_arena_stays_near_the_exact_plans(attention_model: Path) -> None:
@@ -173,6 +186,7 @@ def test_cli_compiles_checks_and_inspects_a_symbolic_plan(
     assert main(["check", str(attention_model), plan, "--dim", "seq=1..32"]) == 0
     assert "at all 32 bindings" in " ".join(capsys.readouterr().out.split())
     assert main(["inspect", plan, "--dim", "seq=9"]) == 0
+    assert main(["run", str(attention_model), plan, "--dim", "seq=9", "-q"]) == 0
     capsys.readouterr()
     assert main(["check", str(attention_model), plan, "--dim", "seq=33"]) == 2
     assert "outside the plan's range 1..32" in capsys.readouterr().err
