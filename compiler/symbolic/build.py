@@ -75,6 +75,21 @@ class SymbolicPlan:
     chosen: int
     longest_chains: list[Polynomial]  # per binding of ``lengths``: the arena's chain, summed
 
+    def order_note(self) -> str:
+        """Where the kept address order came from, and how close it stays to the best."""
+        source = (
+            "the top compile"
+            if self.chosen == 0
+            else f"placement at {self.lengths[self.chosen - 1]}"
+        )
+        best = [min(column) for column in zip(*self.candidate_peaks, strict=True)]
+        kept = self.candidate_peaks[self.chosen]
+        worst = max((p / b for p, b in zip(kept, best, strict=True) if b), default=1.0)
+        return (
+            f"address order from {source} ({len(self.candidate_peaks)} candidates); its peak is "
+            f"within {worst:.4f}x of the best candidate's at each of {len(self.lengths)} lengths"
+        )
+
 
 def symbolic_pipeline(passes: str | Sequence[str] | None) -> tuple[str, ...]:
     """The pipeline of a symbolic compile: ``passes`` without size-dependent passes."""

@@ -86,7 +86,7 @@ def compile_ranged(
         caption = (
             f"one plan for {names}; arena = the longest address chain of buffers, each rounded "
             f"up to {plan['target']['alignment']} B (summary.arena_bytes); at the top of the "
-            f"range: {formula(top.expression())}"
+            f"range: {formula(top.expression())}; {symbolic.order_note()}"
         )
     plan_path = out_dir / "plan.json"
     out_dir.mkdir(parents=True, exist_ok=True)
