@@ -14,7 +14,7 @@ from tierplan.compiler.cli import main
 from tierplan.compiler.errors import InputError
 from tierplan.compiler.frontend import load_model
 from tierplan.compiler.symbolic.buckets import compile_buckets
-from tierplan.compiler.symbolic.build import SYMBOLIC_PIPELINE, compile_symbolic
+from tierplan.compiler.symbolic.build import SYMBOLIC_PIPELINE, Body, _pieces, compile_symbolic
 from tierplan.compiler.symbolic.command import activation_arena
 from tierplan.compiler.symbolic.dims import parse_dim_specs
 from tierplan.compiler.symbolic.expressions import Polynomial, evaluate, expression_problem
@@ -225,3 +225,32 @@ def test_offsets_that_refer_to_each_other_in_a_cycle_are_refused(attention_model
     plan["buffers"][-1]["offset"] = {"end_of": len(plan["buffers"]) - 1}
     with pytest.raises(InputError, match="cycle"):
         instantiate(plan, {"seq": 3})
+
+
+def test_pieces_split_the_range_where_another_compile_does_better() -> None:
+    top = Body({"seq": 64}, {}, [40, 80, 160, 640], None)
+    short = Body({"seq": 1}, {}, [20, 60, 170, 700], None)
+    lengths = [{"seq": 1}, {"seq": 4}, {"seq": 16}, {"seq": 64}]
+    specs = parse_dim_specs(["seq=1..64"])
+    assert _pieces(specs, lengths, [top, short]) == [(1, 8, 1), (9, 64, 0)]
+    close = Body({"seq": 1}, {}, [40, 80, 161, 640], None)
+    assert _pieces(specs, lengths, [top, close]) == [(1, 64, 0)]
+
+
+def test_a_plan_in_pieces_instantiates_each_from_its_piece(attention_model: Path) -> None:
+    low, high = (
+        compile_symbolic(attention_model, parse_dim_specs([spec])).plan
+        for spec in ("seq=1..8", "seq=9..20")
+    )
+    keys = ("dim_ranges", "schedule", "buffers", "ops", "summary")
+    plan = {**low, "dim_ranges": {"seq": [1, 20]}}
+    plan["pieces"] = [{key: part[key] for key in keys} for part in (low, high)]
+    for key in keys[1:]:
+        del plan[key]
+    plan = json.loads(json.dumps(plan))
+    assert symbolic_problems(plan) == []
+    for seq in (1, 8, 9, 20):
+        concrete = instantiate(plan, {"seq": seq})
+        part = low if seq <= 8 else high
+        assert concrete == instantiate(part, {"seq": seq})
+        assert validate_plan(concrete, load_model(attention_model, dims={"seq": seq}).ir) == []

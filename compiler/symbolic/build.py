@@ -1,17 +1,24 @@
 """Compile a model once for a range of dimension values: the symbolic plan (``tierplan-plan/2``).
 
-The schedule, lifetimes and aliasing come from one compile at the top of the range
-(they do not depend on the length: :mod:`.sizes` refuses a model whose operators
-change with it). Each buffer's bytes are polynomials in the ranged dimensions
-(:mod:`.sizes`). Per region, the weights keep their constant offsets and each alias
-group of activations is one item, reserving its largest member's bytes rounded up
-to the alignment. The offsets come from an *order*: for every two items alive at a
-common step, which one sits above the other. An item's offset is then the highest
-end among the items directly below it (or the arena's base), which is valid
-whatever the sizes are. Orders are taken from placements (the packing heuristics
-and exact engines) at several lengths spread geometrically over the range; the
-order kept is the one whose worst ratio, over those lengths, to the best peak any
-candidate reaches there is lowest (ties: the earlier length).
+A *body* is a schedule, lifetimes and aliasing from one compile, with symbolic sizes
+and offsets (:mod:`.sizes` refuses a model whose operators change with the length,
+so every compile has the same tensors). Each buffer's bytes are polynomials in the
+ranged dimensions. Per region, the weights keep their constant offsets and each
+alias group of activations is one item, reserving its largest member's bytes
+rounded up to the alignment. The offsets come from an *order*: for every two items
+alive at a common step, which one sits above the other. An item's offset is then
+the highest end among the items directly below it (or the arena's base), which is
+valid whatever the sizes are. Orders are taken from the compile's own placement and
+from placements (the packing heuristics and exact engines) at candidate lengths
+spread geometrically over the range; the order kept is the one whose worst ratio,
+over those lengths, to the best peak any candidate reaches there is lowest (ties:
+the earlier one).
+
+With one ranged dimension, a body is made from the compile at the top and at each
+candidate length (memory-aware schedules differ between short and long sequences);
+one body serves the whole range when it stays within :data:`ONE_PIECE_SLACK` of the
+best everywhere, else the range is split into ``pieces``, each served by the body
+best at its candidate lengths.
 """
 
 from __future__ import annotations
@@ -39,7 +46,10 @@ from tierplan.compiler.target import Target, load_target
 SYMBOLIC_PIPELINE = ("schedule", "liveness", "inplace", "pack", "evaluate")
 # Passes whose decisions depend on the sizes: one choice cannot serve every length.
 SIZE_DEPENDENT = frozenset({"tiling", "tiers", "partition", "attention"})
-CANDIDATE_LENGTHS = 6
+CANDIDATE_LENGTHS = 8
+# One body serves the whole range when its peak stays this close to the best body's at
+# every candidate length: fewer pieces, a simpler plan.
+ONE_PIECE_SLACK = 1.02
 SOLVER_BUDGET = 2.0  # the pack pass's default deterministic budget per 1,000 items
 
 
@@ -65,30 +75,34 @@ class Group:
 
 
 @dataclass(frozen=True, slots=True)
+class Body:
+    """A symbolic plan body made from the compile at ``source``: its schedule, ops and
+    symbolic buffers, its activation peak at each candidate length, and its arena's
+    longest chain at the top of the range."""
+
+    source: Binding
+    content: dict[str, Any]
+    peaks: list[int]
+    top_chain: Polynomial | None
+
+
+@dataclass(frozen=True, slots=True)
 class SymbolicPlan:
-    """The symbolic plan and how its order was chosen: the bindings compared, each
-    candidate's peak there, and the index of the one kept."""
+    """The symbolic plan, the candidate lengths compared, and which body serves which
+    part of the range (``pieces``: low, high, index in ``bodies``)."""
 
     plan: Plan
     lengths: list[Binding]
-    candidate_peaks: list[list[int]]
-    chosen: int
-    longest_chains: list[Polynomial]  # per binding of ``lengths``: the arena's chain, summed
+    bodies: list[Body]
+    pieces: list[tuple[int, int, int]]
 
     def order_note(self) -> str:
-        """Where the kept address order came from, and how close it stays to the best."""
-        source = (
-            "the top compile"
-            if self.chosen == 0
-            else f"placement at {self.lengths[self.chosen - 1]}"
-        )
-        best = [min(column) for column in zip(*self.candidate_peaks, strict=True)]
-        kept = self.candidate_peaks[self.chosen]
-        worst = max((p / b for p, b in zip(kept, best, strict=True) if b), default=1.0)
-        return (
-            f"address order from {source} ({len(self.candidate_peaks)} candidates); its peak is "
-            f"within {worst:.4f}x of the best candidate's at each of {len(self.lengths)} lengths"
-        )
+        """Which compiles the plan's pieces come from."""
+        parts = [
+            f"{low}..{high} from the compile at {_at(self.bodies[body].source)}"
+            for low, high, body in self.pieces
+        ]
+        return f"{len(self.pieces)} piece(s): " + "; ".join(parts)
 
 
 def symbolic_pipeline(passes: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -111,24 +125,100 @@ def compile_symbolic(
     passes: str | Sequence[str] | None = None,
     on_status: Callable[[str], None] | None = None,
 ) -> SymbolicPlan:
-    """One plan for every binding of ``specs.ranges`` (with ``specs.fixed`` bound)."""
+    """One plan for every binding of ``specs.ranges`` (with ``specs.fixed`` bound).
+
+    With one ranged dimension, the schedule may differ over the range: a compile at each
+    candidate length gives a body, and each part of the range takes the body with the
+    lowest peak at its candidate length (the plan's ``pieces``).
+    """
     chosen_target = target if isinstance(target, Target) else load_target(target)
-    top = {**specs.fixed, **{r.name: r.high for r in specs.ranges}}
-    result = compile_model(
-        model, chosen_target, dims=top, shapes=shapes, passes=symbolic_pipeline(passes),
-        on_status=on_status,
-    )  # fmt: skip
-    concrete = result.plan
-    buffers = concrete["buffers"]
+    pipeline = symbolic_pipeline(passes)
+    lengths = _candidate_lengths(specs)
+    sources = [lengths[-1], *lengths[:-1]] if len(specs.ranges) == 1 else [lengths[-1]]
+    compiled = [
+        compile_model(
+            model, chosen_target, dims={**specs.fixed, **binding}, shapes=shapes,
+            passes=pipeline, on_status=on_status,
+        ).plan
+        for binding in sources
+    ]  # fmt: skip
 
     def sample(binding: Binding) -> tuple[dict[str, int], tuple[str, ...]]:
         loaded = load_model(model, dims={**specs.fixed, **binding}, shapes=shapes)
         sizes = {t.name: t.nbytes for t in loaded.ir.tensors()}
         return sizes, tuple(sorted(op.name for op in loaded.ir.operators()))
 
-    fitted = fit_sizes(specs.ranges, sorted({b["tensor"] for b in buffers}), sample).sizes
-    alignment = chosen_target.alignment
-    lengths = _candidate_lengths(specs)
+    tensors = sorted({b["tensor"] for plan in compiled for b in plan["buffers"]})
+    fitted = fit_sizes(specs.ranges, tensors, sample).sizes
+    bodies = [
+        _body(plan, source, fitted, lengths, chosen_target.alignment)
+        for plan, source in zip(compiled, sources, strict=True)
+    ]
+    pieces = _pieces(specs, lengths, bodies)
+    first = compiled[0]
+    plan: Plan = {"format": SYMBOLIC_FORMAT, "model": first["model"], "target": first["target"]}
+    plan["dims"] = dict(specs.fixed)
+    plan["dim_ranges"] = {r.name: [r.low, r.high] for r in specs.ranges}
+    if len(pieces) == 1:
+        plan.update(bodies[pieces[0][2]].content)
+    else:
+        (name,) = plan["dim_ranges"]
+        plan["pieces"] = [
+            {"dim_ranges": {name: [low, high]}, **bodies[body].content}
+            for low, high, body in pieces
+        ]
+    return SymbolicPlan(plan, lengths, bodies, pieces)
+
+
+def _at(binding: Mapping[str, int]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in binding.items())
+
+
+def _pieces(
+    specs: DimSpecs, lengths: list[Binding], bodies: list[Body]
+) -> list[tuple[int, int, int]]:
+    """Split the range among the bodies: one body if its peaks stay within
+    :data:`ONE_PIECE_SLACK` of the best at every candidate length; else each candidate
+    length takes the body with the lowest peak there (ties: the earlier body, the top compile first); the boundary between
+    two lengths is their geometric mean. Adjacent parts of one body are merged."""
+    if len(specs.ranges) != 1:
+        return [(0, 0, 0)]
+    (dim,) = specs.ranges
+    values = [binding[dim.name] for binding in lengths]
+    best_peaks = [min(column) for column in zip(*(b.peaks for b in bodies), strict=True)]
+    worst = [
+        max(p / low if low else 1.0 for p, low in zip(b.peaks, best_peaks, strict=True))
+        for b in bodies
+    ]
+    single = min(range(len(bodies)), key=lambda b: (worst[b], b))
+    if worst[single] <= ONE_PIECE_SLACK:
+        return [(dim.low, dim.high, single)]
+    best = [
+        min(range(len(bodies)), key=lambda b: (bodies[b].peaks[k], b)) for k in range(len(values))
+    ]
+    pieces: list[tuple[int, int, int]] = []
+    low = dim.low
+    for k, body in enumerate(best):
+        high = (
+            dim.high
+            if k == len(values) - 1
+            else max(values[k], int((values[k] * values[k + 1]) ** 0.5))
+        )
+        if pieces and pieces[-1][2] == body:
+            pieces[-1] = (pieces[-1][0], high, body)
+        elif high >= low:
+            pieces.append((low, high, body))
+        low = high + 1
+    return pieces
+
+
+def _body(
+    concrete: Plan, source: Binding, fitted: Mapping[str, Polynomial], lengths: list[Binding],
+    alignment: int,
+) -> Body:  # fmt: skip
+    """The symbolic body of one compile: sizes from ``fitted``, offsets from the address
+    order (of the placements at ``lengths`` and the compile's own) with the best worst ratio."""
+    buffers = concrete["buffers"]
     out = [dict(b) for b in buffers]
     for buffer in out:
         buffer["bytes"] = fitted[buffer["tensor"]].expression()
@@ -136,9 +226,8 @@ def compile_symbolic(
             raise InputError(f"weight {buffer['tensor']!r} changes size with the dimensions")
     bases: dict[str, int] = {}
     arenas: dict[str, Expr] = {}
-    peaks_per_candidate: list[list[int]] = []
-    chosen = 0
-    chains: list[Polynomial] = []
+    peaks = [0] * len(lengths)
+    chain: Polynomial | None = None
     for key, groups, base in _regions(buffers, fitted, alignment):
         bases[key] = base
         if not groups:
@@ -146,27 +235,24 @@ def compile_symbolic(
         orders = [_order_of(groups, [_compiled_offset(buffers, g) for g in groups])]
         for binding in lengths:
             orders.append(_order_of(groups, _placed(groups, binding, alignment)))
-        peaks = [
+        candidates = [
             [_peak(groups, order, binding, alignment) for binding in lengths] for order in orders
         ]
-        best = [min(column) for column in zip(*peaks, strict=True)]
-        worst = [max(p / b if b else 1.0 for p, b in zip(row, best, strict=True)) for row in peaks]
+        best = [min(column) for column in zip(*candidates, strict=True)]
+        worst = [
+            max(p / b if b else 1.0 for p, b in zip(row, best, strict=True)) for row in candidates
+        ]
         chosen = min(range(len(orders)), key=lambda i: (worst[i], i))
-        peaks_per_candidate = peaks
+        peaks = [max(a, b) for a, b in zip(peaks, candidates[chosen], strict=True)]
         arenas[key] = _write_offsets(out, groups, orders[chosen], base, alignment)
-        chains = [_longest_chain(groups, orders[chosen], b, alignment) for b in lengths]
-    plan: Plan = {
-        "format": SYMBOLIC_FORMAT,
-        "model": concrete["model"],
-        "target": concrete["target"],
+        chain = _longest_chain(groups, orders[chosen], lengths[-1], alignment)
+    content = {
+        "schedule": concrete["schedule"],
+        "buffers": out,
+        "ops": [{k: v for k, v in op.items() if k != "cost"} for op in concrete["ops"]],
+        "summary": {"weights_bytes": bases, "arena_bytes": arenas},
     }
-    plan["dims"] = dict(specs.fixed)
-    plan["dim_ranges"] = {r.name: [r.low, r.high] for r in specs.ranges}
-    plan["schedule"] = concrete["schedule"]
-    plan["buffers"] = out
-    plan["ops"] = [{k: v for k, v in op.items() if k != "cost"} for op in concrete["ops"]]
-    plan["summary"] = {"weights_bytes": bases, "arena_bytes": arenas}
-    return SymbolicPlan(plan, lengths, peaks_per_candidate, chosen, chains)
+    return Body(source, content, peaks, chain)
 
 
 def _compiled_offset(buffers: list[dict[str, Any]], group: Group) -> int:

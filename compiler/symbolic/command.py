@@ -82,11 +82,11 @@ def compile_ranged(
             for b in symbolic.lengths
         ]
         names = ", ".join(f"{r.name}={r.low}..{r.high}" for r in specs.ranges)
-        top = symbolic.longest_chains[-1]
+        top = symbolic.bodies[symbolic.pieces[-1][2]].top_chain
         caption = (
             f"one plan for {names}; arena = the longest address chain of buffers, each rounded "
             f"up to {plan['target']['alignment']} B (summary.arena_bytes); at the top of the "
-            f"range: {formula(top.expression())}; {symbolic.order_note()}"
+            f"range: {formula(top.expression()) if top else 0}; {symbolic.order_note()}"
         )
     plan_path = out_dir / "plan.json"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,20 @@ def symbolic_problems(plan: Mapping[str, Any]) -> list[str]:
             for i, bucket in enumerate(buckets)
             for problem in plan_problems({**bucket, "format": PLAN_FORMAT}, limit=1)
         ][:1]
+    pieces = plan.get("pieces")
+    if pieces is not None:
+        if (
+            not isinstance(pieces, list)
+            or not pieces
+            or not all(isinstance(p, dict) for p in pieces)
+        ):
+            return [f"pieces: expected a non-empty list of objects, got {shown(pieces)}"]
+        found = [
+            f"pieces[{i}]: {problem}"
+            for i, piece in enumerate(pieces)
+            for problem in symbolic_problems(piece)
+        ]
+        return found[:1]
     if (
         not isinstance(ranges, dict)
         or not ranges
@@ -87,9 +101,22 @@ def instantiate(plan: Mapping[str, Any], dims: Mapping[str, int]) -> Plan:
     """The ``tierplan-plan/1`` plan of a checked symbolic plan at ``dims``."""
     if "buckets" in plan:
         return _bucket(plan, dims)
+    if "pieces" not in plan:
+        return _instantiate_body(plan, plan, dims)
+    binding = binding_of(plan, dims)
+    for piece in plan["pieces"]:
+        if all(low <= binding[n] <= high for n, (low, high) in piece["dim_ranges"].items()):
+            return _instantiate_body(plan, piece, dims)
+    raise InputError(f"no piece of the plan covers {binding}")
+
+
+def _instantiate_body(
+    plan: Mapping[str, Any], body: Mapping[str, Any], dims: Mapping[str, int]
+) -> Plan:
+    """The plan of one symbolic body (the whole plan, or one of its pieces) at ``dims``."""
     binding = binding_of(plan, dims)
     values = {**plan.get("dims", {}), **binding}
-    buffers = plan["buffers"]
+    buffers = body["buffers"]
     sizes = [evaluate(b["bytes"], values, _no_reference) for b in buffers]
     extents = [
         evaluate(b["extent"], values, _no_reference) if "extent" in b else size
@@ -112,7 +139,7 @@ def instantiate(plan: Mapping[str, Any], dims: Mapping[str, int]) -> Plan:
         {**{k: v for k, v in b.items() if k != "extent"}, "bytes": sizes[i], "offset": offsets[i]}
         for i, b in enumerate(buffers)
     ]
-    return _concrete(plan, values, plan["schedule"], plan["ops"], concrete)
+    return _concrete(plan, values, body["schedule"], body["ops"], concrete)
 
 
 def _no_reference(kind: str, index: int) -> int:
