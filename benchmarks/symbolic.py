@@ -59,7 +59,7 @@ def main() -> None:
         f"{args.exact_every}`. Passes: {','.join(SYMBOLIC_PIPELINE)}, target ascend-like "
         "(all buffers in DDR). Arena: activation peak above the weights. Exact: a plan "
         f"compiled for that length (its own schedule), at every length <= {DENSE_UP_TO} and "
-        f"every {args.exact_every}th above, plus the top. Upper bound: the top length's "
+        f"every {args.exact_every}-th above, plus the top. Upper bound: the top length's "
         "exact plan, used at every length.",
         "",
     ]
