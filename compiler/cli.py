@@ -68,6 +68,8 @@ from tierplan.compiler.report.progress import compile_progress, progress_wanted,
 from tierplan.compiler.report.source import op_sources, plan_target, view_of_plan_file
 from tierplan.compiler.report.terminal import EscapingFormatter, TerminalConsole
 from tierplan.compiler.report.units import human_bytes, traffic_text
+from tierplan.compiler.symbolic.command import check_every_binding, compile_ranged, read_plan_at
+from tierplan.compiler.symbolic.dims import DimSpecs, parse_dim_specs
 from tierplan.compiler.target import load_target, parse_size, preset_names
 from tierplan.compiler.validate import validate_plan
 
@@ -536,6 +538,19 @@ def _compile(args: argparse.Namespace, console: Console) -> int:
     check_margins(args.headroom, args.warn_at)
     for plugin in args.plugin:
         load_plugin(plugin)
+    specs = parse_dim_specs(args.dim)
+    if specs.ranges or specs.buckets:
+        if args.budget is not None:
+            raise InputError(
+                "--budget plans one binding of the dimensions: give --dim NAME=VALUE, "
+                "not a range or buckets"
+            )
+        passes = _with_pack_options(args, _with_partition_options(args))
+        chosen = None if passes == ",".join(default_pipeline()) else passes
+        shapes = parse_input_shapes(args.input_shape)
+        console_or_none = None if args.quiet else console
+        compile_ranged(args.model, specs, out_dir, console_or_none, args.target, shapes, chosen)
+        return 0
     if args.budget is not None:
         result = compile_within_budget(args)
     else:
@@ -591,7 +606,10 @@ def _compile(args: argparse.Namespace, console: Console) -> int:
 
 
 def _check(args: argparse.Namespace, console: Console) -> int:
-    plan = read_plan(args.plan)
+    specs = parse_dim_specs(args.dim)
+    if specs.ranges:
+        return check_range(args, console, specs)
+    plan, symbolic = read_plan_at(args.plan, parse_dims(args.dim))
     # Every other rule would fail too on another model's plan: say the one that matters.
     recorded = plan.get("model", {}).get("sha256") if isinstance(plan.get("model"), dict) else None
     if isinstance(recorded, str) and recorded:
@@ -604,7 +622,7 @@ def _check(args: argparse.Namespace, console: Console) -> int:
             )
             return 1
     dims = parse_dims(args.dim)
-    if not dims and isinstance(plan.get("dims"), dict):
+    if (symbolic or not dims) and isinstance(plan.get("dims"), dict):
         dims = {
             str(k): v
             for k, v in plan["dims"].items()
@@ -628,6 +646,23 @@ def _check(args: argparse.Namespace, console: Console) -> int:
     return 1
 
 
+def check_range(args: argparse.Namespace, console: Console, specs: DimSpecs) -> int:
+    """``check`` of a symbolic plan at every binding of ``--dim NAME=LOW..HIGH``."""
+    shapes = parse_input_shapes(args.input_shape)
+    checked = failed = 0
+    for binding, violations in check_every_binding(args.model, args.plan, specs, shapes):
+        checked += 1
+        where = ", ".join(f"{k}={v}" for k, v in binding.items())
+        for violation in violations[:3]:
+            print(escape_controls(f"{args.plan} at {where}: {violation}"), file=sys.stderr)
+        failed += bool(violations)
+    if failed:
+        print(f"{args.plan}: invalid at {failed} of {checked} bindings", file=sys.stderr)
+        return 1
+    console.print(f"{args.plan}: valid plan for {args.model.name} at all {checked} bindings")
+    return 0
+
+
 def _run(args: argparse.Namespace, console: Console) -> int:
     for plugin in args.plugin:
         load_plugin(plugin)
@@ -637,9 +672,10 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         raise InputError("--rtol and --atol must be finite and not negative")
     if args.cosine is not None and not -1.0 <= args.cosine <= 1.0:
         raise InputError(f"--cosine {args.cosine}: expected a similarity between -1 and 1")
+    plan = args.plan and read_plan_at(args.plan, parse_dims(args.dim))
     report = run_plan(
         args.model,
-        args.plan,
+        plan[0] if plan and plan[1] else args.plan,
         planned_model=args.planned_model,
         inputs=args.inputs,
         seed=args.seed,
@@ -736,6 +772,9 @@ def _view_of(
     ``--target``/``--dim``/``--input-shape``; and its title. ``costs``: add latency views
     (they need the model)."""
     if not _is_model(source):
+        plan, symbolic = read_plan_at(source, parse_dims(args.dim))
+        if symbolic:
+            return PlanView(plan), str(plan["model"]["path"])
         model = getattr(args, "model", None)
         view = view_of_plan_file(source, model) if costs else PlanView(read_plan(source))
         return view, str(view.plan.get("model", {}).get("path", source.name))

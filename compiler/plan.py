@@ -318,6 +318,16 @@ def read_plan(path: Path) -> Plan:
     Raises :class:`~tierplan.compiler.errors.InputError` naming the file, the field
     and the value when it is not strict JSON or does not have a plan's structure.
     """
+    data = read_plan_document(path)
+    problems = plan_problems(data, limit=2)
+    if problems:
+        more = " (and more)" if len(problems) > 1 else ""
+        raise InputError(f"plan file {str(path)!r}: {problems[0]}{more}")
+    return data
+
+
+def read_plan_document(path: Path) -> dict[str, Any]:
+    """The JSON object of a plan file, its structure not checked yet (any plan version)."""
     where = f"plan file {str(path)!r}"
     text = read_text(path, "plan file", MAX_PLAN_FILE)
     try:
@@ -328,10 +338,6 @@ def read_plan(path: Path) -> Plan:
         raise InputError(f"{where} is not JSON: {error}") from None
     if not isinstance(data, dict):
         raise InputError(f"{where} does not hold a JSON object")
-    problems = plan_problems(data, limit=2)
-    if problems:
-        more = " (and more)" if len(problems) > 1 else ""
-        raise InputError(f"{where}: {problems[0]}{more}")
     return data
 
 

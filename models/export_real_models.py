@@ -267,6 +267,22 @@ def _gpt2_long() -> Export:
     return Export(_gpt2_module(), (input_ids,), ["input_ids"], ["last_hidden_state"])
 
 
+def _gpt2_dynamic() -> Export:
+    """GPT-2 small with a symbolic ``seq`` (1..1024), for symbolic plans (issue 19)."""
+    from torch.export import Dim
+
+    seq = Dim("seq", min=2, max=GPT2_CONTEXT)
+    # The example length must not be 0 or 1, or torch.export specialises it.
+    input_ids, _ = _token_inputs(1, SEQ_LEN, GPT2_VOCAB)
+    return Export(
+        _gpt2_module(),
+        (input_ids,),
+        ["input_ids"],
+        ["last_hidden_state"],
+        dynamic_shapes={"input_ids": {1: seq}},
+    )
+
+
 def _whisper_tiny_encoder() -> Export:
     import torch
 
@@ -479,6 +495,7 @@ SPECS: dict[str, ModelSpec] = {
             _whisper_tiny_encoder,
         ),
         ModelSpec("gpt2_seq1024", f"HF GPT2Model(GPT2Config()), 1x{GPT2_CONTEXT}", _gpt2_long),
+        ModelSpec("gpt2_dynamic", "HF GPT2Model(GPT2Config()), 1 x symbolic seq", _gpt2_dynamic),
         ModelSpec("vit_b_16", "torchvision vit_b_16, 1x3x224x224", _torchvision("vit_b_16")),
         ModelSpec(
             "t5_encoder",
