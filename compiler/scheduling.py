@@ -30,11 +30,10 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import networkx as nx
 import numpy as np
 from tierplan.compiler.aliasing import concat_parts, reuse_candidates, shared_bytes
 from tierplan.compiler.ir import IRGraph, Operator, Tensor
@@ -76,16 +75,34 @@ def model_order(ir: IRGraph) -> list[Operator]:
                 # whose own nodes are out of order deserves a warning.
                 if not (op.inserted or ir.producer(name).inserted):
                     log.warning("the ONNX node order is not topological; sorting it")
-                return _stable_topological(ir, position)
+                return _pulled_order(ir, ops, position)
     return ops
 
 
-def _stable_topological(ir: IRGraph, position: dict[str, int]) -> list[Operator]:
-    def key(node: tuple[str, str]) -> tuple[int, str]:
-        return (position.get(node[1], -1) if node[0] == "op" else -1, node[1])
+def _pulled_order(ir: IRGraph, ops: list[Operator], position: dict[str, int]) -> list[Operator]:
+    """``ops`` in their order, each preceded by the producers it still waits for (depth
+    first, in that order too): an operator runs when a reader needs it, not as soon as
+    it could (a value computed from constants alone would otherwise be made at once
+    and kept until its reader, far later)."""
 
-    order = nx.lexicographical_topological_sort(ir.graph, key=key)
-    return [ir.operator(node[1]) for node in order if node[0] == "op"]
+    def producers(op: Operator) -> Iterator[Operator]:
+        names = {ir.producer(n).name for n in op.read_tensors() if ir.has_producer(n)}
+        return iter(sorted((ir.operator(n) for n in names), key=lambda o: position[o.name]))
+
+    emitted: set[str] = set()
+    order: list[Operator] = []
+    for root in ops:
+        stack = [] if root.name in emitted else [(root, producers(root))]
+        while stack:
+            op, waiting = stack[-1]
+            needed = next((p for p in waiting if p.name not in emitted), None)
+            if needed is None:
+                stack.pop()
+                emitted.add(op.name)
+                order.append(op)
+            else:
+                stack.append((needed, producers(needed)))
+    return order
 
 
 @dataclass(frozen=True, slots=True)
