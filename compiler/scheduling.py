@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import networkx as nx
 import numpy as np
 from tierplan.compiler.aliasing import concat_parts, reuse_candidates, shared_bytes
 from tierplan.compiler.ir import IRGraph, Operator, Tensor
@@ -75,15 +77,34 @@ def model_order(ir: IRGraph) -> list[Operator]:
                 # whose own nodes are out of order deserves a warning.
                 if not (op.inserted or ir.producer(name).inserted):
                     log.warning("the ONNX node order is not topological; sorting it")
-                return _pulled_order(ir, ops, position)
+                return _pulled_order(ir, _anchored(ir, ops))
     return ops
 
 
-def _pulled_order(ir: IRGraph, ops: list[Operator], position: dict[str, int]) -> list[Operator]:
+def _anchored(ir: IRGraph, ops: list[Operator]) -> list[Operator]:
+    """``ops`` with every inserted operator moved just before the first model operator
+    that needs it (directly or through other inserted ones), in insertion order: a
+    rewrite's work runs where the work it replaced ran."""
+    anchor: dict[str, float] = {}
+    for key in reversed(list(nx.topological_sort(ir.graph))):
+        if key[0] != "op":
+            continue
+        op = ir.operator(key[1])
+        if op.index is not None:
+            anchor[op.name] = op.index
+        else:
+            readers = (r.name for out in op.outputs if out for r in ir.consumers(out))
+            anchor[op.name] = min((anchor[name] for name in readers), default=math.inf)
+    rank = {op.name: i for i, op in enumerate(ops)}
+    return sorted(ops, key=lambda op: (anchor[op.name], not op.inserted, rank[op.name]))
+
+
+def _pulled_order(ir: IRGraph, ops: list[Operator]) -> list[Operator]:
     """``ops`` in their order, each preceded by the producers it still waits for (depth
     first, in that order too): an operator runs when a reader needs it, not as soon as
     it could (a value computed from constants alone would otherwise be made at once
     and kept until its reader, far later)."""
+    position = {op.name: i for i, op in enumerate(ops)}
 
     def producers(op: Operator) -> Iterator[Operator]:
         names = {ir.producer(n).name for n in op.read_tensors() if ir.has_producer(n)}
