@@ -52,7 +52,7 @@ def _as_array(mask: int, count: int) -> np.ndarray[Any, np.dtype[np.int64]]:
     return np.unpackbits(packed, bitorder="little")[:count].astype(np.int64)
 
 
-def _bits(mask: int) -> list[int]:
+def set_bits(mask: int) -> list[int]:
     """Positions of the set bits of ``mask``."""
     found = []
     while mask:
@@ -297,7 +297,7 @@ class MemoryGraph:
             return 0
         ancestors = [0] * count
         for v in range(count):
-            for p in _bits(self.predecessors[v]):
+            for p in set_bits(self.predecessors[v]):
                 ancestors[v] |= ancestors[p] | 1 << p
         descendants = [0] * count
         for v in range(count - 1, -1, -1):
@@ -309,7 +309,7 @@ class MemoryGraph:
             writer = self.producers[t]
             after = everything if writer < 0 else descendants[writer]
             before = 0
-            for reader in _bits(self.readers[t]):
+            for reader in set_bits(self.readers[t]):
                 before |= ancestors[reader]
             alive += size * _as_array(after & before | self.readers[t], count)
         own = [

@@ -37,6 +37,7 @@ from tierplan.compiler.packing import Item, place, solve
 from tierplan.compiler.packing.exact import region_budget
 from tierplan.compiler.pass_manager import parse_pipeline
 from tierplan.compiler.plan import Plan, alias_groups, region_key
+from tierplan.compiler.scheduling import set_bits
 from tierplan.compiler.symbolic.dims import DimSpecs
 from tierplan.compiler.symbolic.expressions import Expr, Polynomial
 from tierplan.compiler.symbolic.instantiate import SYMBOLIC_FORMAT
@@ -332,19 +333,10 @@ def _order_of(groups: list[Group], offsets: list[int]) -> list[list[int]]:
     direct = []
     for i in range(len(groups)):
         covered = 0
-        for j in _bits(below_bits[i]):
+        for j in set_bits(below_bits[i]):
             covered |= below_bits[j]
-        direct.append(list(_bits(below_bits[i] & ~covered)))
+        direct.append(list(set_bits(below_bits[i] & ~covered)))
     return direct
-
-
-def _bits(mask: int) -> list[int]:
-    found = []
-    while mask:
-        low = mask & -mask
-        found.append(low.bit_length() - 1)
-        mask ^= low
-    return found
 
 
 def _evaluate_order(
