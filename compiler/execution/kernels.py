@@ -52,6 +52,10 @@ class _OrtSession:
         options = onnxruntime.SessionOptions()
         options.log_severity_level = _QUIET
         options.intra_op_num_threads = 1
+        # Thousands of one-node sessions live at once (one per signature): an arena or
+        # memory pattern per session would keep each one's peak allocated for good.
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
         self._session = onnxruntime.InferenceSession(
             model.SerializeToString(), options, providers=["CPUExecutionProvider"]
