@@ -213,3 +213,12 @@ def test_a_registered_rewrite_joins_where_its_requirements_hold() -> None:
     assert available_knobs([knob], base, load_model(BLOCK).ir) == [knob]
     names = [item.name for item in assemble(base, [late])]
     assert names[:5] == ["schedule", "liveness", "fit-test-late-rewrite", "liveness", "inplace"]
+
+
+def test_a_budget_with_a_range_of_lengths_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = MODELS / "real" / "bert_base_dynamic.onnx"
+    options = ("--dim", "batch=1", "--dim", "seq=1..8", "--budget", "10MiB")
+    line = fails_cleanly(tmp_path, capsys, model, *options)
+    assert "--budget plans one binding" in line
