@@ -65,8 +65,10 @@ def set_bits(mask: int) -> list[int]:
 def model_order(ir: IRGraph) -> list[Operator]:
     """Operators in ONNX order if that order is topological, else a stable topological order.
 
-    Inserted operators follow the model's, in the order a pass added them (a
-    rewrite adds one block of work after another: that order interleaves them).
+    Inserted operators (a rewrite's) sit just before the first model operator that
+    needs them, in the order the pass added them (a rewrite adds one block of work
+    after another: that order interleaves them), each preceded by the producers it
+    waits for (:func:`_pulled_order`).
     """
     ops = sorted(ir.operators(), key=lambda op: (op.index is None, op.index or 0))
     position = {op.name: i for i, op in enumerate(ops)}

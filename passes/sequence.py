@@ -181,8 +181,7 @@ def find_region(ir: IRGraph, seeds: dict[str, int]) -> Region:
     members: dict[str, Operator] = {}
     pending = deque(seeds)
 
-    def admit(op: Operator, out_axis: int) -> None:
-        reads = input_axes(ir, op, out_axis)
+    def admit(op: Operator, out_axis: int, reads: InputAxes | None) -> None:
         if op.name in members or reads is None:
             return
         wanted = {
@@ -202,7 +201,8 @@ def find_region(ir: IRGraph, seeds: dict[str, int]) -> Region:
     while pending:
         name = pending.popleft()
         if ir.has_producer(name):
-            admit(ir.producer(name), axis[name])
+            producer = ir.producer(name)
+            admit(producer, axis[name], input_axes(ir, producer, axis[name]))
         for reader in ir.consumers(name):
             if not reader.outputs or not reader.outputs[0]:
                 continue
@@ -210,7 +210,7 @@ def find_region(ir: IRGraph, seeds: dict[str, int]) -> Region:
                 reads = input_axes(ir, reader, out_axis)
                 slots = [a for n, a in zip(reader.inputs, reads or [], strict=False) if n == name]
                 if reads is not None and slots and all(a == axis[name] for a in slots):
-                    admit(reader, out_axis)
+                    admit(reader, out_axis, reads)
                     break
     ordered = sorted(members.values(), key=lambda op: (op.index is None, op.index or 0, op.name))
     return Region(ordered, axis, rows)
