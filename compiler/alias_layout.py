@@ -23,7 +23,9 @@ from tierplan.compiler.ir import IRGraph, Operator, Tensor
 SLICE_VIEW_OPS = frozenset({"Split", "Slice", "Gather"})
 
 
-def _axis(op: Operator, rank: int) -> int | None:
+def operator_axis(op: Operator, rank: int) -> int | None:
+    """``op``'s ``axis`` attribute counted from the front of a rank-``rank`` shape (None
+    when it is not an axis of that shape)."""
     axis = op.attributes.get("axis", 0)
     if not isinstance(axis, int) or not -rank <= axis < rank:
         return None
@@ -49,13 +51,13 @@ def slice_view_position(ir: IRGraph, op: Operator, output: str) -> int | None:
     if not source:
         return None
     if op.op_type == "Split":
-        axis = _axis(op, len(source))
+        axis = operator_axis(op, len(source))
         if axis is None or not _contiguous(source, axis):
             return None
         before = op.outputs[: op.outputs.index(output)]
         return sum(ir.tensor(name).nbytes for name in before)
     if op.op_type == "Gather":
-        axis, index = _axis(op, len(source)), _constant(ir, op, 1)
+        axis, index = operator_axis(op, len(source)), _constant(ir, op, 1)
         if axis is None or index is None or len(index) != 1 or ir.tensor(op.inputs[1]).shape:
             return None
         position = index[0] + source[axis] if index[0] < 0 else index[0]
@@ -94,7 +96,7 @@ def concat_part_positions(ir: IRGraph, op: Operator, part: str) -> list[int]:
     if op.op_type != "Concat" or not op.outputs or part not in op.inputs:
         return []
     shape = ir.tensor(op.outputs[0]).shape
-    axis = _axis(op, len(shape)) if shape else None
+    axis = operator_axis(op, len(shape)) if shape else None
     if axis is None or not _contiguous(shape, axis):
         return []
     positions, position = [], 0

@@ -30,12 +30,18 @@ into its slice of the Concat's output, which then copies nothing
 - the part is an activation (not a graph input, weight or graph output) that the
   Concat reads once, written by an operator that computes it (not a view or a
   slice view, whose bytes are another tensor's, nor a device ``Transfer``);
-- the Concat is the part's only reader. A part read by other operators too
-  (DenseNet's features, read by every later Concat of their block; U-Net's skip
-  connections, read by the next level down) lives long before the Concat runs,
-  and the Concat's output would be reserved from then on, the slots of parts not
-  yet computed included: measured on DenseNet-121 and a U-Net, that costs more at
-  the peak than the copy it saves;
+- the Concat is the part's only reader, unless the Concat is a link of a chain of
+  nested concatenations (it reads another Concat's output, or a Concat reads its
+  output: what ``concat-chains`` makes of a DenseNet block) and the part's other
+  readers are operators the Concat depends on, so that they run before it in every
+  order (a DenseNet layer reads the features so far, then adds its own). A part read by other
+  operators too (DenseNet's features, read by every later Concat of their block;
+  U-Net's skip connections, read by the next level down) lives long before the
+  Concat runs, and the Concat's output would be reserved from then on, the slots of
+  parts not yet computed included: measured on DenseNet-121 and a U-Net, that costs
+  more at the peak than the copy it saves. In a chain the last Concat holds the
+  whole block, every link and feature is written once inside it, and every copy
+  the chain would make is saved;
 - every input of the Concat is such a part (all or none): an input it copied
   would hold its own bytes and, from the first part on, its slot in the output
   too; when all are in place the Concat does nothing at run time.
@@ -56,12 +62,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import networkx as nx
 from tierplan.compiler.alias_layout import (
     SLICE_VIEW_OPS,
     concat_part_positions,
     slice_view_position,
 )
-from tierplan.compiler.ir import TRANSFER_OP, IRGraph, Operator, Tensor, alias_roots
+from tierplan.compiler.ir import TRANSFER_OP, IRGraph, Operator, Tensor, alias_roots, op_key
 from tierplan.compiler.validate import VIEW_OPS
 
 IN_PLACE_OPS = frozenset(
@@ -140,12 +147,35 @@ def concat_parts(ir: IRGraph) -> dict[str, Operator]:
     parts: dict[str, Operator] = {}
     for concat in ir.operators():
         whole = concat.op_type == "Concat" and bool(concat.outputs) and bool(concat.outputs[0])
-        if whole and all(_is_concat_part(ir, concat, name) for name in concat.inputs):
+        if not whole:
+            continue
+        # In a chain, a part's other readers must run before the Concat in every order
+        # (the Concat depends on them): the Concat is where the part's bytes are
+        # declared written, and nothing may read them as that part afterwards.
+        before = _ancestors(ir, concat) if _in_chain(ir, concat) else frozenset()
+        if all(_is_concat_part(ir, concat, name, before) for name in concat.inputs):
             parts.update((name, concat) for name in concat.inputs)
     return parts
 
 
-def _is_concat_part(ir: IRGraph, concat: Operator, name: str) -> bool:
+def _ancestors(ir: IRGraph, concat: Operator) -> frozenset[str]:
+    """Names of the operators ``concat`` depends on."""
+    return frozenset(
+        key[1] for key in nx.ancestors(ir.graph, op_key(concat.name)) if key[0] == "op"
+    )
+
+
+def _in_chain(ir: IRGraph, concat: Operator) -> bool:
+    """True when ``concat`` reads another Concat's output or is read by a Concat: a link
+    of a chain of nested concatenations (``concat-chains``)."""
+    reads_concat = any(
+        name and ir.has_producer(name) and ir.producer(name).op_type == "Concat"
+        for name in concat.inputs
+    )
+    return reads_concat or any(op.op_type == "Concat" for op in ir.consumers(concat.outputs[0]))
+
+
+def _is_concat_part(ir: IRGraph, concat: Operator, name: str, before: frozenset[str]) -> bool:
     if not name or len(concat_part_positions(ir, concat, name)) != 1:
         return False
     if ir.tensor(name).kind != "activation" or not ir.has_producer(name):
@@ -155,7 +185,7 @@ def _is_concat_part(ir: IRGraph, concat: Operator, name: str) -> bool:
         return False
     if any(view.name == name for view, _ in slice_views(ir, made)):
         return False
-    return all(op is concat for op in ir.consumers(name))
+    return all(op is concat or op.name in before for op in ir.consumers(name))
 
 
 def shared_bytes(ir: IRGraph, order: list[Operator]) -> dict[str, str]:

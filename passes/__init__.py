@@ -5,6 +5,7 @@ The default pipeline is :data:`DEFAULT_PIPELINE`, in the order of ``docs/design.
 
 from tierplan.passes import (
     attention,
+    concat_chains,
     evaluate,
     inplace,
     liveness,
@@ -32,6 +33,7 @@ DEFAULT_PIPELINE: tuple[str, ...] = (
 __all__ = [
     "DEFAULT_PIPELINE",
     "attention",
+    "concat_chains",
     "evaluate",
     "inplace",
     "liveness",
