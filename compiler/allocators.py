@@ -176,7 +176,8 @@ class Simulation:
 def requests(plan: Plan, kinds: frozenset[str], in_place: bool = False) -> dict[str, list[Item]]:
     """Per ``"<device>/<tier>"``, one request per group of the buffers of ``kinds``: an
     :class:`~tierplan.compiler.packing.problem.Item` keyed by the group's root, alive
-    over its members' steps, as large as its largest member.
+    over its members' steps, as large as its largest member (not rounded: each
+    allocator rounds block sizes its own way).
 
     A view (``VIEW_OPS``) shares its input's block at run time too: it is metadata.
     An in-place write needs to know that no later reader sees the overwrite: an
