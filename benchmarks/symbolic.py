@@ -31,9 +31,9 @@ DENSE_UP_TO = 32  # every length up to here gets an exact plan; above, every --e
 
 def _arena(plan: dict[str, object]) -> int:
     from tierplan.compiler.evaluation import ACTIVATION_KINDS
-    from tierplan.compiler.plan import memory_summary
+    from tierplan.compiler.plan import PlanBuffer, memory_summary
 
-    peaks, _ = memory_summary(plan["buffers"], set(ACTIVATION_KINDS))  # type: ignore[arg-type]
+    peaks, _ = memory_summary(PlanBuffer.of_plan(plan), set(ACTIVATION_KINDS))
     return max(peaks.values())
 
 

@@ -25,10 +25,11 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
-from tierplan.compiler.plan import Plan, alias_groups, max_live_bytes, region_key
+from tierplan.compiler.packing.problem import Item, max_live
+from tierplan.compiler.plan import Plan, PlanBuffer, alias_groups
 from tierplan.compiler.validate import VIEW_OPS
 
 ALIGNMENT = 64
@@ -152,15 +153,6 @@ ALLOCATORS: dict[str, type[PoolAllocator] | type[BuddyAllocator]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Request:
-    """One allocation: an alias group's bytes, alive at steps ``[start, end]``."""
-
-    start: int
-    end: int
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
 class Simulation:
     """One allocator's replay of one region's requests."""
 
@@ -181,8 +173,11 @@ class Simulation:
         return self.footprint / self.requested_peak - 1 if self.requested_peak else 0.0
 
 
-def requests(plan: Plan, kinds: frozenset[str], in_place: bool = False) -> dict[str, list[Request]]:
-    """Per ``"<device>/<tier>"``, one request per group of the buffers of ``kinds``.
+def requests(plan: Plan, kinds: frozenset[str], in_place: bool = False) -> dict[str, list[Item]]:
+    """Per ``"<device>/<tier>"``, one request per group of the buffers of ``kinds``: an
+    :class:`~tierplan.compiler.packing.problem.Item` keyed by the group's root, alive
+    over its members' steps, as large as its largest member (not rounded: each
+    allocator rounds block sizes its own way).
 
     A view (``VIEW_OPS``) shares its input's block at run time too: it is metadata.
     An in-place write needs to know that no later reader sees the overwrite: an
@@ -190,26 +185,25 @@ def requests(plan: Plan, kinds: frozenset[str], in_place: bool = False) -> dict[
     ``in_place`` the runtime makes the plan's in-place writes too (as one that
     reuses a block whose reference count drops to zero would).
     """
-    buffers: list[dict[str, Any]] = [b for b in plan["buffers"] if b["kind"] in kinds]
+    buffers = [b for b in PlanBuffer.of_plan(plan) if b.kind in kinds]
     producer = {out: op["op_type"] for op in plan["ops"] for out in op.get("outputs", [])}
     if not in_place:
         buffers = [
-            b if producer.get(b["tensor"]) in VIEW_OPS else {**b, "alias_of": None} for b in buffers
+            b if producer.get(b.tensor) in VIEW_OPS else replace(b, alias_of=None) for b in buffers
         ]
     roots = alias_groups(buffers)
     groups: dict[tuple[str, str], list[int]] = {}
     for b in buffers:
-        region = region_key(b["device"], b["tier"])
-        root = roots[(region, b["tensor"])]
-        span = groups.setdefault((region, root), [b["start"], b["end"], b["bytes"]])
-        span[:] = [min(span[0], b["start"]), max(span[1], b["end"]), max(span[2], b["bytes"])]
-    regions: dict[str, list[Request]] = defaultdict(list)
-    for (region, _), (start, end, size) in groups.items():
-        regions[region].append(Request(start, end, size))
+        root = roots[(b.region_key, b.tensor)]
+        span = groups.setdefault((b.region_key, root), [b.start, b.end, b.nbytes])
+        span[:] = [min(span[0], b.start), max(span[1], b.end), max(span[2], b.nbytes)]
+    regions: dict[str, list[Item]] = defaultdict(list)
+    for (region, root), (start, end, size) in groups.items():
+        regions[region].append(Item(root, start, end, size))
     return dict(sorted(regions.items()))
 
 
-def simulate(name: str, requests: list[Request], capacity: int) -> Simulation:
+def simulate(name: str, requests: list[Item], capacity: int) -> Simulation:
     """Replay ``requests`` through the allocator called ``name`` with ``capacity`` bytes."""
     allocator: Allocator = ALLOCATORS[name](capacity)
     alive: list[tuple[int, int]] = []  # heap of (end step, offset)
@@ -222,5 +216,5 @@ def simulate(name: str, requests: list[Request], capacity: int) -> Simulation:
             failed += 1
         else:
             heapq.heappush(alive, (request.end, offset))
-    peak = max_live_bytes((r.start, r.end, r.size) for r in requests)
+    peak = max_live(requests)
     return Simulation(name, allocator.footprint, peak, failed)

@@ -51,6 +51,7 @@ from tierplan.compiler.packing.traces import read_trace, write_trace
 from tierplan.compiler.pass_manager import load_plugin, parse_pipeline, registered_passes
 from tierplan.compiler.plan import (
     Plan,
+    PlanBuffer,
     existing_planned_model,
     is_rewritten,
     memory_summary,
@@ -889,7 +890,7 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
     else:
         plan = read_plan(args.model)
     target = plan_target(plan)
-    peaks, bounds = memory_summary(plan["buffers"], set(ACTIVATION_KINDS))
+    peaks, bounds = memory_summary(PlanBuffer.of_plan(plan), set(ACTIVATION_KINDS))
     scratch_only = _scratch_only(plan)
     names = list(ALLOCATORS) if args.allocator == "all" else [args.allocator]
     table = Table(title=f"tierplan simulate: {args.model.name}: static plan vs runtime allocators")

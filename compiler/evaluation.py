@@ -9,12 +9,12 @@ naive no-reuse baseline and the latency estimate.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tierplan.compiler.cost import OpCost, cost_entry, estimate
 from tierplan.compiler.errors import PassFailure
 from tierplan.compiler.ir import TRANSFER_OP, IRGraph
-from tierplan.compiler.plan import Plan, build_plan, memory_summary, region_key
+from tierplan.compiler.plan import Plan, PlanBuffer, build_plan, memory_summary
 from tierplan.compiler.scheduling import onnx_order_bound
 from tierplan.compiler.target import Target
 from tierplan.compiler.validate import validate_plan
@@ -94,21 +94,19 @@ def evaluate(ir: IRGraph, target: Target, validate: bool = True) -> Evaluation:
         plan["summary"]["device_seconds"] = {str(d): seconds for d, seconds in busy.items()}
         plan["summary"]["transfer_bytes"] = transfers
     plan["summary"]["onnx_order_bound_bytes"] = onnx_order_bound(ir)
-    activation_peak, activation_bound = memory_summary(plan["buffers"], set(ACTIVATION_KINDS))
+    buffers = PlanBuffer.of_plan(plan)
+    activation_peak, activation_bound = memory_summary(buffers, set(ACTIVATION_KINDS))
     # Without aliasing a tensor's bytes start at its producer (a Concat's output holds
     # its concat parts' bytes before it runs only through the aliases).
     made = {name: op["step"] for op in plan["ops"] for name in op["outputs"]}
     unaliased = [
-        {**buffer, "alias_of": None, "start": max(buffer["start"], made.get(buffer["tensor"], 0))}
-        for buffer in plan["buffers"]
+        replace(b, alias_of=None, start=max(b.start, made.get(b.tensor, 0))) for b in buffers
     ]
     _, bound_without_aliasing = memory_summary(unaliased, set(ACTIVATION_KINDS))
     no_reuse: dict[str, int] = defaultdict(int)
-    for buffer in plan["buffers"]:
-        if buffer["kind"] in ACTIVATION_KINDS:
-            no_reuse[region_key(buffer["device"], buffer["tier"])] += target.align_up(
-                buffer["bytes"]
-            )
+    for b in buffers:
+        if b.kind in ACTIVATION_KINDS:
+            no_reuse[b.region_key] += target.align_up(b.nbytes)
     return Evaluation(
         plan=plan,
         peak_bytes=plan["summary"]["peak_bytes"],

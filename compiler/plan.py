@@ -12,15 +12,15 @@ import itertools
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from tierplan.compiler.errors import InputError
+from tierplan.compiler.errors import InputError, InvariantError
 from tierplan.compiler.inputs import MAX_PLAN_FILE, read_text
-from tierplan.compiler.ir import TRANSFER_OP, IRGraph, alias_roots
+from tierplan.compiler.intervals import max_live_bytes
+from tierplan.compiler.ir import TRANSFER_OP, IRGraph, Tensor, alias_roots
 from tierplan.compiler.plan_schema import plan_problems
 from tierplan.compiler.target import Target
 
@@ -32,8 +32,9 @@ Plan = dict[str, Any]
 class PlanBuffer:
     """One entry of a plan's ``buffers`` (plan-format.md), typed; ``index`` is its position.
 
-    The one record of a plan buffer: the validator checks the rules on it and
-    ``tierplan run`` places tensors with it. Build it from a plan whose structure
+    The one record of a plan buffer: :func:`build_plan` writes it (:meth:`to_json`),
+    the summary, the validator, the reports, the allocator simulation and
+    ``tierplan run`` read it. Build it from a plan whose structure
     :func:`~tierplan.compiler.plan_schema.plan_problems` accepted (:meth:`of_plan`).
     """
 
@@ -51,6 +52,11 @@ class PlanBuffer:
     @classmethod
     def of_plan(cls, plan: Plan) -> list[PlanBuffer]:
         """Every buffer of a structurally valid plan, in order."""
+        return cls.of_entries(plan["buffers"])
+
+    @classmethod
+    def of_entries(cls, entries: Sequence[dict[str, Any]]) -> list[PlanBuffer]:
+        """Records of plan ``buffers`` entries (JSON objects), in order."""
         return [
             cls(
                 index,
@@ -64,13 +70,32 @@ class PlanBuffer:
                 b["end"],
                 b.get("alias_of"),
             )
-            for index, b in enumerate(plan["buffers"])
+            for index, b in enumerate(entries)
         ]
+
+    def to_json(self) -> dict[str, Any]:
+        """Its ``buffers`` entry, keys in plan-format.md's order."""
+        return {
+            "tensor": self.tensor,
+            "kind": self.kind,
+            "bytes": self.nbytes,
+            "device": self.device,
+            "tier": self.tier,
+            "offset": self.offset,
+            "start": self.start,
+            "end": self.end,
+            "alias_of": self.alias_of,
+        }
 
     @property
     def region(self) -> tuple[int, str]:
         """``(device, tier)``: the memory the buffer lives in."""
         return (self.device, self.tier)
+
+    @property
+    def region_key(self) -> str:
+        """``"<device>/<tier>"``: its region as ``summary`` dicts name it."""
+        return region_key(self.device, self.tier)
 
     def live_at(self, step: int) -> bool:
         """True when ``step`` is in the buffer's inclusive range."""
@@ -89,36 +114,7 @@ def region_key(device: int, tier: str) -> str:
     return f"{device}/{tier}"
 
 
-def live_bytes_per_step(
-    ranges: Iterable[tuple[int, int, int]], steps: int | None = None
-) -> np.ndarray:
-    """Bytes alive at each step, for inclusive ``(start, end, bytes)`` ranges.
-
-    ``steps`` is the curve's length (default: up to the last range's end).
-
-    >>> live_bytes_per_step([(0, 1, 10), (1, 2, 5), (2, 3, 7)]).tolist()
-    [10, 15, 12, 7]
-    """
-    array = np.array(list(ranges), dtype=np.int64).reshape(-1, 3)
-    reach = int(array[:, 1].max()) + 1 if len(array) else 0
-    steps = reach if steps is None else steps
-    delta = np.zeros(max(steps, reach) + 1, dtype=np.int64)
-    np.add.at(delta, array[:, 0], array[:, 2])
-    np.add.at(delta, array[:, 1] + 1, -array[:, 2])
-    return np.cumsum(delta)[:steps]
-
-
-def max_live_bytes(ranges: Iterable[tuple[int, int, int]]) -> int:
-    """Largest total of bytes alive at one step, for inclusive ``(start, end, bytes)`` ranges.
-
-    >>> max_live_bytes([(0, 1, 10), (1, 2, 5), (2, 3, 7)])
-    15
-    """
-    curve = live_bytes_per_step(ranges)
-    return int(curve.max()) if len(curve) else 0
-
-
-def alias_groups(buffers: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+def alias_groups(buffers: Sequence[PlanBuffer]) -> dict[tuple[str, str], str]:
     """Map each ``(region key, tensor)`` to the root of its ``alias_of`` chain in that region.
 
     ``alias_of`` applies to the aliased tensor's buffers on the same device and tier
@@ -127,8 +123,8 @@ def alias_groups(buffers: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
     """
     parent: dict[tuple[str, str], str | None] = {}
     for b in buffers:
-        key = (region_key(b["device"], b["tier"]), b["tensor"])
-        parent[key] = parent.get(key) or b.get("alias_of") or None
+        key = (b.region_key, b.tensor)
+        parent[key] = parent.get(key) or b.alias_of or None
 
     def link(key: tuple[str, str]) -> tuple[str, str] | None:
         up = parent.get(key)
@@ -138,22 +134,22 @@ def alias_groups(buffers: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
     return {key: roots[key][1] for key in parent}
 
 
-def group_live_ranges(members: list[dict[str, Any]]) -> list[tuple[int, int, int]]:
+def group_live_ranges(members: Sequence[PlanBuffer]) -> list[tuple[int, int, int]]:
     """The bytes one alias group holds, as inclusive ``(start, end, bytes)`` ranges.
 
     At each step the group holds the union of the byte ranges of its live members
     (a slice view or a concat part lies inside another member: counted once).
     """
-    events = sorted({b["start"] for b in members} | {b["end"] + 1 for b in members})
-    waiting = sorted(members, key=lambda b: b["start"], reverse=True)
-    live: list[dict[str, Any]] = []
+    events = sorted({b.start for b in members} | {b.end + 1 for b in members})
+    waiting = sorted(members, key=lambda b: b.start, reverse=True)
+    live: list[PlanBuffer] = []
     ranges = []
     for first, after in itertools.pairwise(events):
-        while waiting and waiting[-1]["start"] <= first:
+        while waiting and waiting[-1].start <= first:
             live.append(waiting.pop())
-        live = [b for b in live if b["end"] >= first]
+        live = [b for b in live if b.end >= first]
         held, reach = 0, -(2**63)
-        for low, high in sorted((b["offset"], b["offset"] + b["bytes"]) for b in live):
+        for low, high in sorted((b.offset, b.offset + b.nbytes) for b in live):
             held += max(0, high - max(low, reach))
             reach = max(reach, high)
         if held:
@@ -161,33 +157,34 @@ def group_live_ranges(members: list[dict[str, Any]]) -> list[tuple[int, int, int
     return ranges
 
 
-def region_live_ranges(buffers: list[dict[str, Any]]) -> list[tuple[int, int, int]]:
+def region_live_ranges(buffers: Sequence[PlanBuffer]) -> list[tuple[int, int, int]]:
     """Inclusive ``(start, end, bytes)`` ranges of one region's buffers, each alias group
-    counted once: their :func:`max_live_bytes` is the region's lower bound."""
+    counted once: their :func:`~tierplan.compiler.intervals.max_live_bytes` is the
+    region's lower bound."""
     roots = alias_groups(buffers)
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[PlanBuffer]] = defaultdict(list)
     for b in buffers:
-        key = (region_key(b["device"], b["tier"]), b["tensor"])
+        key = (b.region_key, b.tensor)
         groups[(key[0], roots[key])].append(b)
     return [span for members in groups.values() for span in group_live_ranges(members)]
 
 
 def memory_summary(
-    buffers: list[dict[str, Any]], kinds: set[str] | None = None
+    buffers: Sequence[PlanBuffer], kinds: set[str] | None = None
 ) -> tuple[dict[str, int], dict[str, int]]:
     """``(peak, lower_bound)`` bytes per ``"<device>/<tier>"`` as plan-format.md defines them.
 
     ``kinds`` restricts both to buffers of those kinds (e.g. activations only);
     the peak is then measured from the lowest such buffer's offset.
     """
-    chosen = [b for b in buffers if kinds is None or b["kind"] in kinds]
-    regions: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    chosen = [b for b in buffers if kinds is None or b.kind in kinds]
+    regions: dict[str, list[PlanBuffer]] = defaultdict(list)
     for buffer in chosen:
-        regions[region_key(buffer["device"], buffer["tier"])].append(buffer)
+        regions[buffer.region_key].append(buffer)
     peaks, bounds = {}, {}
     for key, members in sorted(regions.items()):
-        floor = 0 if kinds is None else min(b["offset"] for b in members)
-        peaks[key] = max(b["offset"] + b["bytes"] for b in members) - floor
+        floor = 0 if kinds is None else min(b.offset for b in members)
+        peaks[key] = max(b.offset + b.nbytes for b in members) - floor
         bounds[key] = max_live_bytes(region_live_ranges(members))
     return peaks, bounds
 
@@ -200,19 +197,8 @@ def build_plan(ir: IRGraph, target: Target, latency_s: float | None = None) -> P
     """
     ops = ir.scheduled_operators()
     buffers = [
-        {
-            "tensor": ir.plan_name(t.name),
-            "kind": t.kind,
-            "bytes": t.nbytes,
-            "device": t.device,
-            "tier": t.tier,
-            "offset": t.offset,
-            "start": t.start,
-            "end": t.end,
-            "alias_of": t.alias_of and ir.plan_name(t.alias_of),
-        }
-        for t in ir.tensors()
-        if t.needs_buffer
+        _planned_buffer(ir, index, t)
+        for index, t in enumerate(t for t in ir.tensors() if t.needs_buffer)
     ]
     op_entries = []
     for op in ops:
@@ -256,8 +242,23 @@ def build_plan(ir: IRGraph, target: Target, latency_s: float | None = None) -> P
     }
     if ir.model.dims:
         plan["dims"] = ir.model.dims
-    plan.update(schedule=[op.name for op in ops], buffers=buffers, ops=op_entries, summary=summary)
+    plan.update(
+        schedule=[op.name for op in ops],
+        buffers=[b.to_json() for b in buffers],
+        ops=op_entries,
+        summary=summary,
+    )
     return plan
+
+
+def _planned_buffer(ir: IRGraph, index: int, t: Tensor) -> PlanBuffer:
+    if t.start is None or t.end is None or t.tier is None or t.offset is None:
+        raise InvariantError(f"tensor {t.name!r} has a live range but no tier or offset")
+    alias = t.alias_of and ir.plan_name(t.alias_of)
+    return PlanBuffer(
+        index, ir.plan_name(t.name), t.kind, t.nbytes, t.device, t.tier, t.offset, t.start, t.end,
+        alias,
+    )  # fmt: skip
 
 
 def plan_text(plan: Plan) -> str:

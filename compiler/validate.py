@@ -9,15 +9,12 @@ costing a plan, and ``tierplan check`` runs it on any plan file.
 
 from __future__ import annotations
 
-import bisect
-import heapq
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from tierplan.compiler.alias_layout import concat_part_positions, slice_view_position
-from tierplan.compiler.intervals import IntervalIndex
+from tierplan.compiler.intervals import IntervalIndex, sharing_pairs
 from tierplan.compiler.ir import IRGraph, Operator, alias_roots
 from tierplan.compiler.plan import PLAN_FORMAT, PlanBuffer, memory_summary
 from tierplan.compiler.plan_schema import plan_problems
@@ -426,11 +423,12 @@ class _Checker:
     def overlaps(self, roots: dict[int, str]) -> None:
         regions: dict[tuple[int, str], list[PlanBuffer]] = defaultdict(list)
         for b in self.buffers:
-            if b.nbytes > 0:
-                regions[(b.device, b.tier)].append(b)
+            regions[b.region].append(b)
         reported = 0
         for members in regions.values():
-            for a, b in _overlapping_pairs(members, self.last_step):
+            boxes = [(b.start, b.end, b.offset, b.nbytes) for b in members]
+            for i, j in sharing_pairs(boxes, self.last_step):
+                a, b = members[i], members[j]
                 if roots[a.index] == roots[b.index]:
                     continue  # members of one group: group_writes() checks them
                 self.add(
@@ -524,69 +522,16 @@ class _Checker:
 
     def summary(self) -> None:
         summary = self.plan["summary"]
-        items = [
-            {"tensor": b.tensor, "kind": b.kind, "bytes": b.nbytes, "device": b.device, "tier": b.tier,
-             "offset": b.offset, "start": b.start, "end": b.end, "alias_of": b.alias_of}
-            for b in self.buffers
-            if 0 <= b.start <= b.end <= self.last_step  # others are reported as lifetime violations
-        ]  # fmt: skip
-        peaks, bounds = memory_summary(items)
+        # Buffers outside the schedule are reported as lifetime violations.
+        peaks, bounds = memory_summary(
+            [b for b in self.buffers if 0 <= b.start <= b.end <= self.last_step]
+        )
         for key, expected, found in (
             ("peak_bytes", peaks, summary.get("peak_bytes")),
             ("lower_bound_bytes", bounds, summary.get("lower_bound_bytes")),
         ):
             if found != expected:
                 self.add("summary", f"summary.{key} is {found!r}, the buffers give {expected!r}")
-
-
-def _overlapping_pairs(
-    buffers: list[PlanBuffer], last_step: int
-) -> Iterator[tuple[PlanBuffer, PlanBuffer]]:
-    """Pairs of buffers that share a step and a byte.
-
-    Buffers alive for the whole schedule are compared through their offsets
-    (sorted, so each needs a binary search); the others by a sweep over steps.
-    """
-    whole = sorted(
-        (b for b in buffers if b.start <= 0 and b.end >= last_step), key=lambda b: b.offset
-    )
-    partial = sorted(
-        (b for b in buffers if not (b.start <= 0 and b.end >= last_step)), key=lambda b: b.start
-    )
-    reach = -1
-    previous: PlanBuffer | None = None
-    for b in whole:
-        if previous is not None and b.offset < reach:
-            yield previous, b
-        if b.offset + b.nbytes > reach:
-            reach, previous = b.offset + b.nbytes, b
-    lows = [b.offset for b in whole]
-    for b in partial:
-        # Whole-schedule buffers that start below b's end; with disjoint ones (any
-        # overlap among them is reported above) only a run just before it can meet b.
-        for index in range(bisect.bisect_left(lows, b.offset + b.nbytes) - 1, -1, -1):
-            other = whole[index]
-            if other.offset + other.nbytes <= b.offset:
-                break
-            yield other, b
-    # A sweep over start steps with the live buffers indexed by their bytes (ends
-    # ranked), so each buffer meets only those sharing a byte, not all live ones.
-    ranks = {x: i for i, x in enumerate(sorted({x for b in partial for x in _bytes(b)}))}
-    live: IntervalIndex[int] = IntervalIndex(len(ranks))
-    leaving: list[tuple[int, int]] = []  # (end, position in `partial`) of the live ones
-    for position, b in enumerate(partial):
-        while leaving and leaving[0][0] < b.start:
-            gone = heapq.heappop(leaving)[1]
-            live.remove(gone, *(ranks[x] for x in _bytes(partial[gone])))
-        for earlier in sorted(live.overlapping(*(ranks[x] for x in _bytes(b)))):
-            yield partial[earlier], b
-        live.add(position, *(ranks[x] for x in _bytes(b)))
-        heapq.heappush(leaving, (b.end, position))
-
-
-def _bytes(b: PlanBuffer) -> tuple[int, int]:
-    """The first and last byte of a buffer (``nbytes`` > 0)."""
-    return b.offset, b.offset + b.nbytes - 1
 
 
 def validate_plan(plan: Any, model: IRGraph, model_sha256: str | None = None) -> list[Violation]:

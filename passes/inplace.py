@@ -52,8 +52,8 @@ from tierplan.compiler.aliasing import (
     slice_views,
 )
 from tierplan.compiler.ir import IRGraph, Operator, Tensor
+from tierplan.compiler.liveness import live_range
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
-from tierplan.passes.liveness import live_range
 
 
 def _group_end(ir: IRGraph, root: str, ends: dict[str, int]) -> int:

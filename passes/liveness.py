@@ -3,53 +3,18 @@
 Reads: ``Operator.step``, ``Tensor.alias_of`` (concat parts, once ``inplace`` ran).
 Writes: ``Tensor.start`` and ``Tensor.end`` (inclusive).
 
-Rules (``plan-format.md``): an operator output lives from its producing step to
-its last reader, or to the last step if it is a graph output. Weights live from
-step 0 to the last step; graph inputs from step 0 to their last reader. An output
-nobody reads still needs bytes at the step that writes it. A graph input nobody
-reads needs no buffer (``start`` and ``end`` stay ``None``). A Concat's output whose
-inputs are written straight into it (concat parts, ``alias_of`` the output) lives
-from its first part's start: its bytes hold the parts from then on.
+The rules are :func:`~tierplan.compiler.liveness.live_range`'s (``plan-format.md``);
+a tensor that needs no buffer (a graph input nobody reads) keeps ``start`` and
+``end`` ``None``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tierplan.compiler.ir import IRGraph, Operator, Tensor
+from tierplan.compiler.ir import IRGraph
+from tierplan.compiler.liveness import live_range
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
-
-
-def live_range(ir: IRGraph, tensor: Tensor, last_step: int) -> tuple[int, int] | None:
-    """Inclusive ``(start, end)`` steps of ``tensor``, or ``None`` if it needs no buffer."""
-    readers = [op.step for op in ir.consumers(tensor.name) if op.step is not None]
-    if tensor.kind == "weight":
-        return (0, last_step)
-    if ir.has_producer(tensor.name):
-        made = ir.producer(tensor.name)
-        start = made.step
-        assert start is not None
-        if made.op_type == "Concat":
-            start = min([start, *_part_starts(ir, made, tensor.name, last_step)])
-    elif readers or tensor.graph_output:
-        start = 0
-    else:
-        return None
-    end = max(readers, default=start)
-    if tensor.graph_output:
-        end = last_step
-    return (start, end)
-
-
-def _part_starts(ir: IRGraph, concat: Operator, output: str, last_step: int) -> list[int]:
-    """Where the concat parts of ``output`` (inputs that alias it) start: the Concat's
-    output holds their bytes from the first one on."""
-    spans = [
-        live_range(ir, ir.tensor(name), last_step)
-        for name in concat.inputs
-        if name and ir.tensor(name).alias_of == output
-    ]
-    return [span[0] for span in spans if span is not None]
 
 
 @register_pass

@@ -35,6 +35,7 @@ import numpy as np
 from tierplan.compiler.errors import PassFailure, PipelineError
 from tierplan.compiler.inputs import MAX_DEVICES, integer_text
 from tierplan.compiler.ir import IRGraph
+from tierplan.compiler.liveness import live_range
 from tierplan.compiler.partition import (
     AssignmentCost,
     assignment_cost,
@@ -46,7 +47,6 @@ from tierplan.compiler.partition import (
 from tierplan.compiler.partition.graph import balance_load, graph_split
 from tierplan.compiler.partition.transfers import apply_assignment, is_tile_buffer
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
-from tierplan.passes.liveness import live_range
 
 MODES = ("pipeline", "graph")
 BALANCES = ("memory", "time")

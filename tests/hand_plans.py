@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 from tierplan.compiler.frontend import load_model
-from tierplan.compiler.plan import memory_summary
+from tierplan.compiler.plan import PlanBuffer, memory_summary
 
 Plan = dict[str, Any]
 
@@ -68,7 +68,7 @@ def hand_plan(model: Path, placements: list[Placement]) -> Plan:
          "inputs": op.inputs, "outputs": op.outputs, "tiles": None}
         for step, op in enumerate(ops)
     ]  # fmt: skip
-    peaks, bounds = memory_summary(buffers)
+    peaks, bounds = memory_summary(PlanBuffer.of_entries(buffers))
     return {
         "format": "tierplan-plan/1",
         "model": {"path": str(model), "sha256": ir.model.sha256},

@@ -10,12 +10,12 @@ from tierplan.compiler.allocators import (
     ALLOCATORS,
     BuddyAllocator,
     PoolAllocator,
-    Request,
     requests,
     simulate,
 )
 from tierplan.compiler.cli import main
 from tierplan.compiler.evaluation import ACTIVATION_KINDS
+from tierplan.compiler.packing import Item
 from tierplan.compiler.validate import VIEW_OPS
 
 from tests.conftest import MODELS
@@ -64,18 +64,19 @@ def test_buddy_covers_a_capacity_that_is_not_a_power_of_two() -> None:
 
 
 @st.composite
-def request_lists(draw: st.DrawFn) -> list[Request]:
+def request_lists(draw: st.DrawFn) -> list[Item]:
     out = []
-    for _ in range(draw(st.integers(0, 40))):
+    for index in range(draw(st.integers(0, 40))):
         start = draw(st.integers(0, 30))
-        out.append(Request(start, start + draw(st.integers(0, 8)), draw(st.integers(1, 5000))))
+        end = start + draw(st.integers(0, 8))
+        out.append(Item(f"r{index}", start, end, draw(st.integers(1, 5000))))
     return out
 
 
 @pytest.mark.parametrize("name", sorted(ALLOCATORS))
 @given(items=request_lists(), capacity=st.integers(64, 2**16))
 def test_live_blocks_never_overlap_and_stay_within_capacity(
-    name: str, items: list[Request], capacity: int
+    name: str, items: list[Item], capacity: int
 ) -> None:
     allocator = ALLOCATORS[name](capacity)
     live: dict[int, tuple[int, int]] = {}  # offset -> (end step, size)

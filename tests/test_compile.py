@@ -11,7 +11,7 @@ import pytest
 from tierplan.compiler import compile_model, validate_plan
 from tierplan.compiler.cli import main
 from tierplan.compiler.frontend import load_model
-from tierplan.compiler.plan import max_live_bytes
+from tierplan.compiler.intervals import max_live_bytes
 
 from tests.conftest import MODELS, large_model_files, model_files
 

@@ -91,6 +91,20 @@ def test_concat_output_is_a_graph_output(tmp_path: Path) -> None:
     assert _runs_everywhere(path)
 
 
+def test_a_concat_nobody_reads_lives_until_it_is_written(tmp_path: Path) -> None:
+    path = _save(
+        tmp_path,
+        """g (float[1,16] x) => (float[1,16] z) {
+            a = Neg(x) b = Relu(x) c = Concat<axis=1>(a, b) z = Sigmoid(x) }""",
+    )
+    result = compile_model(path, passes="schedule{order=onnx},liveness,inplace")
+    written = result.ir.producer("c").step
+    assert result.ir.tensor("a").alias_of == "c"
+    assert result.ir.tensor("c").end == written, "its parts are written into it until then"
+    buffers = _plan_of(path)  # valid: its range no longer ends before the step writing it
+    assert buffers["c"]["end"] == buffers["a"]["end"]
+
+
 def _parts(path: Path) -> dict[str, object]:
     buffers = _plan_of(path)
     return {name: b["alias_of"] for name, b in buffers.items() if b["alias_of"] == "c"}

@@ -33,9 +33,9 @@ BLOCK = MODELS / "synthetic" / "transformer_block.onnx"
 
 def _activation_peak(plan: dict[str, object]) -> int:
     from tierplan.compiler.evaluation import ACTIVATION_KINDS
-    from tierplan.compiler.plan import memory_summary
+    from tierplan.compiler.plan import PlanBuffer, memory_summary
 
-    peaks, _ = memory_summary(plan["buffers"], set(ACTIVATION_KINDS))  # type: ignore[arg-type]
+    peaks, _ = memory_summary(PlanBuffer.of_plan(plan), set(ACTIVATION_KINDS))
     return max(device_totals(peaks).values())
 
 

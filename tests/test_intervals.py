@@ -1,4 +1,4 @@
-"""The interval index, and the plan validator's overlap sweep built on it."""
+"""The interval index, and the overlap sweep built on it (packers and validator)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import random
 from collections.abc import Iterator
 
 import pytest
-from tierplan.compiler.intervals import IntervalIndex
+from tierplan.compiler.intervals import IntervalIndex, sharing_pairs
 from tierplan.compiler.plan import PlanBuffer
-from tierplan.compiler.validate import _overlapping_pairs
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -53,5 +52,6 @@ def test_the_overlap_sweep_reports_the_pairs_of_a_full_scan_in_its_order(seed: i
         buffers.append(
             PlanBuffer(index, f"t{index}", "activation", size, 0, "DDR", offset, start, end, None)
         )
-    found = [(a.index, b.index) for a, b in _overlapping_pairs(buffers, last)]
+    boxes = [(b.start, b.end, b.offset, b.nbytes) for b in buffers]
+    found = list(sharing_pairs(boxes, last))
     assert found == [(a.index, b.index) for a, b in _pairs_by_scanning(buffers)]

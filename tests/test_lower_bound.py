@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from tierplan.compiler import compile_model, validate_plan
 from tierplan.compiler.frontend import load_model
-from tierplan.compiler.plan import group_live_ranges, live_bytes_per_step
+from tierplan.compiler.intervals import live_bytes_per_step
+from tierplan.compiler.plan import PlanBuffer, group_live_ranges
 
 from models.llama import llama
 from tests.hand_plans import HAND_PLANS, HandPlan, hand_plan, save_model
@@ -85,8 +86,8 @@ def test_members_inside_each_other_count_once(case: HandPlan, tmp_path: Path) ->
 
 def test_a_group_holds_the_union_of_its_live_members() -> None:
     """A slice view outliving its source holds only its own bytes after the source ends."""
-    source = {"offset": 0, "bytes": 100, "start": 0, "end": 1}
-    part = {"offset": 20, "bytes": 20, "start": 1, "end": 5}
-    inside = {"offset": 30, "bytes": 5, "start": 4, "end": 6}
+    source = PlanBuffer(0, "x", "activation", 100, 0, "DDR", 0, 0, 1)
+    part = PlanBuffer(1, "y", "activation", 20, 0, "DDR", 20, 1, 5)
+    inside = PlanBuffer(2, "z", "activation", 5, 0, "DDR", 30, 4, 6)
     curve = live_bytes_per_step(group_live_ranges([source, part, inside]))
     assert curve.tolist() == [100, 100, 20, 20, 20, 20, 5]

@@ -11,6 +11,8 @@ import pytest
 from tierplan.compiler import compile_model, load_target
 from tierplan.compiler.cli import main
 from tierplan.compiler.errors import PassFailure
+from tierplan.compiler.intervals import max_live_bytes
+from tierplan.compiler.liveness import live_range
 from tierplan.compiler.partition import (
     assignment_cost,
     best_cuts,
@@ -51,6 +53,20 @@ def _devices(starts: list[int], size: int) -> np.ndarray:
     for stage, start in enumerate(starts):
         devices[start:] = stage
     return devices
+
+
+def test_the_problem_prices_the_live_ranges_the_liveness_rules_give() -> None:
+    """Partition asks the liveness definition (concat parts included), not rules of its own."""
+    model = SYNTHETIC / "wide_branchy.onnx"
+    result = compile_model(model, passes="schedule{order=onnx},liveness,inplace")
+    problem = build_problem(result.ir, load_target("ascend-like"))
+    last = result.ir.operator_count() - 1
+    for name, start, end in zip(problem.tensor_names, problem.start, problem.last, strict=True):
+        assert live_range(result.ir, result.ir.tensor(name), last) == (start, end)
+    assert (problem.start < problem.first).any()  # a Concat's output holding its parts
+    single = assignment_cost(problem, np.zeros(problem.size, dtype=np.int64), 1)
+    spans = zip(problem.start, problem.last, problem.tensor_bytes, strict=True)
+    assert single.max_peak == sum(problem.weight_bytes) + max_live_bytes(spans)
 
 
 # -- the pipeline DP ------------------------------------------------------------------

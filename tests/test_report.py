@@ -474,7 +474,7 @@ def _clicked(document: str, buffer: int) -> str:
 def _check_click_in_browser(view: PlanView, document: str, tmp_path: Path) -> None:
     # A tensor with a producer and the most readers, drawn in a chart.
     index, tensor = max(
-        ((i, b) for i, b in enumerate(view.buffers) if b.producer and b.kind != "weight"),
+        ((i, b) for i, b in enumerate(view.buffers) if view.producer(b) and b.kind != "weight"),
         key=lambda item: (len(view.readers.get(item[1].tensor, [])), -item[0]),
     )
     readers = view.readers[tensor.tensor]

@@ -9,8 +9,9 @@ from pathlib import Path
 import onnx
 import pytest
 from onnx import TensorProto, helper
-from tierplan.compiler.allocators import Request, simulate
+from tierplan.compiler.allocators import simulate
 from tierplan.compiler.cli import main
+from tierplan.compiler.packing import Item
 
 from tests.conftest import MODELS
 
@@ -161,7 +162,7 @@ def test_simulate_capacity_leaves_tile_regions_at_their_tier(
 
 
 def test_fragmentation_is_undefined_once_an_allocation_failed() -> None:
-    requests = [Request(0, 1, 4096), Request(1, 2, 4096)]
+    requests = [Item("a", 0, 1, 4096), Item("b", 1, 2, 4096)]
     failing = simulate("pool", requests, 4096)
     assert failing.failed == 1 and failing.footprint < failing.requested_peak
     assert failing.fragmentation is None

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from tierplan.compiler.intervals import live_bytes_per_step
 from tierplan.compiler.packing.overlaps import Overlaps
 from tierplan.compiler.packing.problem import Item
 
@@ -93,10 +94,7 @@ def _widest_step_rank(starts: np.ndarray, ends: np.ndarray, sizes: np.ndarray) -
     if starts.size == 0:
         return starts
     steps = int(ends.max()) + 1
-    delta = np.zeros(steps + 1, dtype=np.int64)
-    np.add.at(delta, starts, sizes)
-    np.add.at(delta, ends + 1, -sizes)
-    breadth = np.cumsum(delta[:steps])
+    breadth = live_bytes_per_step(np.column_stack((starts, ends, sizes)), steps)
     rank = np.empty(steps, dtype=np.int64)
     rank[np.lexsort((np.arange(steps), -breadth))] = np.arange(steps)
     table = [rank]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from tierplan.compiler.plan import max_live_bytes
+from tierplan.compiler.intervals import max_live_bytes, sharing_pairs
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,16 +47,7 @@ def max_live(items: list[Item]) -> int:
 
 
 def check_placement(items: list[Item], offsets: Mapping[str, int]) -> list[tuple[str, str]]:
-    """Pairs of item keys that share a step and a byte (empty for a valid placement)."""
-    conflicts = []
-    ordered = sorted(items, key=lambda item: item.start)
-    active: list[Item] = []
-    for item in ordered:
-        active = [other for other in active if other.end >= item.start]
-        low = offsets[item.key]
-        for other in active:
-            other_low = offsets[other.key]
-            if low < other_low + other.size and other_low < low + item.size:
-                conflicts.append((other.key, item.key))
-        active.append(item)
-    return conflicts
+    """Pairs of item keys that share a step and a byte (empty for a valid placement;
+    see :func:`~tierplan.compiler.intervals.sharing_pairs`)."""
+    boxes = [(item.start, item.end, offsets[item.key], item.size) for item in items]
+    return [(items[i].key, items[j].key) for i, j in sharing_pairs(boxes)]

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from math import gcd
 
 import numpy as np
+from tierplan.compiler.intervals import live_bytes_per_step
 from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.problem import Item, max_live
 
@@ -103,10 +104,9 @@ class _Instance:
             self.group[index] = signature.setdefault((item.start, item.end, item.size), index)
         steps = np.arange(self.steps)
         self.cover = (self.first[:, None] <= steps) & (steps <= self.last[:, None])
-        self.live = np.zeros(self.steps + 1, dtype=np.int64)
-        np.add.at(self.live, self.first, self.sizes)
-        np.add.at(self.live, self.last + 1, -self.sizes)
-        self.live = np.cumsum(self.live)[:-1]
+        self.live = live_bytes_per_step(
+            np.column_stack((self.first, self.last, self.sizes)), self.steps
+        )
 
 
 @dataclass(slots=True)

@@ -2,16 +2,17 @@
 
 :class:`PartitionProblem` is the scheduled IR reduced to what partitioning needs:
 per operator (in schedule order) its estimated seconds and the weights it reads;
-per non-weight tensor its bytes, its first step, its readers and whether it is a
+per non-weight tensor its bytes, its live range (:func:`~tierplan.compiler.liveness.live_range`,
+the liveness pass's definition), its home step, its readers and whether it is a
 graph output. Sizes are rounded up to the target's alignment, as ``pack`` places them.
 
 :func:`assignment_cost` prices any assignment of operators to devices with the
 rules the ``partition`` pass then applies to the IR:
 
 - a tensor lives on its *home* device: its producer's, or for a graph input its
-  first reader's (from that reader on); the home copy stays live until its last
-  home reader, until the step before the first reader on each other device (where
-  the transfer happens), or to the end for a graph output;
+  first reader's; the home copy is live from the start of its live range until its
+  last home reader, until the step before the first reader on each other device
+  (where the transfer happens), or to the end for a graph output;
 - each other device that reads it gets a copy by a transfer just before its first
   reader there, live until its last reader there; the bytes cross the link once
   per receiving device;
@@ -29,7 +30,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from tierplan.compiler.cost import operator_cost
+from tierplan.compiler.intervals import max_live_bytes
 from tierplan.compiler.ir import IRGraph
+from tierplan.compiler.liveness import live_range
 from tierplan.compiler.target import Target
 
 
@@ -37,9 +40,10 @@ from tierplan.compiler.target import Target
 class PartitionProblem:
     """The scheduled graph as partitioning sees it (indices are schedule positions).
 
-    ``first[t]`` is the producer's step, or a graph input's first reader;
-    ``readers[t]`` the sorted distinct steps reading tensor ``t``; ``last[t]`` its last
-    step on its home device when nothing is cut (the last step for a graph output).
+    ``first[t]`` is the home step: the producer's, or a graph input's first reader
+    (the step whose device holds the tensor); ``readers[t]`` the sorted distinct steps
+    reading tensor ``t``; ``start[t]`` and ``last[t]`` its live range when nothing
+    is cut (``start`` <= ``first``: a graph input is live from step 0).
     """
 
     op_names: list[str]
@@ -49,6 +53,7 @@ class PartitionProblem:
     tensor_names: list[str]
     tensor_bytes: np.ndarray
     first: np.ndarray
+    start: np.ndarray
     last: np.ndarray
     readers: list[list[int]]
     graph_output: np.ndarray
@@ -68,7 +73,7 @@ def build_problem(ir: IRGraph, target: Target) -> PartitionProblem:
     step = {op.name: index for index, op in enumerate(ops)}
     seconds = np.array([operator_cost(ir, op, target).seconds for op in ops], dtype=np.float64)
     weight_bytes, weight_readers = [], []
-    names, sizes, firsts, lasts, readers, outputs, inputs = [], [], [], [], [], [], []
+    names, sizes, firsts, starts, lasts, readers, outputs, inputs = ([] for _ in range(8))
     for tensor in ir.tensors():
         steps = sorted({step[op.name] for op in ir.consumers(tensor.name)})
         size = target.align_up(tensor.nbytes)
@@ -76,14 +81,16 @@ def build_problem(ir: IRGraph, target: Target) -> PartitionProblem:
             weight_bytes.append(size)
             weight_readers.append(steps)
             continue
+        span = live_range(ir, tensor, n - 1)
+        if span is None:
+            continue  # needs no buffer (an unread graph input, a tile buffer)
         produced = ir.has_producer(tensor.name)
-        if not produced and not steps:
-            continue  # an unread graph input needs no buffer
-        begin = step[ir.producer(tensor.name).name] if produced else steps[0]
+        home = step[ir.producer(tensor.name).name] if produced else (steps or [0])[0]
         names.append(tensor.name)
         sizes.append(size)
-        firsts.append(begin)
-        lasts.append(n - 1 if tensor.graph_output else max([begin, *steps]))
+        firsts.append(home)
+        starts.append(span[0])
+        lasts.append(span[1])
         readers.append(steps)
         outputs.append(tensor.graph_output)
         inputs.append(not produced)
@@ -95,6 +102,7 @@ def build_problem(ir: IRGraph, target: Target) -> PartitionProblem:
         tensor_names=names,
         tensor_bytes=np.array(sizes, dtype=np.int64),
         first=np.array(firsts, dtype=np.int64),
+        start=np.array(starts, dtype=np.int64),
         last=np.array(lasts, dtype=np.int64),
         readers=readers,
         graph_output=np.array(outputs, dtype=bool),
@@ -131,28 +139,28 @@ class AssignmentCost:
 def assignment_cost(problem: PartitionProblem, device: np.ndarray, devices: int) -> AssignmentCost:
     """Price the assignment ``device[step]`` (see the module docstring for the rules)."""
     n = problem.size
-    # Live-byte changes as (device, step, bytes) events rather than a devices x steps
-    # array: memory stays linear in the operators however many devices there are.
-    events: list[tuple[int, int, int]] = []
+    spans: dict[int, list[tuple[int, int, int]]] = defaultdict(list)  # per device
     incoming = np.zeros(devices, dtype=np.int64)
     transfers: dict[tuple[int, int], int] = defaultdict(int)
     for index, steps in enumerate(problem.readers):
         size = int(problem.tensor_bytes[index])
-        begin = int(problem.first[index])
-        home = int(device[begin])
+        first = int(problem.first[index])
+        home = int(device[first])
         by_device: dict[int, list[int]] = defaultdict(list)
         for reader in steps:
             by_device[int(device[reader])].append(reader)
-        end = max([begin, *by_device.pop(home, [])])
+        # The live range's rules on the home device once the other devices' readers
+        # read copies: the transfers become its readers.
+        end = max([first, *by_device.pop(home, [])])
         if problem.graph_output[index]:
             end = n - 1
         for other, reads in by_device.items():
             end = max(end, reads[0] - 1)
-            events += [(other, reads[0], size), (other, reads[-1] + 1, -size)]
+            spans[other].append((reads[0], reads[-1], size))
             incoming[other] += size
             transfers[(home, other)] += size
-        events += [(home, begin, size), (home, end + 1, -size)]
-    activation = _peaks(events, devices, n)
+        spans[home].append((int(problem.start[index]), end, size))
+    activation = [max_live_bytes(spans[d]) for d in range(devices)]
     weights = [0] * devices
     for size, steps in zip(problem.weight_bytes, problem.weight_readers, strict=True):
         for owner in {int(device[s]) for s in steps} or {0}:
@@ -164,21 +172,3 @@ def assignment_cost(problem: PartitionProblem, device: np.ndarray, devices: int)
         seconds=[float(busy[d] + incoming[d] / problem.link_bandwidth) for d in range(devices)],
         transfer_bytes=dict(sorted(transfers.items())),
     )
-
-
-def _peaks(events: list[tuple[int, int, int]], devices: int, steps: int) -> np.ndarray:
-    """Each device's largest total of live bytes over steps ``0..steps-1``, from
-    ``(device, step, change)`` events whose changes sum to zero on every device."""
-    peaks = np.zeros(devices, dtype=np.int64)
-    if not events or not steps:
-        return peaks
-    table = np.array(events, dtype=np.int64)
-    keys, at = np.unique(table[:, 0] * (steps + 1) + table[:, 1], return_inverse=True)
-    change = np.zeros(len(keys), dtype=np.int64)
-    np.add.at(change, at.ravel(), table[:, 2])
-    # Sorted by device then step, and each device's changes sum to zero, so the
-    # running total restarts at zero on each device: it is that device's live bytes.
-    live = np.cumsum(change)
-    inside = keys % (steps + 1) < steps
-    np.maximum.at(peaks, keys[inside] // (steps + 1), live[inside])
-    return peaks

@@ -7,8 +7,8 @@ every possible stage ``[i, j]`` :func:`stage_tables` computes, with the rules of
 containing that stage):
 
 - ``memory[i, j]``: the device's weights plus the max-live of its activations, the
-  tensors made in the stage (live as without cuts) and the copies of tensors
-  made before ``i`` (live from their first to their last reader in the stage);
+  tensors homed in the stage (live as without cuts, by the liveness rules) and the
+  copies of tensors homed before ``i`` (live from their first to their last reader in the stage);
 - ``seconds[i, j]``: its operators' time plus the time to receive its copies;
 - ``incoming[i, j]``: the bytes of those copies.
 
@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from tierplan.compiler.intervals import live_bytes_per_step
 from tierplan.compiler.partition.costs import PartitionProblem
 
 Balance = Literal["memory", "time"]
@@ -74,10 +75,8 @@ def cut_candidates(size: int, limit: int | None = None) -> np.ndarray:
 
 
 def _live_without_cuts(problem: PartitionProblem) -> np.ndarray:
-    delta = np.zeros(problem.size + 1, dtype=np.int64)
-    np.add.at(delta, problem.first, problem.tensor_bytes)
-    np.add.at(delta, problem.last + 1, -problem.tensor_bytes)
-    return np.cumsum(delta)[: problem.size]
+    ranges = np.column_stack((problem.start, problem.last, problem.tensor_bytes))
+    return live_bytes_per_step(ranges, problem.size)
 
 
 def _weight_rows(problem: PartitionProblem, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -103,6 +102,7 @@ def _activation_row(
     start: int,
     live: np.ndarray,
     crossing: list[int],
+    early: list[int],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Max-live and received bytes of the stages ``[start, j]`` for every ``j``.
 
@@ -110,6 +110,9 @@ def _activation_row(
     reader at or after ``s`` (``next_read``); so each step contributes its own value
     plus the sizes of the ``m`` copies with the nearest next readers from ``j`` =
     the ``m``-th nearest on, and the row is a running max of those contributions.
+    An ``early`` tensor, live before its home step (a graph input, a Concat's output
+    holding its parts), counts before that step only on its home device: once ``j``
+    reaches it, as a copy whose next reader is its home step.
     """
     n = problem.size
     span = n - start
@@ -128,6 +131,13 @@ def _activation_row(
         position = np.searchsorted(later, steps)
         next_read = np.where(position < len(later), later[np.minimum(position, len(later) - 1)], n)
         next_reads.append(np.where(steps >= later[0], next_read, n) - start)
+        sizes.append(size)
+    for index in early:
+        size = int(problem.tensor_bytes[index])
+        home = int(problem.first[index])
+        low = max(int(problem.start[index]), start)
+        base[low - start : home - start] -= size
+        next_reads.append(np.where((steps >= low) & (steps < home), home, n) - start)
         sizes.append(size)
     row = np.maximum.accumulate(base)
     if sizes:
@@ -157,6 +167,7 @@ def stage_tables(problem: PartitionProblem, limit: int | None = None) -> StageTa
     weights = _weight_rows(problem, starts, ends)
     crossing: list[int] = []
     order = np.argsort(problem.first, kind="stable")
+    early_ones = np.flatnonzero(problem.start < problem.first)
     added = 0
     for a, start in enumerate(starts.tolist()):
         # Tensors homed before `start` that are still alive there.
@@ -164,7 +175,8 @@ def stage_tables(problem: PartitionProblem, limit: int | None = None) -> StageTa
             crossing.append(int(order[added]))
             added += 1
         crossing = [t for t in crossing if problem.last[t] >= start]
-        row, received = _activation_row(problem, start, live, crossing)
+        early = [int(t) for t in early_ones if problem.first[t] > start]
+        row, received = _activation_row(problem, start, live, crossing, early)
         memory[a, a:] = row[ends[a:] - start] + weights[a, a:]
         incoming[a, a:] = received[ends[a:] - start]
     prefix = np.concatenate([[0.0], np.cumsum(problem.op_seconds)])

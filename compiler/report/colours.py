@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from zlib import crc32
 
-from tierplan.compiler.report.data import NO_PRODUCER, PlanView, op_type_order
+from tierplan.compiler.report.data import NO_PRODUCER, PlanView
 
 # Tableau 20 without its greys (kept for the labels below).
 PALETTE = (
@@ -31,4 +31,4 @@ def colour_of(label: str) -> str:
 def label_colours(view: PlanView) -> dict[str, str]:
     """The colour of every label drawn in ``view``, biggest total bytes first (legend order)."""
     drawn = [b for b in view.buffers if b.kind != "weight"] or view.buffers
-    return {label: colour_of(label) for label in op_type_order(drawn)}
+    return {label: colour_of(label) for label in view.op_type_order(drawn)}

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
-from tierplan.compiler.report.data import Buffer, PlanView
+from tierplan.compiler.plan import PlanBuffer
+from tierplan.compiler.report.data import PlanView
 from tierplan.compiler.report.html import render_html
 from tierplan.compiler.report.units import human_bytes, percent
 
@@ -53,19 +54,19 @@ class PlanDiff:
 
     regions: list[RegionDelta]
     moved: list[Moved]
-    vanished: list[Buffer]
-    appeared: list[Buffer]
+    vanished: list[PlanBuffer]
+    appeared: list[PlanBuffer]
 
 
-def _places(view: PlanView) -> dict[str, list[Buffer]]:
-    places: dict[str, list[Buffer]] = {}
+def _places(view: PlanView) -> dict[str, list[PlanBuffer]]:
+    places: dict[str, list[PlanBuffer]] = {}
     for buffer in view.buffers:
         places.setdefault(buffer.tensor, []).append(buffer)
     return places
 
 
-def _where(buffers: list[Buffer]) -> str:
-    return ", ".join(sorted(f"{b.region} @{b.offset:#x}" for b in buffers))
+def _where(buffers: list[PlanBuffer]) -> str:
+    return ", ".join(sorted(f"{b.region_key} @{b.offset:#x}" for b in buffers))
 
 
 def compare(a: PlanView, b: PlanView) -> PlanDiff:
@@ -88,7 +89,7 @@ def compare(a: PlanView, b: PlanView) -> PlanDiff:
     moved = [
         Moved(
             name,
-            max(x.bytes for x in places_b[name]),
+            max(x.nbytes for x in places_b[name]),
             _where(before),
             _where(places_b[name]),
             {x.region for x in before} != {x.region for x in places_b[name]},
@@ -99,8 +100,8 @@ def compare(a: PlanView, b: PlanView) -> PlanDiff:
     vanished = [x[0] for name, x in places_a.items() if name not in places_b]
     appeared = [x[0] for name, x in places_b.items() if name not in places_a]
 
-    def biggest(item: Moved | Buffer) -> tuple[int, str]:
-        return -item.bytes, item.tensor
+    def biggest(item: Moved | PlanBuffer) -> tuple[int, str]:
+        return -(item.bytes if isinstance(item, Moved) else item.nbytes), item.tensor
 
     return PlanDiff(
         deltas,
@@ -146,9 +147,9 @@ def comparison_html(diff: PlanDiff, title_a: str, title_b: str) -> str:
         for m in diff.moved[:LISTED]
     ]
 
-    def listed(buffers: list[Buffer]) -> list[list[str]]:
+    def listed(buffers: list[PlanBuffer]) -> list[list[str]]:
         return [
-            [escape(x.tensor), escape(x.kind), human_bytes(x.bytes), escape(x.region)]
+            [escape(x.tensor), escape(x.kind), human_bytes(x.nbytes), escape(x.region_key)]
             for x in buffers[:LISTED]
         ]
 

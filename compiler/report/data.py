@@ -20,47 +20,11 @@ from typing import Any
 import numpy as np
 from tierplan.compiler.cost import OpCost, cost_of_entry
 from tierplan.compiler.errors import InputError
-from tierplan.compiler.plan import (
-    Plan,
-    alias_groups,
-    live_bytes_per_step,
-    region_key,
-    region_live_ranges,
-)
+from tierplan.compiler.intervals import live_bytes_per_step
+from tierplan.compiler.plan import Plan, PlanBuffer, alias_groups, region_key, region_live_ranges
 
 # Labels for buffers that no operator produces (their "producer" column).
 NO_PRODUCER = {"weight": "(weight)", "input": "(graph input)", "output": "(graph input)"}
-
-
-@dataclass(frozen=True, slots=True)
-class Buffer:
-    """One buffer of the plan, with its producer looked up."""
-
-    tensor: str
-    kind: str
-    bytes: int
-    device: int
-    tier: str
-    offset: int
-    start: int
-    end: int
-    alias_of: str | None
-    producer: str | None
-    producer_type: str | None
-
-    @property
-    def region(self) -> str:
-        """Its ``"<device>/<tier>"`` key."""
-        return region_key(self.device, self.tier)
-
-    @property
-    def label(self) -> str:
-        """What made it: the producer's op type, else its kind (``(weight)`` ...)."""
-        return self.producer_type or NO_PRODUCER.get(self.kind, f"({self.kind})")
-
-    def live_at(self, step: int) -> bool:
-        """True when its bytes must be intact at ``step`` (ranges are inclusive)."""
-        return self.start <= step <= self.end
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,35 +133,20 @@ class PlanView:
         self.costs = list(costs) if costs is not None else carried_costs(self.ops)
         self.steps = len(plan.get("schedule", self.ops))
         self.op_by_name = {op["node"]: op for op in self.ops}
-        producer: dict[str, dict[str, Any]] = {}
+        self.producers: dict[str, dict[str, Any]] = {}
         self.readers: dict[str, list[str]] = defaultdict(list)
         for op in self.ops:
             for name in op.get("outputs", []):
-                producer.setdefault(name, op)
+                self.producers.setdefault(name, op)
             for name in dict.fromkeys([*op.get("inputs", []), *op.get("implicit_inputs", [])]):
                 if name:
                     self.readers[name].append(op["node"])
         # A scratch buffer (tile, temporary) belongs to the operator at its step.
         for buffer in plan.get("buffers", []):
             if buffer["kind"] == "scratch" and 0 <= buffer["start"] < len(self.ops):
-                producer.setdefault(buffer["tensor"], self.ops[buffer["start"]])
-        self.buffers = [
-            Buffer(
-                tensor=b["tensor"],
-                kind=b["kind"],
-                bytes=b["bytes"],
-                device=b["device"],
-                tier=b["tier"],
-                offset=b["offset"],
-                start=b["start"],
-                end=b["end"],
-                alias_of=b.get("alias_of"),
-                producer=producer[b["tensor"]]["node"] if b["tensor"] in producer else None,
-                producer_type=producer[b["tensor"]]["op_type"] if b["tensor"] in producer else None,
-            )
-            for b in plan.get("buffers", [])
-        ]
-        self._roots = alias_groups(list(plan.get("buffers", [])))
+                self.producers.setdefault(buffer["tensor"], self.ops[buffer["start"]])
+        self.buffers = PlanBuffer.of_plan(plan)
+        self._roots = alias_groups(self.buffers)
         self.tier_order = [t["name"] for t in plan.get("target", {}).get("tiers", [])]
         self.regions = self._regions()
 
@@ -223,11 +172,11 @@ class PlanView:
                     device=device,
                     tier=tier,
                     capacity=int(capacities.get(tier, 0)),
-                    peak=max(b.offset + b.bytes for b in members),
+                    peak=max(b.offset + b.nbytes for b in members),
                     bound=int(curve.max()) if len(curve) else 0,
                     buffers=len(members),
                     peak_step=int(curve.argmax()) if len(curve) else 0,
-                    weight_bytes=sum(b.bytes for b in members if b.kind == "weight"),
+                    weight_bytes=sum(b.nbytes for b in members if b.kind == "weight"),
                     scratch_only=all(b.kind == "scratch" for b in members),
                 )
             )
@@ -242,12 +191,36 @@ class PlanView:
         """The region called ``key`` (``"0/DDR"``)."""
         return next(r for r in self.regions if r.key == key)
 
-    def region_buffers(self, key: str) -> list[Buffer]:
+    def region_buffers(self, key: str) -> list[PlanBuffer]:
         """Buffers of one region, in plan order."""
-        return [b for b in self.buffers if b.region == key]
+        return [b for b in self.buffers if b.region_key == key]
 
-    def _groups(self, key: str) -> dict[str, list[Buffer]]:
-        groups: dict[str, list[Buffer]] = defaultdict(list)
+    def producer(self, buffer: PlanBuffer) -> str | None:
+        """The operator that writes ``buffer`` (a scratch buffer's: the one at its step)."""
+        op = self.producers.get(buffer.tensor)
+        return op["node"] if op else None
+
+    def made_by(self, buffer: PlanBuffer) -> str:
+        """What made ``buffer``: the producer's op type, else its kind (``(weight)`` ...);
+        buffers are coloured and grouped by it."""
+        op = self.producers.get(buffer.tensor)
+        return op["op_type"] if op else NO_PRODUCER.get(buffer.kind, f"({buffer.kind})")
+
+    def origin(self, buffer: PlanBuffer) -> str:
+        """Its producer as views name it: ``node (OpType)``, else :meth:`made_by`."""
+        name = self.producer(buffer)
+        return f"{name} ({self.made_by(buffer)})" if name else self.made_by(buffer)
+
+    def op_type_order(self, buffers: Iterable[PlanBuffer]) -> list[str]:
+        """:meth:`made_by` labels of ``buffers`` by total bytes, biggest first (colour and
+        legend order)."""
+        totals: dict[str, int] = defaultdict(int)
+        for buffer in buffers:
+            totals[self.made_by(buffer)] += buffer.nbytes
+        return [name for name, _ in sorted(totals.items(), key=lambda item: (-item[1], item[0]))]
+
+    def _groups(self, key: str) -> dict[str, list[PlanBuffer]]:
+        groups: dict[str, list[PlanBuffer]] = defaultdict(list)
         for buffer in self.region_buffers(key):
             groups[self._roots.get((key, buffer.tensor), buffer.tensor)].append(buffer)
         return groups
@@ -257,22 +230,17 @@ class PlanView:
 
         Its maximum is the plan's ``lower_bound_bytes`` for the region.
         """
-        members = [
-            b
-            for b in self.plan.get("buffers", [])
-            if region_key(b["device"], b["tier"]) == key and b["start"] < self.steps
-        ]
-        return live_bytes_per_step(region_live_ranges(members), self.steps)
+        return live_bytes_per_step(region_live_ranges(self.region_buffers(key)), self.steps)
 
     # -- what is live ----------------------------------------------------------------
 
-    def live_at(self, step: int, key: str | None = None) -> list[Buffer]:
+    def live_at(self, step: int, key: str | None = None) -> list[PlanBuffer]:
         """Buffers live at ``step`` (in one region, or all), biggest first."""
         chosen = self.buffers if key is None else self.region_buffers(key)
         live = [b for b in chosen if b.live_at(step)]
-        return sorted(live, key=lambda b: (-b.bytes, b.tensor))
+        return sorted(live, key=lambda b: (-b.nbytes, b.tensor))
 
-    def _peak_members(self, region: Region) -> list[Buffer]:
+    def _peak_members(self, region: Region) -> list[PlanBuffer]:
         """One buffer per alias group live at the peak step: the biggest one live there."""
         members = []
         for group in self._groups(region.key).values():
@@ -280,11 +248,11 @@ class PlanView:
             end = max(b.end for b in group)
             if start <= region.peak_step <= end:
                 live = [b for b in group if b.live_at(region.peak_step)] or group
-                biggest = max(b.bytes for b in group)
-                chosen = max(live, key=lambda b: (b.bytes, b.tensor))
+                biggest = max(b.nbytes for b in group)
+                chosen = max(live, key=lambda b: (b.nbytes, b.tensor))
                 members.append((chosen, biggest))
         return [
-            replace(chosen, bytes=biggest)
+            replace(chosen, nbytes=biggest)
             for chosen, biggest in sorted(members, key=lambda m: (-m[1], m[0].tensor))
         ]
 
@@ -296,12 +264,13 @@ class PlanView:
         region = self.region(key)
         totals: dict[str, int] = defaultdict(int)
         for buffer in self._peak_members(region):
+            made_by = self.made_by(buffer)
             name = {
                 "tensor": buffer.tensor,
-                "operator": buffer.producer or buffer.label,
-                "op type": buffer.label,
+                "operator": self.producer(buffer) or made_by,
+                "op type": made_by,
             }[by]
-            totals[name] += buffer.bytes
+            totals[name] += buffer.nbytes
         rows = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:limit]
         return [
             Share(name, size, size / region.bound if region.bound else 0.0) for name, size in rows
@@ -309,7 +278,7 @@ class PlanView:
 
     # -- tensors and operators -------------------------------------------------------
 
-    def tensor_buffers(self, name: str) -> list[Buffer]:
+    def tensor_buffers(self, name: str) -> list[PlanBuffer]:
         """Every buffer (copy) of one tensor."""
         return [b for b in self.buffers if b.tensor == name]
 
@@ -330,7 +299,7 @@ class PlanView:
 
     def tensor_bytes(self, name: str) -> int:
         """Size of a tensor that has a buffer (0 when it has none)."""
-        return max((b.bytes for b in self.tensor_buffers(name)), default=0)
+        return max((b.nbytes for b in self.tensor_buffers(name)), default=0)
 
     def tiled_ops(self) -> list[TiledOp]:
         """Every tiled operator, in schedule order."""
@@ -354,11 +323,11 @@ class PlanView:
             )
         return rows
 
-    def upper_tier_buffers(self) -> list[Buffer]:
+    def upper_tier_buffers(self) -> list[PlanBuffer]:
         """Buffers placed in a tier faster than the memory tier (the last one), biggest first."""
         memory = self.tier_order[-1] if self.tier_order else None
         chosen = [b for b in self.buffers if b.tier != memory]
-        return sorted(chosen, key=lambda b: (-b.bytes, b.tensor))
+        return sorted(chosen, key=lambda b: (-b.nbytes, b.tensor))
 
     def devices(self) -> list[DeviceRow]:
         """One row per device that runs an operator or holds a buffer."""
@@ -445,11 +414,3 @@ def require_viewable(plan: Plan) -> None:
                 f"{b['end']}] outside the schedule (0 to {steps - 1}) or unknown tier "
                 f"{b['tier']!r} {hint}"
             )
-
-
-def op_type_order(buffers: Iterable[Buffer]) -> list[str]:
-    """Buffer labels by total bytes, biggest first (colour and legend order)."""
-    totals: dict[str, int] = defaultdict(int)
-    for buffer in buffers:
-        totals[buffer.label] += buffer.bytes
-    return [name for name, _ in sorted(totals.items(), key=lambda item: (-item[1], item[0]))]

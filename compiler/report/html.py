@@ -23,9 +23,9 @@ from typing import Any
 from tierplan.compiler.allocators import ALLOCATORS, simulate
 from tierplan.compiler.allocators import requests as allocator_requests
 from tierplan.compiler.evaluation import ACTIVATION_KINDS
-from tierplan.compiler.plan import memory_summary
+from tierplan.compiler.plan import PlanBuffer, memory_summary
 from tierplan.compiler.report.colours import BOUND, CAPACITY, LIVE, PEAK, label_colours
-from tierplan.compiler.report.data import Buffer, DeviceRow, PlanView, Region
+from tierplan.compiler.report.data import DeviceRow, PlanView, Region
 from tierplan.compiler.report.frontier import frontier_section
 from tierplan.compiler.report.script import SCRIPT
 from tierplan.compiler.report.units import (
@@ -117,22 +117,21 @@ def _peak_line(region: Region) -> str:
     )
 
 
-def _tooltip(view: PlanView, buffer: Buffer) -> str:
-    made = f"{buffer.producer} ({buffer.producer_type})" if buffer.producer else buffer.label
-    source = view.sources.get(buffer.producer or "")
+def _tooltip(view: PlanView, buffer: PlanBuffer) -> str:
+    source = view.sources.get(view.producer(buffer) or "")
     alias = f"\nalias of {buffer.alias_of}" if buffer.alias_of else ""
     return escape(
-        f"{buffer.tensor}\n{human_bytes(buffer.bytes)} ({buffer.bytes} B) at {buffer.offset:#x}"
-        f"\nsteps [{buffer.start}, {buffer.end}]\nproducer: {made}"
+        f"{buffer.tensor}\n{human_bytes(buffer.nbytes)} ({buffer.nbytes} B) at {buffer.offset:#x}"
+        f"\nsteps [{buffer.start}, {buffer.end}]\nproducer: {view.origin(buffer)}"
         + (f"\nsource: {source}" if source else "")
         + alias
     )
 
 
-def _drawn(view: PlanView, region: Region) -> list[tuple[int, Buffer]]:
+def _drawn(view: PlanView, region: Region) -> list[tuple[int, PlanBuffer]]:
     """``(index in view.buffers, buffer)`` drawn in a region's timeline: all but weights
     (summarised in the caption), unless the region holds nothing else."""
-    members = [(i, b) for i, b in enumerate(view.buffers) if b.region == region.key]
+    members = [(i, b) for i, b in enumerate(view.buffers) if b.region_key == region.key]
     return [(i, b) for i, b in members if b.kind != "weight"] or members
 
 
@@ -140,14 +139,14 @@ def timeline_svg(view: PlanView, region: Region, colours: dict[str, str]) -> tup
     """The memory timeline of one region, and a caption (weights are summarised, not drawn)."""
     drawn = _drawn(view, region)
     low = min(b.offset for _, b in drawn)
-    high = max(b.offset + b.bytes for _, b in drawn)
+    high = max(b.offset + b.nbytes for _, b in drawn)
     sy = HEIGHT / max(high - low, 1)
     rects = []
     for i, b in sorted(drawn, key=lambda item: (item[1].offset, item[1].start, item[1].tensor)):
-        y = HEIGHT - (b.offset + b.bytes - low) * sy
+        y = HEIGHT - (b.offset + b.nbytes - low) * sy
         rects.append(
             f'<rect data-b="{i}" x="{b.start}" y="{y:.1f}" width="{b.end - b.start + 1}" '
-            f'height="{max(b.bytes * sy, 0.5):.1f}" fill="{colours[b.label]}">'
+            f'height="{max(b.nbytes * sy, 0.5):.1f}" fill="{colours[view.made_by(b)]}">'
             f"<title>{_tooltip(view, b)}</title></rect>"
         )
     svg = (
@@ -211,7 +210,7 @@ def _summary(view: PlanView) -> str:
 def _allocators(view: PlanView) -> str:
     """Pool and buddy allocators on each region's activations, beside the static plan."""
     rows = []
-    peaks, bounds = memory_summary(view.plan["buffers"], set(ACTIVATION_KINDS))
+    peaks, bounds = memory_summary(view.buffers, set(ACTIVATION_KINDS))
     regions = allocator_requests(view.plan, ACTIVATION_KINDS)
     order = [r.key for r in view.regions_by_importance() if r.key in regions]
     for region, requests in ((key, regions[key]) for key in order):
@@ -293,7 +292,7 @@ def _tiers(view: PlanView) -> str:
             escape(b.tier),
             str(b.device),
             escape(b.kind),
-            human_bytes(b.bytes),
+            human_bytes(b.nbytes),
             f"[{b.start}, {b.end}]",
             str(len(view.readers.get(b.tensor, []))),
         ]
@@ -361,7 +360,7 @@ def plan_data(view: PlanView, regions: list[Region]) -> dict[str, Any]:
     names = list(dict.fromkeys(b.tensor for b in view.buffers))
     index = {name: i for i, name in enumerate(names)}
     kinds = {b.tensor: b.kind for b in reversed(view.buffers)}
-    producers = {b.tensor: b.producer for b in view.buffers}
+    producers = {b.tensor: view.producer(b) for b in view.buffers}
     region_index = {r.key: i for i, r in enumerate(regions)}
     costs = {c.name: c.seconds * 1e6 for c in view.costs or []}
 
@@ -385,7 +384,15 @@ def plan_data(view: PlanView, regions: list[Region]) -> dict[str, Any]:
             for name in names
         ],
         "buffers": [
-            [index[b.tensor], region_index[b.region], b.offset, b.bytes, b.start, b.end, b.alias_of]
+            [
+                index[b.tensor],
+                region_index[b.region_key],
+                b.offset,
+                b.nbytes,
+                b.start,
+                b.end,
+                b.alias_of,
+            ]
             for b in view.buffers
         ],
         "ops": [

@@ -60,9 +60,9 @@ def tensor_table(view: PlanView, name: str) -> Table:
     if not buffers:
         raise _unknown("buffer for tensor", name, sorted({b.tensor for b in view.buffers}))
     first = buffers[0]
-    made = f"{first.producer} ({first.producer_type})" if first.producer else first.label
-    if first.producer in view.sources:
-        made += f" from {view.sources[first.producer]}"
+    made = view.origin(first)
+    if view.producer(first) in view.sources:
+        made += f" from {view.sources[view.producer(first) or '']}"
     readers = view.readers.get(name, [])
     table = Table(title=f"tensor {name}")
     for column in ("device", "tier", "offset", "bytes", "steps", "alias of"):
@@ -72,7 +72,7 @@ def tensor_table(view: PlanView, name: str) -> Table:
             str(b.device),
             b.tier,
             f"{b.offset:#x}",
-            f"{human_bytes(b.bytes)} ({b.bytes})",
+            f"{human_bytes(b.nbytes)} ({b.nbytes})",
             f"[{b.start}, {b.end}]",
             b.alias_of or "-",
         )
@@ -102,13 +102,13 @@ def step_table(view: PlanView, step: int) -> Table:
         table.add_row(
             b.tensor,
             b.kind,
-            b.region,
+            b.region_key,
             f"{b.offset:#x}",
-            human_bytes(b.bytes),
+            human_bytes(b.nbytes),
             f"[{b.start}, {b.end}]",
-            b.producer or b.label,
+            view.producer(b) or view.made_by(b),
         )
-    table.caption = f"{len(live)} buffers, {human_bytes(sum(b.bytes for b in live))} live (aliases counted apart); weights last"
+    table.caption = f"{len(live)} buffers, {human_bytes(sum(b.nbytes for b in live))} live (aliases counted apart); weights last"
     return table
 
 
@@ -134,9 +134,9 @@ def op_table(view: PlanView, name: str) -> Table:
                 table.add_row(
                     f"{role} {index}",
                     tensor,
-                    b.region,
+                    b.region_key,
                     f"{b.offset:#x}",
-                    human_bytes(b.bytes),
+                    human_bytes(b.nbytes),
                     f"[{b.start}, {b.end}]",
                     moved_text,
                 )

@@ -60,21 +60,21 @@ def timeline_figure(view: PlanView, title: str) -> Any:
             [
                 (b.start, b.offset),
                 (b.end + 1, b.offset),
-                (b.end + 1, b.offset + b.bytes),
-                (b.start, b.offset + b.bytes),
+                (b.end + 1, b.offset + b.nbytes),
+                (b.start, b.offset + b.nbytes),
             ]
             for b in drawn
         ]
         timeline.add_collection(
             PolyCollection(
                 boxes,
-                facecolors=[colours[b.label] for b in drawn],
+                facecolors=[colours[view.made_by(b)] for b in drawn],
                 edgecolors="white",
                 linewidths=0.3,
             )
         )
         timeline.set_xlim(0, max(view.steps, 1))
-        low, high = min(b.offset for b in drawn), max(b.offset + b.bytes for b in drawn)
+        low, high = min(b.offset for b in drawn), max(b.offset + b.nbytes for b in drawn)
         timeline.set_ylim(low, high)
         timeline.axvline(region.peak_step + 0.5, color="#d00", linestyle="--", linewidth=0.8)
         timeline.set_title(f"{region.key}: memory timeline (peak step {region.peak_step})")

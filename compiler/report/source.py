@@ -18,7 +18,7 @@ from tierplan.compiler.cost import OpCost, estimate
 from tierplan.compiler.errors import InputError
 from tierplan.compiler.frontend import _assign_node_names, load_model, read_model_proto
 from tierplan.compiler.ir import IRGraph, Tiles
-from tierplan.compiler.plan import Plan, read_plan
+from tierplan.compiler.plan import Plan, PlanBuffer, read_plan
 from tierplan.compiler.report.data import PlanView, carried_costs, require_viewable
 from tierplan.compiler.target import Target, Tier, load_target, preset_names
 
@@ -50,16 +50,12 @@ def replay_plan(plan: Plan, ir: IRGraph) -> None:
                 target.tiles = Tiles(
                     dict(tiles["axes"]), tiles["count"], tiles["l1_bytes"], tiles["traffic_bytes"]
                 )
-    for buffer in reversed(plan.get("buffers", [])):
-        if ir.has_tensor(buffer["tensor"]):
-            tensor = ir.tensor(buffer["tensor"])
-            tensor.start, tensor.end = buffer["start"], buffer["end"]
-            tensor.device, tensor.tier, tensor.offset = (
-                buffer["device"],
-                buffer["tier"],
-                buffer["offset"],
-            )
-            tensor.alias_of = buffer.get("alias_of")
+    for b in reversed(PlanBuffer.of_plan(plan)):
+        if ir.has_tensor(b.tensor):
+            tensor = ir.tensor(b.tensor)
+            tensor.start, tensor.end = b.start, b.end
+            tensor.device, tensor.tier, tensor.offset = b.device, b.tier, b.offset
+            tensor.alias_of = b.alias_of
 
 
 def model_symbols(model: Path) -> set[str]:

@@ -36,7 +36,7 @@ from tierplan.compiler.frontend import load_model
 from tierplan.compiler.packing import Item, place, solve
 from tierplan.compiler.packing.exact import region_budget
 from tierplan.compiler.pass_manager import parse_pipeline
-from tierplan.compiler.plan import Plan, alias_groups, region_key
+from tierplan.compiler.plan import Plan, PlanBuffer, alias_groups, region_key
 from tierplan.compiler.scheduling import set_bits
 from tierplan.compiler.symbolic.dims import DimSpecs
 from tierplan.compiler.symbolic.expressions import Expr, Polynomial
@@ -281,7 +281,7 @@ def _regions(
     buffers: list[dict[str, Any]], sizes: Mapping[str, Polynomial], alignment: int
 ) -> list[tuple[str, list[Group], int]]:
     """Per region: its activation groups (in buffer order of their roots) and the weights' end."""
-    roots = alias_groups(buffers)
+    roots = alias_groups(PlanBuffer.of_entries(buffers))
     members: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
     bases: dict[str, int] = defaultdict(int)
     for index, b in enumerate(buffers):

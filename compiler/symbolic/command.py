@@ -13,7 +13,14 @@ from tierplan.compiler.errors import InputError
 from tierplan.compiler.evaluation import ACTIVATION_KINDS
 from tierplan.compiler.files import write_atomically
 from tierplan.compiler.frontend import load_model
-from tierplan.compiler.plan import Plan, memory_summary, plan_text, read_plan, read_plan_document
+from tierplan.compiler.plan import (
+    Plan,
+    PlanBuffer,
+    memory_summary,
+    plan_text,
+    read_plan,
+    read_plan_document,
+)
 from tierplan.compiler.report.units import human_bytes
 from tierplan.compiler.symbolic.buckets import compile_buckets
 from tierplan.compiler.symbolic.build import compile_symbolic
@@ -56,7 +63,7 @@ def check_every_binding(
 
 def activation_arena(plan: Plan) -> int:
     """The largest activation arena (peak above the weights) of a concrete plan's regions."""
-    peaks, _ = memory_summary(plan["buffers"], set(ACTIVATION_KINDS))
+    peaks, _ = memory_summary(PlanBuffer.of_plan(plan), set(ACTIVATION_KINDS))
     return max(peaks.values(), default=0)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from tierplan.compiler.errors import InputError
 from tierplan.compiler.inputs import shown
-from tierplan.compiler.plan import PLAN_FORMAT, Plan, memory_summary
+from tierplan.compiler.plan import PLAN_FORMAT, Plan, PlanBuffer, memory_summary
 from tierplan.compiler.plan_schema import plan_problems
 from tierplan.compiler.symbolic.expressions import evaluate, expression_problem, references
 
@@ -164,7 +164,7 @@ def _concrete(
     ops: list[dict[str, Any]],
     buffers: list[dict[str, Any]],
 ) -> Plan:
-    peaks, bounds = memory_summary(buffers)
+    peaks, bounds = memory_summary(PlanBuffer.of_entries(buffers))
     concrete: Plan = {"format": PLAN_FORMAT, **{key: plan[key] for key in KEPT}}
     concrete.update(dims=dict(dims), schedule=schedule, buffers=buffers, ops=ops)
     concrete["summary"] = {"peak_bytes": peaks, "lower_bound_bytes": bounds}
