@@ -8,8 +8,8 @@ level) test theirs, and empty subtrees are skipped. Finding the ``k`` intervals 
 overlap costs about ``k`` plus the intervals held at straddling nodes plus log n,
 where scanning a list of all stored intervals costs their number: on long chains,
 where each interval meets a few others, that is the difference between n log n and
-n² over a whole sweep. Used by the ``tiers`` greedy (intervals of steps) and by the
-plan validator's overlap sweep (intervals of bytes, after ranking their ends).
+n² over a whole sweep. Used by the plan validator (intervals of steps, and in its
+overlap sweep intervals of bytes, after ranking their ends).
 """
 
 from __future__ import annotations
