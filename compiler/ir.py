@@ -136,6 +136,10 @@ class Tensor:
         output of a ``Transfer``, or a weight replica), that tensor's name. The
         plan names the copy's buffer, and every operator's use of it, by the
         original name (:meth:`IRGraph.plan_name`).
+    scratch_of:
+        For a ``scratch`` tensor (a tile buffer, ``tiling`` pass), the operator that
+        owns it: no edge joins them, it lives at that operator's step only and on its
+        device.
     value:
         The elements of a small integer constant (an initializer whose bytes are in
         the file, a ``Constant`` node's output), flattened; ``None`` otherwise. Where
@@ -155,6 +159,7 @@ class Tensor:
     tier: str | None = None
     offset: int | None = None
     copy_of: str | None = None
+    scratch_of: str | None = None
     value: list[int] | None = None
 
     @property
@@ -458,8 +463,10 @@ class IRGraph:
         """Check the invariants every pass must keep; raise :class:`InvariantError`.
 
         Structure: bipartite edges, one producer per tensor, slot lists that match
-        the edges, no cycle. Once scheduled: steps are ``0..n-1`` and topological.
-        Once live ranges exist: they cover producer and readers. Placement fields
+        the edges, no cycle; a tensor with ``scratch_of`` is ``scratch``, edgeless and
+        owned by an existing operator. Once scheduled: steps are ``0..n-1`` and
+        topological. Once live ranges exist: they cover producer and readers, and a
+        scratch tensor lives at its owner's step only. Placement fields
         are checked by the plan validator, which knows the target.
         """
         problems: list[str] = []
@@ -479,12 +486,23 @@ class IRGraph:
         for tensor in self.tensors():
             if self.graph.in_degree(tensor_key(tensor.name)) > 1:
                 problems.append(f"tensor {tensor.name!r} has several producers")
+            if tensor.scratch_of is not None:
+                problems += self._scratch_problems(tensor, tensor.scratch_of)
         if not problems and not nx.is_directed_acyclic_graph(self.graph):
             problems.append("the graph has a cycle")
         if not problems:
             problems += self._schedule_problems()
         if problems:
             raise InvariantError("; ".join(problems[:5]))
+
+    def _scratch_problems(self, tensor: Tensor, owner: str) -> list[str]:
+        if tensor.kind != "scratch":
+            return [f"tensor {tensor.name!r} has an owner but is {tensor.kind}, not scratch"]
+        if not self.has_operator(owner):
+            return [f"scratch tensor {tensor.name!r} belongs to no operator {owner!r}"]
+        if self.graph.degree(tensor_key(tensor.name)):
+            return [f"scratch tensor {tensor.name!r} is read or written by an operator"]
+        return []
 
     def _schedule_problems(self) -> list[str]:
         ops = list(self.operators())
@@ -505,6 +523,13 @@ class IRGraph:
                     )
             if tensor.needs_buffer and (tensor.start or 0) > made:
                 problems.append(f"tensor {tensor.name!r} is live only after it is written")
+        for tensor in self.tensors():
+            if tensor.scratch_of is not None and tensor.needs_buffer:
+                step = self.operator(tensor.scratch_of).step
+                if (tensor.start, tensor.end) != (step, step):
+                    problems.append(
+                        f"scratch tensor {tensor.name!r} lives beyond the step of its operator"
+                    )
         return problems
 
     # -- serialization --------------------------------------------------------

@@ -22,6 +22,9 @@ from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, regist
 
 def live_range(ir: IRGraph, tensor: Tensor, last_step: int) -> tuple[int, int] | None:
     """Inclusive ``(start, end)`` steps of ``tensor``, or ``None`` if it needs no buffer."""
+    if tensor.scratch_of is not None:  # a tile buffer: its operator's step
+        step = ir.operator(tensor.scratch_of).step
+        return None if step is None else (step, step)
     readers = [op.step for op in ir.consumers(tensor.name) if op.step is not None]
     if tensor.kind == "weight":
         return (0, last_step)

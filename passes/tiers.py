@@ -220,10 +220,9 @@ class Tiers(Pass):
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         """Set ``tier`` of the activations chosen for the middle tier."""
         target = context.target
-        step_device = {op.step: op.device for op in ir.operators()}
         for tensor in ir.tensors():
-            if tensor.kind == "scratch" and tensor.start is not None:
-                tensor.device = step_device.get(tensor.start, tensor.device)
+            if tensor.scratch_of is not None:
+                tensor.device = ir.operator(tensor.scratch_of).device
         if len(target.tiers) < 3:
             return PassResult(changed=False, notes=["no tier between L1 and device memory"])
         middle = target.tiers[-2]
