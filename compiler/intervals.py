@@ -17,7 +17,7 @@ level) test theirs, and empty subtrees are skipped. Finding the ``k`` intervals 
 overlap costs about ``k`` plus the intervals held at straddling nodes plus log n,
 where scanning a list of all stored intervals costs their number: on long chains,
 where each interval meets a few others, that is the difference between n log n and
-n² over a whole sweep. Used by the ``tiers`` greedy (intervals of steps) and by
+n² over a whole sweep. Used by the plan validator (intervals of steps) and by
 :func:`sharing_pairs` (intervals of bytes, after ranking their ends).
 """
 

@@ -1,9 +1,13 @@
 """The intermediate representation: one bipartite ``networkx.DiGraph``.
 
 Nodes are operators and tensors. Edges run operator -> tensor (the operator
-produces the tensor; edge attribute ``slot``: the output index) and tensor ->
-operator (the operator reads the tensor; edge attribute ``slots``: the input
-indices, a list because one operator may read the same tensor twice).
+produces the tensor) and tensor -> operator (the operator reads the tensor, in a
+slot or as an implicit input). An operator's inputs and outputs have one source:
+its ``inputs``, ``outputs`` and ``implicit_inputs`` lists (slot order, repeats,
+omitted optional inputs). The edges are derived from them by :class:`IRGraph`
+whenever it adds an operator or changes what one reads or writes, carry no data,
+and serve as the index of producers and readers; :meth:`IRGraph.verify` checks
+that they are exactly what the lists give.
 
 This module is the single definition of the schema. Every node carries one
 attribute, ``data``, holding an :class:`Operator` or a :class:`Tensor`; passes
@@ -136,6 +140,10 @@ class Tensor:
         output of a ``Transfer``, or a weight replica), that tensor's name. The
         plan names the copy's buffer, and every operator's use of it, by the
         original name (:meth:`IRGraph.plan_name`).
+    scratch_of:
+        For a ``scratch`` tensor (a tile buffer, ``tiling`` pass), the operator that
+        owns it: no edge joins them, it lives at that operator's step only and on its
+        device.
     value:
         The elements of a small integer constant (an initializer whose bytes are in
         the file, a ``Constant`` node's output), flattened; ``None`` otherwise. Where
@@ -155,6 +163,7 @@ class Tensor:
     tier: str | None = None
     offset: int | None = None
     copy_of: str | None = None
+    scratch_of: str | None = None
     value: list[int] | None = None
 
     @property
@@ -259,37 +268,44 @@ class IRGraph:
         if key in self.graph:
             raise InputError(f"duplicate operator name {op.name!r}")
         self.graph.add_node(key, data=op)
-        for slot, name in enumerate(op.inputs):
-            if name:
-                self._connect_input(name, op, slot)
-        for name in op.implicit_inputs:
-            self._connect_input(name, op, None)
-        for slot, name in enumerate(op.outputs):
-            if not name:
-                continue
-            out = tensor_key(name)
-            if out not in self.graph:
-                raise InputError(f"operator {op.name!r} writes unknown tensor {name!r}")
-            if self.graph.in_degree(out):
-                other = self.producer(name)
-                raise InputError(
-                    f"tensor {name!r} is written by both {other.name!r} and {op.name!r}"
-                )
-            self.graph.add_edge(key, out, slot=slot)
+        self._link(op)
 
-    def _connect_input(self, name: str, op: Operator, slot: int | None) -> None:
-        source = tensor_key(name)
-        if source not in self.graph:
+    def _link(self, op: Operator) -> None:
+        """Add the edges ``op``'s input and output lists give that it lacks (an edge it
+        keeps keeps its place among its tensor's readers)."""
+        key = op_key(op.name)
+        for name in op.read_tensors():
+            self._check_read(op, name)
+            self.graph.add_edge(tensor_key(name), key)
+        for name in op.outputs:
+            if name and not self.graph.has_edge(key, tensor_key(name)):
+                self._check_write(op, name)
+                self.graph.add_edge(key, tensor_key(name))
+
+    def _check_read(self, op: Operator, name: str) -> None:
+        if tensor_key(name) not in self.graph:
             raise InputError(
                 f"operator {op.name!r} ({op.op_type}) reads tensor {name!r}, "
                 "which no operator, graph input or initializer provides"
             )
-        edge = self.graph.get_edge_data(source, op_key(op.name))
-        if edge is None:
-            self.graph.add_edge(source, op_key(op.name), slots=[])
-            edge = self.graph.edges[source, op_key(op.name)]
-        if slot is not None:
-            edge["slots"].append(slot)
+
+    def _check_write(self, op: Operator, name: str) -> None:
+        """``name`` exists and no operator writes it yet."""
+        if tensor_key(name) not in self.graph:
+            raise InputError(f"operator {op.name!r} writes unknown tensor {name!r}")
+        if self.graph.in_degree(tensor_key(name)):
+            other = self.producer(name)
+            raise InputError(f"tensor {name!r} is written by both {other.name!r} and {op.name!r}")
+
+    def _relink(self, op: Operator) -> None:
+        """Derive ``op``'s edges again from its (changed) input and output lists."""
+        key = op_key(op.name)
+        reads = set(op.read_tensors())
+        writes = {name for name in op.outputs if name}
+        stale = [(t, key) for t in self.graph.predecessors(key) if t[1] not in reads]
+        stale += [(key, t) for t in self.graph.successors(key) if t[1] not in writes]
+        self.graph.remove_edges_from(stale)
+        self._link(op)
 
     # -- reading --------------------------------------------------------------
 
@@ -368,19 +384,17 @@ class IRGraph:
         return self.tensor(tensor).copy_of or tensor if tensor else tensor
 
     def redirect_read(self, op: Operator, old: str, new: str) -> None:
-        """Make ``op`` read tensor ``new`` wherever it read ``old`` (slots and edges)."""
+        """Make ``op`` read tensor ``new`` wherever it read ``old`` (its lists, then its edges)."""
+        self._check_read(op, new)
         op.inputs = [new if name == old else name for name in op.inputs]
         op.implicit_inputs = [new if name == old else name for name in op.implicit_inputs]
-        edge = self.graph.edges[tensor_key(old), op_key(op.name)]
-        self.graph.remove_edge(tensor_key(old), op_key(op.name))
-        self.graph.add_edge(tensor_key(new), op_key(op.name), slots=list(edge["slots"]))
+        self._relink(op)
 
     def redirect_write(self, op: Operator, old: str, new: str) -> None:
         """Make ``op`` write tensor ``new`` (which nothing writes yet) instead of ``old``."""
+        self._check_write(op, new)
         op.outputs = [new if name == old else name for name in op.outputs]
-        edge = self.graph.edges[op_key(op.name), tensor_key(old)]
-        self.graph.remove_edge(op_key(op.name), tensor_key(old))
-        self.graph.add_edge(op_key(op.name), tensor_key(new), slot=edge["slot"])
+        self._relink(op)
 
     def operator_count(self) -> int:
         """Number of operator nodes."""
@@ -457,9 +471,11 @@ class IRGraph:
     def verify(self) -> None:
         """Check the invariants every pass must keep; raise :class:`InvariantError`.
 
-        Structure: bipartite edges, one producer per tensor, slot lists that match
-        the edges, no cycle. Once scheduled: steps are ``0..n-1`` and topological.
-        Once live ranges exist: they cover producer and readers. Placement fields
+        Structure: bipartite edges, one producer per tensor, edges that are exactly
+        those the operators' input and output lists give, no cycle; a tensor with ``scratch_of`` is ``scratch``, edgeless and
+        owned by an existing operator. Once scheduled: steps are ``0..n-1`` and
+        topological. Once live ranges exist: they cover producer and readers, and a
+        scratch tensor lives at its owner's step only. Placement fields
         are checked by the plan validator, which knows the target.
         """
         problems: list[str] = []
@@ -479,12 +495,23 @@ class IRGraph:
         for tensor in self.tensors():
             if self.graph.in_degree(tensor_key(tensor.name)) > 1:
                 problems.append(f"tensor {tensor.name!r} has several producers")
+            if tensor.scratch_of is not None:
+                problems += self._scratch_problems(tensor, tensor.scratch_of)
         if not problems and not nx.is_directed_acyclic_graph(self.graph):
             problems.append("the graph has a cycle")
         if not problems:
             problems += self._schedule_problems()
         if problems:
             raise InvariantError("; ".join(problems[:5]))
+
+    def _scratch_problems(self, tensor: Tensor, owner: str) -> list[str]:
+        if tensor.kind != "scratch":
+            return [f"tensor {tensor.name!r} has an owner but is {tensor.kind}, not scratch"]
+        if not self.has_operator(owner):
+            return [f"scratch tensor {tensor.name!r} belongs to no operator {owner!r}"]
+        if self.graph.degree(tensor_key(tensor.name)):
+            return [f"scratch tensor {tensor.name!r} is read or written by an operator"]
+        return []
 
     def _schedule_problems(self) -> list[str]:
         ops = list(self.operators())
@@ -505,6 +532,13 @@ class IRGraph:
                     )
             if tensor.needs_buffer and (tensor.start or 0) > made:
                 problems.append(f"tensor {tensor.name!r} is live only after it is written")
+        for tensor in self.tensors():
+            if tensor.scratch_of is not None and tensor.needs_buffer:
+                step = self.operator(tensor.scratch_of).step
+                if (tensor.start, tensor.end) != (step, step):
+                    problems.append(
+                        f"scratch tensor {tensor.name!r} lives beyond the step of its operator"
+                    )
         return problems
 
     # -- serialization --------------------------------------------------------

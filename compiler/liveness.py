@@ -6,7 +6,8 @@ step 0 to the last step; graph inputs from step 0 to their last reader. An outpu
 nobody reads still needs bytes at the step that writes it. A graph input nobody
 reads needs no buffer. A Concat's output whose inputs are written straight into it
 (concat parts, ``alias_of`` the output) lives from its first part's start: its bytes
-hold the parts from then on.
+hold the parts from then on. A tile buffer (``scratch_of`` its operator) lives at its
+operator's step.
 
 The one definition: the ``liveness`` pass writes it on the IR, and ``partition``
 prices device assignments and recomputes ranges after its transfers with it.
@@ -19,6 +20,9 @@ from tierplan.compiler.ir import IRGraph, Operator, Tensor
 
 def live_range(ir: IRGraph, tensor: Tensor, last_step: int) -> tuple[int, int] | None:
     """Inclusive ``(start, end)`` steps of ``tensor``, or ``None`` if it needs no buffer."""
+    if tensor.scratch_of is not None:  # a tile buffer: its operator's step
+        step = ir.operator(tensor.scratch_of).step
+        return None if step is None else (step, step)
     readers = [op.step for op in ir.consumers(tensor.name) if op.step is not None]
     if tensor.kind == "weight":
         return (0, last_step)

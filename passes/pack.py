@@ -21,10 +21,11 @@ region (at least ``budget``) on ``workers`` threads); each region's
 CLI's spinner). Option ``time_limit`` (seconds; 0, the default: none) bounds the
 whole pass by the wall clock instead of the budget: each region gets an even share
 of the time left, and its best placement when the share is up; a region the clock
-cut short is reported ``time_limited`` (its placement depends on the machine). When
-the heuristic's peak
-would exceed a tier whose buffers all came with offsets from an earlier pass
-(``tiers`` proves its L2 placement), those offsets are kept instead.
+cut short is reported ``time_limited`` (its placement depends on the machine). A
+region whose placement exceeds its tier falls back to the best heuristic placement
+(:func:`~tierplan.compiler.packing.place`, ``best``, no deadline) when that fits:
+``tiers`` checked its L2 choice with that placement, so a ``strategy`` other than
+``best`` or a time limit cannot make the choice fail.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from functools import partial
 from tierplan.compiler.alias_layout import alias_positions
 from tierplan.compiler.errors import PassFailure, PipelineError
 from tierplan.compiler.ir import IRGraph, Tensor
-from tierplan.compiler.packing import PLACERS, SOLVERS, Item, check_placement, place, solve
+from tierplan.compiler.packing import PLACERS, SOLVERS, Item, Placement, place, solve
 from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.exact import Progress, region_budget
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
@@ -58,27 +59,16 @@ def packing_items(ir: IRGraph, tensors: list[Tensor], target: Target) -> list[It
     ]
 
 
-def fits_as_given(
-    ir: IRGraph,
-    tensors: list[Tensor],
-    offsets: dict[str, int | None],
-    target: Target,
-    capacity: int,
-) -> bool:
-    """True when ``offsets`` (from an earlier pass, e.g. ``tiers``) place every tensor of a
-    region within ``capacity`` without conflicts, alias groups at one offset: the
-    region then keeps them rather than fail on a heuristic's higher peak."""
-    if any(offset is None for offset in offsets.values()):
-        return False
-    items = packing_items(ir, tensors, target)
-    roots = ir.alias_roots(tensors)
-    inside = alias_positions(ir, tensors)
-    if any((offsets[roots[t.name]] or 0) + inside[t.name] != offsets[t.name] for t in tensors):
-        return False
-    placed = {item.key: offsets[item.key] or 0 for item in items}
-    return not check_placement(items, placed) and all(
-        placed[item.key] + item.size <= capacity for item in items
-    )
+def _take(
+    ir: IRGraph, activations: list[Tensor], tensors: list[Tensor], placement: Placement, base: int
+) -> int:
+    """Give ``activations`` their offsets in ``placement`` above ``base`` (the weights);
+    return the peak of the region's ``tensors``."""
+    roots = ir.alias_roots(activations)
+    inside = alias_positions(ir, activations)
+    for tensor in activations:
+        tensor.offset = base + placement.offsets[roots[tensor.name]] + inside[tensor.name]
+    return max((t.offset or 0) + t.nbytes for t in tensors)
 
 
 def _tell(context: PassContext, region: str, step: Progress) -> None:
@@ -132,7 +122,6 @@ class Pack(Pass):
             # With a time limit, each region gets an even share of the time left.
             share = deadline.within(deadline.left() / (len(regions) - index)) if deadline else None
             tier = target.tier(tier_name)
-            proven = {t.name: t.offset for t in tensors}  # set by an earlier pass (tiers)
             base = 0
             for tensor in tensors:
                 if tensor.kind == "weight":
@@ -150,15 +139,12 @@ class Pack(Pass):
                 partial(_tell, context, region),
                 deadline=share,
             )
-            roots = ir.alias_roots(activations)
-            inside = alias_positions(ir, activations)
-            for tensor in activations:
-                tensor.offset = base + placement.offsets[roots[tensor.name]] + inside[tensor.name]
-            peak = max((t.offset or 0) + t.nbytes for t in tensors)
-            if peak > tier.capacity and fits_as_given(ir, tensors, proven, target, tier.capacity):
-                for tensor in tensors:
-                    tensor.offset = proven[tensor.name]
-                peak = max((t.offset or 0) + t.nbytes for t in tensors)
+            peak = _take(ir, activations, tensors, placement, base)
+            if peak > tier.capacity:
+                fallback = place(items)  # the placement `tiers` checked its choice with
+                if fallback.peak < placement.peak:
+                    peak = _take(ir, activations, tensors, fallback, base)
+                    notes.append(f"{region}: above the tier, fell back to {fallback.placer}")
             if peak > tier.capacity:
                 raise PassFailure(
                     f"does not fit: device {device} {tier_name} needs {peak} bytes "

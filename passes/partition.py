@@ -45,7 +45,7 @@ from tierplan.compiler.partition import (
     stage_tables,
 )
 from tierplan.compiler.partition.graph import balance_load, graph_split
-from tierplan.compiler.partition.transfers import apply_assignment, is_tile_buffer
+from tierplan.compiler.partition.transfers import apply_assignment
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
 
 MODES = ("pipeline", "graph")
@@ -129,8 +129,7 @@ class Partition(Pass):
         transfers = apply_assignment(ir, [int(d) for d in devices])
         last_step = ir.operator_count() - 1
         for tensor in ir.tensors():
-            if not is_tile_buffer(ir, tensor):
-                tensor.start, tensor.end = live_range(ir, tensor, last_step) or (None, None)
+            tensor.start, tensor.end = live_range(ir, tensor, last_step) or (None, None)
         context.target = dataclasses.replace(target, devices=count)
         context.results[self.name] = PartitionReport(
             count, self.mode, estimate, single, len(transfers), optimal

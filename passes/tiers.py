@@ -3,23 +3,31 @@
 Reads: ``Tensor.start``/``end`` (liveness), ``alias_of``, ``device``, each
 operator's traffic per tensor (``Operator.tiles`` where tiled, else each tensor's
 bytes once: :func:`tierplan.compiler.cost.moved_bytes`), the target's tiers.
-Writes: ``Tensor.tier`` and ``Tensor.offset`` of the activations it puts in the
-middle tier (L2 of L1/L2/DDR; the tier before the last), ``Tensor.device`` of
-scratch buffers (they follow their operator). Other tensors stay unplaced, so
-``pack`` puts them in the last tier (DDR).
+Writes: ``Tensor.tier`` of the activations it puts in the middle tier (L2 of
+L1/L2/DDR; the tier before the last), ``Tensor.device`` of scratch buffers (they
+follow their operator). It places nothing: ``pack`` gives every buffer its offset,
+and puts the tensors left without a tier in the last tier (DDR).
 
-The problem, per device: each alias group of activations (it must share one
-tier) is a rectangle, its live steps by its aligned bytes, worth the bytes its
-operators move from or to it. Choose the groups to place in L2, and their
-offsets, so that no two placed groups alive at one step share a byte and the
-total worth is maximal. Solved exactly with OR-Tools CP-SAT (an optional interval
-per axis and a presence literal per group, ``NoOverlap2D`` over them, a redundant
-cumulative on the steps), warm-started with a greedy (best worth per byte-step
-first, each at its lowest free offset, kept if it fits). Limits are
-deterministic (``max_deterministic_time``, seed 0, one worker; wall-clock only as
-a safety cap). Above ``max_items`` groups, or if the solver finds nothing better,
-the greedy answer stands. The offsets are proved feasible here; ``pack`` keeps
-them when its own heuristic would exceed the tier.
+The problem, per device: each alias group of activations (it must share one tier)
+lives over some steps, takes its aligned bytes and is worth the bytes its operators
+move from or to it. Choose the groups to put in L2 so that the total worth is
+maximal and ``pack`` can place them within L2. The choice is made on the peak (a
+knapsack per step: at no step may the chosen groups alive exceed the tier), by a
+greedy (best worth per byte-step first, each kept if no step it lives through
+overflows) and, unless option ``solver`` is ``greedy`` or there are more than
+``max_items`` groups, by OR-Tools CP-SAT (a presence literal per group, one linear
+capacity constraint per step where a group starts, warm-started with the greedy;
+deterministic limits: ``max_deterministic_time``, seed 0, one worker; wall-clock only
+as a safety cap), the better of the two kept. Its bound (the solver's, or the total
+worth) bounds every choice that fits, since a choice that fits has its peak within L2.
+
+A peak within L2 does not always pack within L2 (items of different sizes can leave
+gaps no placement avoids), so the choice is then checked with the placement ``pack``
+starts from (:func:`tierplan.compiler.packing.place`, ``best``, on the same items):
+the groups it puts above the tier are demoted to DDR and the rest placed again, until
+the placement fits. ``pack``, starting from that same placement and never ending
+above it, then fits the tier (with another ``strategy`` or a time limit, it falls
+back to that placement when its own does not fit).
 """
 
 from __future__ import annotations
@@ -30,13 +38,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from ortools.sat.python import cp_model
-from tierplan.compiler.alias_layout import alias_positions
 from tierplan.compiler.cost import moved_bytes
 from tierplan.compiler.errors import PipelineError
-from tierplan.compiler.intervals import IntervalIndex
 from tierplan.compiler.ir import IRGraph, Tensor
+from tierplan.compiler.packing import Item, place
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
 from tierplan.compiler.target import Target
+from tierplan.passes.pack import packing_items
 
 log = logging.getLogger(__name__)
 
@@ -59,44 +67,36 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
-    """Groups placed in L2 (key -> offset), their total benefit, and the best upper bound."""
+    """Groups chosen for L2 (their keys), their total benefit, the best upper bound, how
+    they were chosen and how many groups the placement check demoted."""
 
-    offsets: dict[str, int]
+    chosen: frozenset[str]
     benefit: int
     bound: int
     method: str
+    demoted: int = 0
 
 
 def greedy_assignment(candidates: list[Candidate], capacity: int) -> Assignment:
-    """Best benefit per byte-step first, each at its lowest free offset if it fits."""
+    """Best benefit per byte-step first, each kept if no step of its life overflows."""
     order = sorted(
         candidates,
         key=lambda c: (-c.benefit / (c.size * (c.end - c.start + 1)), c.start, c.key),
     )
-    placed: list[tuple[Candidate, int]] = []
     horizon = max((c.end for c in candidates), default=0) + 1
-    steps: IntervalIndex[int] = IntervalIndex(horizon)  # placed candidates by their steps
-    used = np.zeros(horizon, dtype=np.int64)  # bytes placed at each step
+    used = np.zeros(horizon, dtype=np.int64)  # bytes chosen at each step
+    chosen = []
     for candidate in order:
         span = slice(candidate.start, candidate.end + 1)
-        if used[span].max() + candidate.size > capacity:
-            continue  # a full step in its range: no offset fits (once L2 is full, O(1) numpy)
-        busy = sorted(
-            (placed[i][1], placed[i][1] + placed[i][0].size)
-            for i in steps.overlapping(candidate.start, candidate.end)
-        )
-        offset = 0  # the lowest offset below which nothing in `busy` is in the way
-        for low, high in busy:
-            if low - offset >= candidate.size:
-                break
-            offset = max(offset, high)
-        if offset + candidate.size <= capacity:
-            steps.add(len(placed), candidate.start, candidate.end)
+        if used[span].max() + candidate.size <= capacity:
             used[span] += candidate.size
-            placed.append((candidate, offset))
-    offsets = {c.key: o for c, o in placed}
-    benefit = sum(c.benefit for c, _ in placed)
-    return Assignment(offsets, benefit, sum(c.benefit for c in candidates), "greedy")
+            chosen.append(candidate)
+    return Assignment(
+        frozenset(c.key for c in chosen),
+        sum(c.benefit for c in chosen),
+        sum(c.benefit for c in candidates),
+        "greedy",
+    )
 
 
 def exact_assignment(
@@ -106,31 +106,19 @@ def exact_assignment(
     hint: Assignment,
     max_deterministic_time: float,
 ) -> Assignment | None:
-    """CP-SAT over optional intervals; ``unit`` (the alignment) divides sizes and offsets."""
-    model = cp_model.CpModel()
-    slots = capacity // unit
-    present, offsets, steps, spaces = {}, {}, [], []
-    for c in candidates:
-        width = c.size // unit
-        if width > slots:
-            continue
-        literal = model.new_bool_var(f"in_{c.key}")
-        offset = model.new_int_var(0, slots - width, f"at_{c.key}")
-        steps.append(
-            model.new_optional_fixed_size_interval_var(
-                c.start, c.end - c.start + 1, literal, f"t_{c.key}"
-            )
-        )
-        spaces.append(model.new_optional_fixed_size_interval_var(offset, width, literal, ""))
-        present[c.key], offsets[c.key] = literal, offset
-        model.add_hint(literal, c.key in hint.offsets)
-        model.add_hint(offset, hint.offsets.get(c.key, 0) // unit)
-    if not present:
+    """CP-SAT over presence literals; ``unit`` (the alignment) divides sizes and capacity."""
+    fitting = [c for c in candidates if c.size <= capacity]
+    if not fitting:
         return None
-    model.add_no_overlap_2d(steps, spaces)
-    model.add_cumulative(steps, [c.size // unit for c in candidates if c.key in present], slots)
-    benefit = {c.key: c.benefit for c in candidates}
-    model.maximize(sum(benefit[key] * literal for key, literal in present.items()))
+    model = cp_model.CpModel()
+    present = {c.key: model.new_bool_var(f"in_{c.key}") for c in fitting}
+    for c in fitting:
+        model.add_hint(present[c.key], c.key in hint.chosen)
+    # The bytes alive peak where some group starts: one constraint per such step.
+    for step in sorted({c.start for c in fitting}):
+        alive = [c for c in fitting if c.start <= step <= c.end]
+        model.add(sum(c.size // unit * present[c.key] for c in alive) <= capacity // unit)
+    model.maximize(sum(c.benefit * present[c.key] for c in fitting))
     solver = cp_model.CpSolver()
     solver.parameters.max_deterministic_time = max_deterministic_time
     solver.parameters.max_time_in_seconds = SAFETY_SECONDS
@@ -144,12 +132,12 @@ def exact_assignment(
         )
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
-    chosen = {
-        key: solver.value(offsets[key]) * unit for key, lit in present.items() if solver.value(lit)
-    }
+    chosen = [c for c in fitting if solver.value(present[c.key])]
     method = "cp-sat optimal" if status == cp_model.OPTIMAL else "cp-sat feasible"
     bound = min(int(solver.best_objective_bound), hint.bound)
-    return Assignment(chosen, sum(benefit[k] for k in chosen), bound, method)
+    return Assignment(
+        frozenset(c.key for c in chosen), sum(c.benefit for c in chosen), bound, method
+    )
 
 
 def assign(
@@ -160,16 +148,29 @@ def assign(
     max_deterministic_time: float = 1.0,
     max_items: int = 1000,
 ) -> Assignment:
-    """The best assignment the chosen solver finds (never worse than the greedy)."""
+    """The best choice within the peak the chosen solver finds (never worse than the greedy)."""
     greedy = greedy_assignment(candidates, capacity)
     if solver == "greedy" or len(candidates) > max_items:
         return greedy
     exact = exact_assignment(candidates, capacity, unit, greedy, max_deterministic_time)
     if exact is None or exact.benefit < greedy.benefit:
-        return Assignment(
-            greedy.offsets, greedy.benefit, exact.bound if exact else greedy.bound, "greedy"
-        )
+        bound = exact.bound if exact else greedy.bound
+        return Assignment(greedy.chosen, greedy.benefit, bound, "greedy")
     return exact
+
+
+def demote_until_placed(items: list[Item], capacity: int) -> tuple[list[Item], frozenset[str]]:
+    """``items`` less those :func:`~tierplan.compiler.packing.place` cannot fit under
+    ``capacity``: those it puts above are dropped and the rest placed again, until the
+    placement fits. Returns the items kept and the keys dropped."""
+    dropped: set[str] = set()
+    while True:
+        placement = place(items)
+        if placement.peak <= capacity:
+            return items, frozenset(dropped)
+        above = {i.key for i in items if placement.offsets[i.key] + i.size > capacity}
+        dropped |= above
+        items = [i for i in items if i.key not in above]
 
 
 def traffic_by_tensor(ir: IRGraph) -> dict[str, int]:
@@ -200,7 +201,7 @@ def _candidates(
 @register_pass
 @dataclass(frozen=True)
 class Tiers(Pass):
-    """Put the activations worth the most L2 traffic into L2, with proven offsets."""
+    """Put the activations worth the most L2 traffic into L2, a choice ``pack`` can place."""
 
     name = "tiers"
     requires = frozenset({"liveness"})
@@ -217,12 +218,11 @@ class Tiers(Pass):
             raise PipelineError(f"tiers: unknown solver {self.solver!r} (cp-sat or greedy)")
 
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
-        """Set ``tier``/``offset`` of the activations placed in the middle tier."""
+        """Set ``tier`` of the activations chosen for the middle tier."""
         target = context.target
-        step_device = {op.step: op.device for op in ir.operators()}
         for tensor in ir.tensors():
-            if tensor.kind == "scratch" and tensor.start is not None:
-                tensor.device = step_device.get(tensor.start, tensor.device)
+            if tensor.scratch_of is not None:
+                tensor.device = ir.operator(tensor.scratch_of).device
         if len(target.tiers) < 3:
             return PassResult(changed=False, notes=["no tier between L1 and device memory"])
         middle = target.tiers[-2]
@@ -230,7 +230,7 @@ class Tiers(Pass):
         for tensor in ir.tensors():
             if tensor.needs_buffer and tensor.kind != "scratch":
                 if tensor.tier == middle.name:
-                    tensor.tier, tensor.offset = None, None
+                    tensor.tier, tensor.offset = None, None  # an earlier run's choice
                 by_device[tensor.device].append(tensor)
         reports, notes = {}, []
         traffic = traffic_by_tensor(ir)
@@ -245,20 +245,32 @@ class Tiers(Pass):
                 self.max_items,
             )
             roots = ir.alias_roots(tensors)
-            inside = alias_positions(ir, tensors)
-            for tensor in tensors:
-                offset = result.offsets.get(roots[tensor.name])
-                if offset is not None:
-                    tensor.tier, tensor.offset = middle.name, offset + inside[tensor.name]
+            chosen = [t for t in tensors if roots[t.name] in result.chosen]
+            _, demoted = demote_until_placed(packing_items(ir, chosen, target), middle.usable)
+            if demoted:
+                kept = result.chosen - demoted
+                benefit = sum(c.benefit for c in candidates if c.key in kept)
+                result = Assignment(kept, benefit, result.bound, result.method, len(demoted))
+            for tensor in chosen:
+                if roots[tensor.name] in result.chosen:
+                    tensor.tier = middle.name
             reports[device] = result
             total = sum(c.benefit for c in candidates)
             notes.append(
-                f"device {device}: {len(result.offsets)}/{len(candidates)} activation groups in "
+                f"device {device}: {len(result.chosen)}/{len(candidates)} activation groups in "
                 f"{middle.name}, {result.benefit}/{total} traffic bytes ({result.method}, "
-                f"bound {result.bound})"
+                f"bound {result.bound}; {result.demoted} demoted by the placement check)"
             )
         context.results[self.name] = reports
         return PassResult(changed=True, notes=notes)
 
 
-__all__ = ["Assignment", "Candidate", "Tiers", "assign", "exact_assignment", "greedy_assignment"]
+__all__ = [
+    "Assignment",
+    "Candidate",
+    "Tiers",
+    "assign",
+    "demote_until_placed",
+    "exact_assignment",
+    "greedy_assignment",
+]

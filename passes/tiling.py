@@ -6,8 +6,8 @@ nothing and is never tiled),
 the target's first tier (its capacity minus its ``reserve``). Writes:
 ``Operator.tiles`` (axes with tile sizes in loop order, outermost first; tile
 count; L1 bytes; traffic, in total and per tensor) on operators whose working set
-(every operand whole) exceeds the budget, ``None`` on the others; and one ``scratch`` tensor per tile buffer, in
-the first tier, live at the operator's step only, with an offset (buffers of one
+(every operand whole) exceeds the budget, ``None`` on the others; and one ``scratch`` tensor per tile buffer, owned by the
+operator (``scratch_of``), in the first tier, live at the operator's step only, with an offset (buffers of one
 step stacked from 0), so their total is ``l1_bytes`` (``plan-format.md``).
 
 The tilers are :mod:`tierplan.compiler.tiling`. An operator larger than the
@@ -48,13 +48,9 @@ def _scratch_name(ir: IRGraph, op: Operator, label: str) -> str:
 
 
 def _remove_scratch(ir: IRGraph) -> None:
-    """Drop the tile buffers of an earlier run (scratch tensors no edge touches)."""
-    stale = [
-        ("tensor", t.name)
-        for t in ir.tensors()
-        if t.kind == "scratch" and not ir.graph.degree(("tensor", t.name))
-    ]
-    ir.graph.remove_nodes_from(stale)
+    """Drop the tile buffers of an earlier run."""
+    for stale in [t.name for t in ir.tensors() if t.scratch_of is not None]:
+        ir.remove_tensor(stale)
 
 
 def _search(nest: LoopNest | None, budget: int, alignment: int) -> NestTiling | TilingError | None:
@@ -139,6 +135,7 @@ class Tiling(Pass):
                     shape=(size,),
                     nbytes=size,
                     kind="scratch",
+                    scratch_of=op.name,
                     start=op.step,
                     end=op.step,
                     device=op.device,

@@ -27,12 +27,33 @@ def small_ir() -> IRGraph:
 
 def test_edges_follow_the_schema() -> None:
     ir = small_ir()
-    assert ir.graph.edges[("tensor", "x"), ("op", "mul")]["slots"] == [0, 1]
-    assert ir.graph.edges[("op", "add"), ("tensor", "z")]["slot"] == 0
+    assert set(ir.graph.in_edges(("op", "mul"))) == {(("tensor", "x"), ("op", "mul"))}
+    assert set(ir.graph.out_edges(("op", "add"))) == {(("op", "add"), ("tensor", "z"))}
     assert ir.producer("y").name == "mul"
     assert [op.name for op in ir.consumers("y")] == ["add"]
     assert nx.is_bipartite(ir.graph)
     ir.verify()
+
+
+def test_edges_are_derived_from_the_lists_when_an_operator_changes() -> None:
+    ir = small_ir()
+    ir.add_tensor(Tensor("v", "float32", (4,), 16, "activation"))
+    ir.add_operator(Operator("neg", "Neg", inputs=["x"], outputs=["v"], index=2))
+    ir.redirect_read(ir.operator("mul"), "x", "v")
+    assert ir.operator("mul").inputs == ["v", "v"]
+    assert [op.name for op in ir.consumers("x")] == ["neg"]
+    assert [op.name for op in ir.consumers("v")] == ["mul"]
+    ir.add_tensor(Tensor("u", "float32", (4,), 16, "activation"))
+    ir.redirect_write(ir.operator("mul"), "y", "u")
+    assert ir.producer("u").name == "mul" and not ir.has_producer("y")
+    with pytest.raises(InputError, match="reads tensor 'nope'"):
+        ir.redirect_read(ir.operator("add"), "w", "nope")
+    with pytest.raises(InputError, match="written by both 'neg' and 'add'"):
+        ir.redirect_write(ir.operator("add"), "z", "v")
+    ir.verify()  # a refused change changes nothing
+    ir.operator("add").inputs = ["u", "w"]  # changed by hand, edges not derived again
+    with pytest.raises(InvariantError, match="input edges differ from its input list"):
+        ir.verify()
 
 
 def test_building_rejects_unknown_and_doubly_written_tensors() -> None:

@@ -18,6 +18,7 @@ from tierplan.compiler import (
     validate_plan,
 )
 from tierplan.compiler.aliasing import is_view
+from tierplan.compiler.errors import InvariantError
 from tierplan.compiler.frontend import load_model
 from tierplan.compiler.target import Target, load_target, parse_target
 from tierplan.compiler.tiling import BUILDERS, element_floor, loop_nest, reduction, untiled_bytes
@@ -324,3 +325,34 @@ def test_every_op_type_a_tiler_knows_tiles_without_failing(tmp_path: Path) -> No
 def test_no_operator_of_the_onnx_node_corpus_fails_tiling(tmp_path: Path) -> None:
     missed = [m for _, model in _corpus() for m in _tile_with_a_small_l1(tmp_path, model)]
     assert not missed
+
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+def test_tile_buffers_belong_to_their_operator_through_every_pass() -> None:
+    # Two devices: partition renumbers the steps and moves operators after tiling.
+    model = MODELS / "synthetic" / "transformer_block.onnx"
+    passes = "schedule,liveness,tiling,partition{devices=2},liveness,tiers,pack,evaluate"
+    result = compile_model(model, passes=passes)
+    ir = result.ir
+    ir.verify()
+    scratch = [t for t in ir.tensors() if t.kind == "scratch"]
+    assert scratch and all(t.scratch_of is not None for t in scratch)
+    for tensor in scratch:
+        owner = ir.operator(tensor.scratch_of or "")
+        assert owner.tiles is not None
+        assert (tensor.start, tensor.end, tensor.device) == (owner.step, owner.step, owner.device)
+    assert {t.device for t in scratch} == {0, 1}
+
+
+def test_the_ir_refuses_a_tile_buffer_without_its_operator() -> None:
+    ir = compile_model(MODELS / "synthetic" / "transformer_block.onnx").ir
+    tensor = next(t for t in ir.tensors() if t.scratch_of is not None)
+    owner = ir.operator(tensor.scratch_of or "")
+    tensor.start = tensor.end = (owner.step or 0) + 1
+    with pytest.raises(InvariantError, match="beyond the step of its operator"):
+        ir.verify()
+    tensor.scratch_of = "no such operator"
+    with pytest.raises(InvariantError, match="belongs to no operator"):
+        ir.verify()

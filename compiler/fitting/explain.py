@@ -97,14 +97,14 @@ def heaviest_operator(
     chosen = [t for t in result.ir.tensors() if t.needs_buffer] if tensors is None else tensors
     here = {t.name: t for t in chosen if t.kind != "weight"}
     roots = result.ir.alias_roots(here.values())
-    scratch: dict[int | None, list[str]] = defaultdict(list)
+    scratch: dict[str, list[str]] = defaultdict(list)  # tile buffers by their operator
     for t in chosen:
-        if t.kind == "scratch":
-            scratch[t.start].append(t.name)
+        if t.scratch_of is not None:
+            scratch[t.scratch_of].append(t.name)
     best: Heaviest | None = None
     for op in result.ir.scheduled_operators():
         names = [n for n in dict.fromkeys([*op.read_tensors(), *op.outputs]) if n in here]
-        names += scratch.get(op.step, [])
+        names += scratch.get(op.name, [])
         groups: dict[str, list[str]] = defaultdict(list)
         for name in names:
             groups[roots.get(name, name)].append(name)

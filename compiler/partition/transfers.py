@@ -14,8 +14,8 @@ An output declared in place or as a view of an input that is now a copy
 (``alias_of``) is re-pointed to the copy, which lives on its device; a Concat that
 reads a part from another device copies all its inputs (concat parts are all or
 none). Steps are
-renumbered (tile buffers, scratch tensors live at one operator's step, follow
-it); the other live ranges must be recomputed afterwards.
+renumbered and tile buffers follow their operator (``scratch_of``) to its device;
+every live range must be recomputed afterwards.
 """
 
 from __future__ import annotations
@@ -43,16 +43,6 @@ def _copy(ir: IRGraph, tensor: Tensor, device: int) -> Tensor:
     )  # fmt: skip
     ir.add_tensor(copy)
     return copy
-
-
-def is_tile_buffer(ir: IRGraph, tensor: Tensor) -> bool:
-    """True for a scratch tensor no operator reads or writes (a tile buffer of the
-    operator at its step): it has no live range to recompute."""
-    return (
-        tensor.kind == "scratch"
-        and not ir.has_producer(tensor.name)
-        and not ir.consumers(tensor.name)
-    )
 
 
 def apply_assignment(ir: IRGraph, devices: Sequence[int]) -> list[Operator]:
@@ -102,13 +92,9 @@ def apply_assignment(ir: IRGraph, devices: Sequence[int]) -> list[Operator]:
     for op in ops:
         order += before.get(op.name, [])
         order.append(op)
-    # Tile buffers (scratch tensors without edges) belong to the operator at their step.
-    owner = {op.step: op for op in ops}
-    scratch = [t for t in ir.tensors() if is_tile_buffer(ir, t) and t.start in owner]
     for step, op in enumerate(order):
         op.step = step
-    for tensor in scratch:
-        op = owner[tensor.start]
-        tensor.start = tensor.end = op.step
-        tensor.device = op.device
+    for tensor in ir.tensors():
+        if tensor.scratch_of is not None:  # a tile buffer follows its operator
+            tensor.device = ir.operator(tensor.scratch_of).device
     return transfers
