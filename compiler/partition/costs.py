@@ -82,8 +82,8 @@ def build_problem(ir: IRGraph, target: Target) -> PartitionProblem:
             weight_readers.append(steps)
             continue
         span = live_range(ir, tensor, n - 1)
-        if span is None:
-            continue  # needs no buffer (an unread graph input, a tile buffer)
+        if span is None or tensor.scratch_of is not None:
+            continue  # needs no buffer (an unread graph input), or moves with its operator
         produced = ir.has_producer(tensor.name)
         home = step[ir.producer(tensor.name).name] if produced else (steps or [0])[0]
         names.append(tensor.name)
