@@ -10,6 +10,9 @@ nobody reads still needs bytes at the step that writes it. A graph input nobody
 reads needs no buffer (``start`` and ``end`` stay ``None``). A Concat's output whose
 inputs are written straight into it (concat parts, ``alias_of`` the output) lives
 from its first part's start: its bytes hold the parts from then on.
+
+Ensures: every tensor an operator writes or reads (and every weight) has a range
+within the schedule, its start no later than its end.
 """
 
 from __future__ import annotations
@@ -17,7 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tierplan.compiler.ir import IRGraph, Operator, Tensor
-from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
+from tierplan.compiler.pass_manager import (
+    Pass,
+    PassContext,
+    PassResult,
+    PostconditionError,
+    register_pass,
+)
 
 
 def live_range(ir: IRGraph, tensor: Tensor, last_step: int) -> tuple[int, int] | None:
@@ -72,3 +81,18 @@ class Liveness(Pass):
             changed |= (tensor.start, tensor.end) != (start, end)
             tensor.start, tensor.end = start, end
         return PassResult(changed=changed)
+
+    def ensures(self, ir: IRGraph, context: PassContext) -> None:
+        """Every tensor that is written, read or a weight has a range within the schedule."""
+        last_step = ir.operator_count() - 1
+        for tensor in ir.tensors():
+            used = tensor.kind == "weight" or ir.has_producer(tensor.name)
+            if not (used or ir.consumers(tensor.name)):
+                continue
+            if tensor.start is None or tensor.end is None:
+                raise PostconditionError(f"tensor {tensor.name!r} has no live range")
+            if not 0 <= tensor.start <= tensor.end <= last_step:
+                raise PostconditionError(
+                    f"tensor {tensor.name!r} lives [{tensor.start}, {tensor.end}], "
+                    f"not within steps 0..{last_step}"
+                )

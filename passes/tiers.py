@@ -19,23 +19,30 @@ first, each at its lowest free offset, kept if it fits). Limits are
 deterministic (``max_deterministic_time``, seed 0, one worker; wall-clock only as
 a safety cap). Above ``max_items`` groups, or if the solver finds nothing better,
 the greedy answer stands. The offsets are proved feasible here; ``pack`` keeps
-them when its own heuristic would exceed the tier.
+them when its own heuristic would exceed the tier. Each device's
+:class:`Assignment` is left in the :class:`TiersResult` (``context.result(Tiers)``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 import numpy as np
 from ortools.sat.python import cp_model
 from tierplan.compiler.alias_layout import alias_positions
 from tierplan.compiler.cost import moved_bytes
-from tierplan.compiler.errors import PipelineError
 from tierplan.compiler.intervals import IntervalIndex
 from tierplan.compiler.ir import IRGraph, Tensor
-from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
+from tierplan.compiler.pass_manager import (
+    Bounds,
+    PassContext,
+    PassResult,
+    ResultPass,
+    register_pass,
+)
 from tierplan.compiler.target import Target
 
 log = logging.getLogger(__name__)
@@ -197,9 +204,16 @@ def _candidates(
     return sorted(candidates, key=lambda c: c.key)
 
 
+@dataclass(frozen=True, slots=True)
+class TiersResult:
+    """What ``tiers`` chose on each device: its :class:`Assignment`."""
+
+    devices: dict[int, Assignment] = field(default_factory=dict)
+
+
 @register_pass
 @dataclass(frozen=True)
-class Tiers(Pass):
+class Tiers(ResultPass[TiersResult]):
     """Put the activations worth the most L2 traffic into L2, with proven offsets."""
 
     name = "tiers"
@@ -207,14 +221,9 @@ class Tiers(Pass):
     provides = frozenset({"tiers"})
     invalidates = frozenset({"placement", "evaluation"})
 
-    solver: str = "cp-sat"
-    max_deterministic_time: float = 1.0
-    max_items: int = 1000
-
-    def __post_init__(self) -> None:
-        """Options are checked when the pipeline is built, before any pass runs."""
-        if self.solver not in ("cp-sat", "greedy"):
-            raise PipelineError(f"tiers: unknown solver {self.solver!r} (cp-sat or greedy)")
+    solver: Literal["cp-sat", "greedy"] = "cp-sat"
+    max_deterministic_time: Annotated[float, Bounds(0)] = 1.0
+    max_items: Annotated[int, Bounds(0)] = 1000
 
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         """Set ``tier``/``offset`` of the activations placed in the middle tier."""
@@ -232,7 +241,7 @@ class Tiers(Pass):
                 if tensor.tier == middle.name:
                     tensor.tier, tensor.offset = None, None
                 by_device[tensor.device].append(tensor)
-        reports, notes = {}, []
+        reports, notes = TiersResult(), []
         traffic = traffic_by_tensor(ir)
         for device, tensors in sorted(by_device.items()):
             candidates = _candidates(ir, tensors, traffic, target)
@@ -250,15 +259,23 @@ class Tiers(Pass):
                 offset = result.offsets.get(roots[tensor.name])
                 if offset is not None:
                     tensor.tier, tensor.offset = middle.name, offset + inside[tensor.name]
-            reports[device] = result
+            reports.devices[device] = result
             total = sum(c.benefit for c in candidates)
             notes.append(
                 f"device {device}: {len(result.offsets)}/{len(candidates)} activation groups in "
                 f"{middle.name}, {result.benefit}/{total} traffic bytes ({result.method}, "
                 f"bound {result.bound})"
             )
-        context.results[self.name] = reports
+        context.set_result(self, reports)
         return PassResult(changed=True, notes=notes)
 
 
-__all__ = ["Assignment", "Candidate", "Tiers", "assign", "exact_assignment", "greedy_assignment"]
+__all__ = [
+    "Assignment",
+    "Candidate",
+    "Tiers",
+    "TiersResult",
+    "assign",
+    "exact_assignment",
+    "greedy_assignment",
+]

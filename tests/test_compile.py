@@ -172,5 +172,11 @@ def test_passes_lists_each_pass_options_with_types_and_defaults(
 ) -> None:
     assert main(["passes"]) == 0
     out = capsys.readouterr().out
-    for option in ("chunks: str = 'auto'", "order: str = 'memory'", "views: bool = True"):
+    for option in (
+        "chunks: auto|int >= 1 = auto",
+        "mode: rows|online = rows",
+        "order: memory|onnx = memory",
+        "devices: target|auto|int 1..1024 = target",
+        "views: bool = true",
+    ):
         assert option in out

@@ -12,7 +12,7 @@ import pytest
 from tierplan.compiler import IRGraph, compile_model
 from tierplan.compiler.target import Target, load_target, parse_target
 from tierplan.passes.pack import fits_as_given
-from tierplan.passes.tiers import Candidate, assign, greedy_assignment
+from tierplan.passes.tiers import Candidate, Tiers, assign, greedy_assignment
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 
@@ -87,7 +87,7 @@ def test_everything_goes_to_l2_when_it_fits() -> None:
 @pytest.mark.parametrize("model", ["resnet18", "bert_base"])
 def test_real_models_are_within_five_percent_of_the_bound(model: str) -> None:
     result = compile_model(MODELS / "real" / f"{model}.onnx")
-    (report,) = result.context.results["tiers"].values()
+    (report,) = result.context.result(Tiers).devices.values()
     assert report.benefit >= 0.95 * report.bound
 
 
@@ -130,7 +130,7 @@ def test_a_user_target_changes_tiling_and_assignment(tmp_path: Path) -> None:
 def test_pack_can_keep_the_offsets_tiers_proved() -> None:
     result = compile_model(MODELS / "real" / "resnet18.onnx")
     ir, target = result.ir, result.target
-    (report,) = result.context.results["tiers"].values()
+    (report,) = result.context.result(Tiers).devices.values()
     l2 = [t for t in ir.tensors() if t.tier == "L2"]
     proven: dict[str, int | None] = {t.name: report.offsets[ir.alias_root(t)] for t in l2}
     capacity = target.tier("L2").capacity
