@@ -167,6 +167,15 @@ def test_verbose_compile_shows_every_pass_notes_including_a_plugins(
     assert "tensors >= 4096 bytes" not in capsys.readouterr().out
 
 
+def test_verbose_compile_within_a_budget_shows_the_chosen_plans_notes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = MODELS / "synthetic" / "diamond.onnx"
+    assert main(["compile", str(model), "-o", str(tmp_path), "--budget", "1GiB", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "notes of each pass" in out and "estimated latency" in out
+
+
 def test_passes_lists_each_pass_options_with_types_and_defaults(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -176,7 +185,7 @@ def test_passes_lists_each_pass_options_with_types_and_defaults(
         "chunks: auto|int >= 1 = auto",
         "mode: rows|online = rows",
         "order: memory|onnx = memory",
-        "devices: target|auto|int 1..1024 = target",
+        "balance: memory|time = memory",
         "views: bool = true",
     ):
         assert option in out
