@@ -390,3 +390,35 @@ class Unschedule(Schedule):
 def test_a_pass_may_take_a_builtin_promise() -> None:
     with pytest.raises(PostconditionError, match=r"'test-unschedule' did not ensure.*runs before"):
         compile_model(CHAIN, passes="test-unschedule")
+
+
+# -- the README's pass, as a plugin ----------------------------------------------------
+
+
+def _readme_pass(folder: Path) -> Path:
+    """The README's annotating pass (the block that starts ``# my_passes.py``) as a file."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    code = readme.split("```python\n# my_passes.py\n", 1)[1].split("```", 1)[0]
+    assert len(code.splitlines()) < 30
+    path = folder / "my_passes.py"
+    path.write_text(code)
+    return path
+
+
+def test_the_readme_pass_runs_as_a_plugin_with_its_notes_and_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plugin = str(_readme_pass(tmp_path))
+    passes = "schedule,liveness,long-lived{steps=2 kinds=all},inplace,pack,evaluate"
+    argv = ["compile", str(CHAIN), "-o", str(tmp_path / "out"), "--plugin", plugin, "-v"]
+    assert main([*argv, "--verify-each", "--passes", passes]) == 0
+    assert "4 long-lived tensors" in capsys.readouterr().out  # the chain's 4 weights
+    result = compile_model(CHAIN, passes=passes, plugins=[plugin])
+    long_lived = registered_passes()["long-lived"]
+    assert result.context.result(long_lived) == [
+        t.name for t in result.ir.tensors() if t.needs_buffer and (t.end or 0) - (t.start or 0) > 2
+    ]
+    activations = compile_model(CHAIN, passes=passes.replace(" kinds=all", ""), plugins=[plugin])
+    assert activations.context.result(long_lived) == []
+    assert main([*argv, "--passes", passes.replace("steps=2", "steps=0")]) == 2
+    assert "long-lived{steps=0}: expected int >= 1" in capsys.readouterr().err
