@@ -530,23 +530,23 @@ def run_pass(
 ) -> PassResult:
     """Run ``item``, then check its :meth:`~Pass.ensures`; errors name the pass (and
     ``before``, the passes that ran before it)."""
-    after = f", after the passes: [{', '.join(before)}]" if before else ""
+    after = _after(before)
     try:
         result = item.run(ir, context)
-        if not isinstance(result, PassResult):
-            raise PassCrash(
-                f"pass {item.name!r} returned {type(result).__name__}, not a PassResult"
-            )
-        _ensure(item.ensures, item, ir, context, after)
-    except (PassCrash, PostconditionError):
-        raise
     except TierplanError as error:
         raise type(error)(f"{error} [in pass {item.name!r}{after}]") from error
     except Exception as error:
         raise PassCrash(
             f"pass {item.name!r} crashed with {type(error).__name__}: {error}{after}"
         ) from error
+    if not isinstance(result, PassResult):
+        raise PassCrash(f"pass {item.name!r} returned {type(result).__name__}, not a PassResult")
+    _ensure(item.ensures, item, ir, context, after)
     return result
+
+
+def _after(before: Sequence[str]) -> str:
+    return f", after the passes: [{', '.join(before)}]" if before else ""
 
 
 def _ensure(
@@ -556,12 +556,18 @@ def _ensure(
     context: PassContext,
     after: str = "",
 ) -> None:
+    """Run one of ``item``'s post-conditions; a broken one names the pass."""
     try:
         check(ir, context)
     except PostconditionError as error:
         raise PostconditionError(
             f"pass {item.name!r} did not ensure what it promises: {error}{after}"
         ) from None
+    except Exception as error:
+        raise PassCrash(
+            f"the post-condition of pass {item.name!r} crashed with "
+            f"{type(error).__name__}: {error}{after}"
+        ) from error
 
 
 # -- instruments -----------------------------------------------------------------
