@@ -118,12 +118,14 @@ class Schedule(ResultPass[ScheduleReport]):
 def ensure_topological(ir: IRGraph) -> None:
     """Raise :class:`PostconditionError` unless the steps are ``0..n-1`` and every operator
     runs after the producers of the tensors it reads (the ``schedule`` fact)."""
-    steps = sorted(op.step if op.step is not None else -1 for op in ir.operators())
+    operators = list(ir.operators())
+    steps = sorted(op.step if op.step is not None else -1 for op in operators)
     if steps != list(range(len(steps))):
         raise PostconditionError("the operators' steps are not exactly 0..n-1")
-    for op in ir.operators():
+    written = {name: op.step or 0 for op in operators for name in op.outputs if name}
+    for op in operators:
         for name in op.read_tensors():
-            if ir.has_producer(name) and (ir.producer(name).step or 0) >= (op.step or 0):
+            if written.get(name, -1) >= (op.step or 0):
                 raise PostconditionError(
                     f"operator {op.name!r} runs before the producer of {name!r}, which it reads"
                 )
