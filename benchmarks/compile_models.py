@@ -46,6 +46,7 @@ def measure(path: Path) -> dict[str, object]:
     from tierplan.compiler.evaluation import ACTIVATION_KINDS
     from tierplan.compiler.packing import PLACERS, Item, max_live, place
     from tierplan.compiler.pass_manager import PassTimer
+    from tierplan.passes.schedule import Schedule
 
     timer = PassTimer()
     began = time.perf_counter()
@@ -57,7 +58,7 @@ def measure(path: Path) -> dict[str, object]:
     in_onnx_order = compile_model(
         path, dims=DIMS.get(path.stem), passes=ARENA_PIPELINE.replace("schedule", ONNX_ORDER, 1)
     ).evaluation
-    evaluation, schedule = arena.evaluation, arena.context.results["schedule"]
+    evaluation, schedule = arena.evaluation, arena.context.result(Schedule)
     assert evaluation is not None and in_onnx_order is not None
     key = "0/DDR"
     eager = requests(evaluation.plan, ACTIVATION_KINDS)[key]

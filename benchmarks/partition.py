@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tierplan.compiler import TierplanError, compile_model  # noqa: E402
+from tierplan.passes.partition import Partition  # noqa: E402
 
 from models.llama import llama  # noqa: E402
 
@@ -82,7 +83,7 @@ def row(path: Path, target: str, mode: str, count: str) -> list[str]:
     evaluation = result.evaluation
     assert evaluation is not None
     peaks = [v for k, v in evaluation.peak_bytes.items() if k.endswith("/DDR")]
-    report = result.context.results.get("partition")
+    report = result.context.find_result(Partition)
     devices = result.plan["target"]["devices"]
     throughput = evaluation.throughput
     # One device would run every operator in turn (even when it does not fit).

@@ -136,6 +136,7 @@ def _recompute_rows() -> list[list[str]]:
     from tierplan.compiler import compile_model
     from tierplan.compiler.errors import PassFailure
     from tierplan.compiler.execution import run_plan
+    from tierplan.passes.recompute import Recompute
 
     rows = []
     for stem, budget in RECOMPUTE_CASES:
@@ -156,7 +157,7 @@ def _recompute_rows() -> list[list[str]]:
             rows.append(cells)
             print(" | ".join(cells), file=sys.stderr, flush=True)
             continue
-        report = result.context.results["recompute"]
+        report = result.context.result(Recompute)
         evaluation = result.evaluation
         assert evaluation is not None
         run = run_plan(path, compile_options={"passes": passes})

@@ -27,6 +27,7 @@ from tierplan.compiler.cost import moved_bytes
 from tierplan.compiler.files import write_atomically
 from tierplan.compiler.tiling.gemm import OP_TYPES as GEMMS
 from tierplan.compiler.tiling.gemm import gemm_shape, hong_kung_bound
+from tierplan.passes.tiers import Tiers
 
 ROOT = Path(__file__).resolve().parent.parent
 DIMS = {"bert_base_dynamic": {"batch": 1, "seq": 128}}
@@ -69,7 +70,8 @@ def row(path: Path, target: str) -> list[str]:
     tiled = [op for op in tiered.ir.operators() if op.tiles is not None]
     largest = max((op.tiles.l1_bytes for op in tiled if op.tiles is not None), default=0)
     to_hk, binding, to_io = gemm_ratios(tiered)
-    reports = tiered.context.results.get("tiers", {})
+    tiers = tiered.context.find_result(Tiers)
+    reports = tiers.devices if tiers is not None else {}
     served = sum(r.benefit for r in reports.values())
     best = sum(r.bound for r in reports.values())
     moved = sum(

@@ -8,10 +8,13 @@ from tierplan.compiler.errors import InputError, PassFailure, PipelineError, Tie
 from tierplan.compiler.evaluation import Evaluation
 from tierplan.compiler.ir import IRGraph, ModelInfo, Operator, Tensor, Tiles
 from tierplan.compiler.pass_manager import (
+    Bounds,
     Pass,
     PassContext,
     PassInstrument,
     PassResult,
+    PostconditionError,
+    ResultPass,
     register_pass,
     registered_passes,
 )
@@ -19,6 +22,7 @@ from tierplan.compiler.target import Target, Tier, load_target
 from tierplan.compiler.validate import Violation, validate_plan
 
 __all__ = [
+    "Bounds",
     "CompileResult",
     "Evaluation",
     "IRGraph",
@@ -31,6 +35,8 @@ __all__ = [
     "PassInstrument",
     "PassResult",
     "PipelineError",
+    "PostconditionError",
+    "ResultPass",
     "Target",
     "Tensor",
     "Tier",

@@ -43,12 +43,17 @@ PLAN_CONTENT = ("schedule", "ops", "buffers")
 
 @dataclass
 class CompileResult:
-    """A compiled model: the annotated IR, the plan and the evaluator's verdict."""
+    """A compiled model: the annotated IR, the plan and the evaluator's verdict.
+
+    ``target`` is the target the plan is for (with the device count ``partition``
+    chose); ``passes`` the pipeline that ran, ``pass_results`` what each returned.
+    """
 
     ir: IRGraph
     model: onnx.ModelProto
     model_path: Path
     target: Target
+    passes: list[Pass]
     pass_results: list[PassResult]
     pass_seconds: list[tuple[str, float]]
     seconds: float
@@ -57,8 +62,16 @@ class CompileResult:
     @property
     def evaluation(self) -> Evaluation | None:
         """The ``evaluate`` pass's result (``None`` if the pipeline had no ``evaluate``)."""
-        result = self.context.results.get("evaluate")
-        return result if isinstance(result, Evaluation) else None
+        from tierplan.passes.evaluate import Evaluate  # passes import this package: load late
+
+        return self.context.find_result(Evaluate)
+
+    def notes(self) -> list[tuple[str, Sequence[str]]]:
+        """Each pass that ran, in order, with its notes (``-v``)."""
+        return [
+            (item.name, done.notes)
+            for item, done in zip(self.passes, self.pass_results, strict=True)
+        ]
 
     @cached_property
     def plan(self) -> Plan:
@@ -109,7 +122,10 @@ def _with_time_limited_packing(plan: Plan, context: PassContext) -> Plan:
     """``plan`` with, if a wall clock decided any region's packing, the pack pass's report
     per region (``packing``: solver, status, peak, bound, time_limited); otherwise as is,
     so that a deterministic plan stays byte-identical."""
-    reports = context.results.get("pack", {})
+    from tierplan.passes.pack import Pack  # passes import this package: load late
+
+    packed = context.find_result(Pack)
+    reports = packed.regions if packed is not None else {}
     if not any(report.time_limited for report in reports.values()):
         return plan
     fields = ("solver", "status", "peak", "bound", "time_limited")
@@ -193,17 +209,18 @@ def compile_model(
     dump_names = frozenset(dump_after)
     if dump_names:
         active.append(DumpAfter(dump_names, Path(dump_dir or f"{Path(model).stem}.tierplan/ir")))
+    context = PassContext(target=chosen_target, on_status=on_status)
     if verify_each:
-        active.append(VerifyEach())
+        active.append(VerifyEach(context))
     manager = PassManager(pipeline, active, on_pass_start)
     loaded = load_model(model, dims=dims, shapes=shapes)
-    context = PassContext(target=chosen_target, on_status=on_status)
     results = manager.run(loaded.ir, context)
     return CompileResult(
         ir=loaded.ir,
         model=loaded.proto,
         model_path=loaded.path,
-        target=chosen_target,
+        target=context.planned_target(),
+        passes=pipeline,
         pass_results=results,
         pass_seconds=timer.seconds,
         seconds=time.perf_counter() - began,

@@ -48,7 +48,14 @@ from tierplan.compiler.packing import SOLVERS, SolveReport, place, solve
 from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.exact import region_budget
 from tierplan.compiler.packing.traces import read_trace, write_trace
-from tierplan.compiler.pass_manager import load_plugin, parse_pipeline, registered_passes
+from tierplan.compiler.pass_manager import (
+    load_plugin,
+    option_types,
+    parse_pipeline,
+    registered_passes,
+    type_text,
+    with_options,
+)
 from tierplan.compiler.plan import (
     Plan,
     PlanBuffer,
@@ -474,8 +481,7 @@ def _with_pass_options(pipeline: str, name: str, given: dict[str, object], flags
             f"{flags} are options of the {name!r} pass, which the --passes pipeline lacks"
         )
     return ",".join(
-        (dataclasses.replace(item, **options) if item.name == name else item).spelled()
-        for item in passes
+        (with_options(item, options) if item.name == name else item).spelled() for item in passes
     )
 
 
@@ -587,13 +593,16 @@ def _compile(args: argparse.Namespace, console: Console) -> int:
                 f"within --budget {args.budget}: {result.plan['summary']['fit']['chosen']}"
             )
     if args.solver_report:
-        console.print(_solve_table(result.context.results.get("pack", {}), "exact packing"))
+        from tierplan.passes.pack import Pack  # passes import this package: load late
+
+        packed = result.context.find_result(Pack)
+        console.print(_solve_table(packed.regions if packed else {}, "exact packing"))
     if args.verbose:
         notes = Table(title="notes of each pass")
         notes.add_column("pass")
         notes.add_column("notes")
-        for (name, _), done in zip(result.pass_seconds, result.pass_results, strict=True):
-            notes.add_row(name, "\n".join(done.notes) or "-")
+        for name, lines in result.notes():
+            notes.add_row(name, "\n".join(lines) or "-")
         console.print(notes)
     if args.time_passes:
         timing = Table(title="time per pass")
@@ -732,11 +741,12 @@ def _passes(args: argparse.Namespace, console: Console) -> int:
         title="registered passes (default pipeline: " + ", ".join(default_pipeline()) + ")"
     )
     for column in ("pass", "requires", "provides", "options (name: type = default)", "description"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # long choice lists wrap, never cut
     for name, cls in registered_passes().items():
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
         options = [
-            f"{f.name}: {f.type if isinstance(f.type, str) else f.type.__name__} = {f.default!r}"
-            for f in dataclasses.fields(cls)
+            f"{option}: {type_text(hint)} = {_default_text(defaults[option])}"
+            for option, hint in option_types(cls).items()
         ]
         table.add_row(
             name,
@@ -747,6 +757,13 @@ def _passes(args: argparse.Namespace, console: Console) -> int:
         )
     console.print(table)
     return 0
+
+
+def _default_text(value: object) -> str:
+    """An option's default as a pipeline would spell it (``''`` for an empty text)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value) if value != "" else "''"
 
 
 def _targets(args: argparse.Namespace, console: Console) -> int:

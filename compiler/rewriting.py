@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
-from tierplan.compiler.errors import PipelineError
 from tierplan.compiler.ir import AttributeValue, IRGraph, Operator, Tensor
+from tierplan.compiler.pass_manager import Bounds
 
-
-def check_chunking(pass_name: str, chunks: str, budget: int) -> None:
-    """Refuse a ``chunks`` that is neither ``auto`` nor a count, or a negative ``budget``."""
-    if chunks != "auto" and not (chunks.isdigit() and int(chunks) > 0):
-        raise PipelineError(f"{pass_name}{{chunks={chunks}}}: expected 'auto' or a count")
-    if budget < 0:
-        raise PipelineError(f"{pass_name}{{budget={budget}}}: expected a size in bytes")
+Chunks = Literal["auto"] | Annotated[int, Bounds(1)]
+"""A rewriting pass's ``chunks`` option: ``auto`` (sized to its ``budget``) or a count."""
 
 
 def split_sizes(count: int, chunks: int) -> list[int]:

@@ -43,12 +43,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
-from tierplan.compiler.errors import PipelineError
 from tierplan.compiler.ir import IRGraph, Operator, Tensor
-from tierplan.compiler.pass_manager import GRAPH_FACTS, Pass, PassContext, PassResult, register_pass
-from tierplan.compiler.rewriting import Emitter, check_chunking, resized, split_sizes
+from tierplan.compiler.pass_manager import (
+    GRAPH_FACTS,
+    Bounds,
+    Pass,
+    PassContext,
+    PassResult,
+    register_pass,
+)
+from tierplan.compiler.rewriting import Chunks, Emitter, resized, split_sizes
 from tierplan.compiler.target import Target
 
 _CHAIN_OPS = {"Mul": (0, 1), "Div": (0,), "Add": (0, 1), "Sub": (0,), "Where": (1, 2)}
@@ -369,14 +376,9 @@ class ChunkAttention(Pass):
     name = "attention"
     invalidates = GRAPH_FACTS
 
-    chunks: str = "auto"
-    mode: str = "rows"
-    budget: int = 0
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("rows", "online"):
-            raise PipelineError(f"attention{{mode={self.mode}}}: expected 'rows' or 'online'")
-        check_chunking(self.name, self.chunks, self.budget)
+    chunks: Chunks = "auto"
+    mode: Literal["rows", "online"] = "rows"
+    budget: Annotated[int, Bounds(0)] = 0  # bytes of a score block; 0: default_budget
 
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         budget = self.budget or default_budget(context.target)

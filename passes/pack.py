@@ -16,8 +16,8 @@ item takes are rounded up to the target's alignment. Option ``solver`` then impr
 the heuristic's placement with an exact engine (``greedy``: none; ``search``,
 ``cpsat`` or ``auto``, within ``budget`` deterministic units per 1,000 buffers of the
 region (at least ``budget``) on ``workers`` threads); each region's
-:class:`~tierplan.compiler.packing.SolveReport` goes in ``context.results["pack"]``
-(keyed ``"device/tier"``); the solve's progress goes to ``context.status`` (the
+:class:`~tierplan.compiler.packing.SolveReport` goes in the :class:`PackResult`
+(``context.result(Pack)``, keyed ``"device/tier"``); the solve's progress goes to ``context.status`` (the
 CLI's spinner). Option ``time_limit`` (seconds; 0, the default: none) bounds the
 whole pass by the wall clock instead of the budget: each region gets an even share
 of the time left, and its best placement when the share is up; a region the clock
@@ -26,22 +26,39 @@ region whose placement exceeds its tier falls back to the best heuristic placeme
 (:func:`~tierplan.compiler.packing.place`, ``best``, no deadline) when that fits:
 ``tiers`` checked its L2 choice with that placement, so a ``strategy`` other than
 ``best`` or a time limit cannot make the choice fail.
+
+Ensures: every buffer has a tier and an offset, within its tier's capacity (and,
+under ``--verify-each``, that no two buffers alive at a common step share a byte).
 """
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
+from typing import Annotated, Literal
 
 from tierplan.compiler.alias_layout import alias_positions
-from tierplan.compiler.errors import PassFailure, PipelineError
+from tierplan.compiler.errors import PassFailure
 from tierplan.compiler.ir import IRGraph, Tensor
-from tierplan.compiler.packing import PLACERS, SOLVERS, Item, Placement, place, solve
+from tierplan.compiler.packing import (
+    Item,
+    Placement,
+    SolveReport,
+    check_placement,
+    place,
+    solve,
+)
 from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.exact import Progress, region_budget
-from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
+from tierplan.compiler.pass_manager import (
+    Bounds,
+    PassContext,
+    PassResult,
+    PostconditionError,
+    ResultPass,
+    register_pass,
+)
 from tierplan.compiler.target import Target
 
 
@@ -76,9 +93,40 @@ def _tell(context: PassContext, region: str, step: Progress) -> None:
     context.status(f"{region} {step.describe()}")
 
 
+Strategy = Literal[
+    "best",
+    "greedy-size",
+    "greedy-breadth",
+    "best-fit-conflicts",
+    "first-fit-schedule",
+    "ruin-recreate",
+]
+"""``best`` (every placer, the lowest peak kept) or one placer of
+:data:`~tierplan.compiler.packing.PLACERS`."""
+
+Solver = Literal["greedy", "search", "cpsat", "auto"]
+"""The exact engine after the heuristics: :data:`~tierplan.compiler.packing.SOLVERS`."""
+
+
+@dataclass(frozen=True, slots=True)
+class PackResult:
+    """What ``pack`` proved per region (``"device/tier"``): the exact engines' reports."""
+
+    regions: dict[str, SolveReport] = field(default_factory=dict)
+
+
+def _regions(ir: IRGraph) -> dict[tuple[int, str], list[Tensor]]:
+    """The buffers of each (device, tier), once ``pack`` gave every buffer a tier."""
+    regions: dict[tuple[int, str], list[Tensor]] = defaultdict(list)
+    for tensor in ir.tensors():
+        if tensor.needs_buffer and tensor.tier is not None:
+            regions[(tensor.device, tensor.tier)].append(tensor)
+    return regions
+
+
 @register_pass
 @dataclass(frozen=True)
-class Pack(Pass):
+class Pack(ResultPass[PackResult]):
     """Assign byte offsets: weights in a constant region, activations by heuristics and exact engines."""
 
     name = "pack"
@@ -86,36 +134,48 @@ class Pack(Pass):
     provides = frozenset({"placement"})
     invalidates = frozenset({"evaluation"})
 
-    strategy: str = "best"
-    solver: str = "auto"
-    budget: float = 2.0  # deterministic units per 1,000 buffers of a region
-    workers: int = 1
-    time_limit: float = 0.0  # seconds for the whole pass, by the wall clock; 0: none
+    strategy: Strategy = "best"
+    solver: Solver = "auto"
+    budget: Annotated[float, Bounds(0)] = 2.0  # deterministic units per 1,000 buffers of a region
+    workers: Annotated[int, Bounds(1)] = 1
+    time_limit: Annotated[float, Bounds(0)] = 0.0  # seconds for the whole pass, wall clock; 0: none
 
-    def __post_init__(self) -> None:
-        """Reject bad solver options when the pipeline is built, before any pass runs."""
-        if self.solver not in SOLVERS:
-            known = ", ".join(SOLVERS)
-            raise PipelineError(f"pack: unknown solver {self.solver!r} (choose from {known})")
-        if self.budget < 0 or self.workers < 1:
-            raise PipelineError("pack: budget must be >= 0 and workers >= 1")
-        if not (0 <= self.time_limit < math.inf):
-            raise PipelineError(
-                f"pack: time_limit must be >= 0 seconds (0: none), got {self.time_limit}"
-            )
-        if self.strategy != "best" and self.strategy not in PLACERS:
-            known = ", ".join(["best", *PLACERS])
-            raise PipelineError(f"pack: unknown strategy {self.strategy!r} (choose from {known})")
+    def ensures(self, ir: IRGraph, context: PassContext) -> None:
+        """Every buffer has a tier and an offset, and ends within its tier's capacity."""
+        for tensor in ir.tensors():
+            if not tensor.needs_buffer:
+                continue
+            if tensor.tier is None or tensor.offset is None:
+                raise PostconditionError(f"buffer {tensor.name!r} has no tier or no offset")
+            capacity = context.target.tier(tensor.tier).capacity
+            if not 0 <= tensor.offset <= capacity - tensor.nbytes:
+                raise PostconditionError(
+                    f"buffer {tensor.name!r} at offset {tensor.offset} ({tensor.nbytes} bytes) "
+                    f"is outside {tensor.tier}'s {capacity} bytes"
+                )
+
+    def ensures_costly(self, ir: IRGraph, context: PassContext) -> None:
+        """No two buffers of a region alive at a common step share a byte."""
+        target = context.target
+        for (device, tier), tensors in sorted(_regions(ir).items()):
+            items = packing_items(ir, tensors, target)
+            roots = ir.alias_roots(tensors)
+            inside = alias_positions(ir, tensors)
+            offsets = {t.name: t.offset or 0 for t in tensors}
+            if any(offsets[roots[t.name]] + inside[t.name] != offsets[t.name] for t in tensors):
+                raise PostconditionError(f"a member of {device}/{tier} is not at its group's place")
+            if check_placement(items, {item.key: offsets[item.key] for item in items}):
+                raise PostconditionError(f"buffers of {device}/{tier} overlap")
 
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         """Set ``tier`` and ``offset`` on every tensor that needs a buffer."""
-        reports = context.results.setdefault(self.name, {})
+        reports = PackResult()
+        context.set_result(self, reports)
         target = context.target
-        regions: dict[tuple[int, str], list[Tensor]] = defaultdict(list)
         for tensor in ir.tensors():
             if tensor.needs_buffer:
                 tensor.tier = tensor.tier or target.memory_tier.name
-                regions[(tensor.device, tensor.tier)].append(tensor)
+        regions = _regions(ir)
         notes = []
         deadline = Deadline.after(self.time_limit) if self.time_limit else None
         for index, ((device, tier_name), tensors) in enumerate(sorted(regions.items())):
@@ -130,7 +190,7 @@ class Pack(Pass):
             activations = [t for t in tensors if t.kind != "weight"]
             items = packing_items(ir, activations, target)
             region = f"{device}/{tier_name}"
-            placement, reports[region] = solve(
+            placement, reports.regions[region] = solve(
                 items,
                 place(items, self.strategy, share),
                 self.solver,
@@ -150,7 +210,7 @@ class Pack(Pass):
                     f"does not fit: device {device} {tier_name} needs {peak} bytes "
                     f"(weights {base}), capacity {tier.capacity}"
                 )
-            limited = " (time-limited)" if reports[region].time_limited else ""
+            limited = " (time-limited)" if reports.regions[region].time_limited else ""
             notes.append(
                 f"{device}/{tier_name}: {len(tensors)} buffers, peak {peak} bytes{limited}"
             )

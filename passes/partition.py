@@ -12,7 +12,8 @@ Options:
 - ``devices``: a count, ``auto`` (the fewest devices, up to ``max_devices``, whose
   every device fits its memory tier, weights included, by the pipeline DP's
   estimate), or ``target`` (the target's ``devices``). The plan's
-  ``target.devices`` becomes that count; pipeline mode may leave devices idle when
+  ``target.devices`` becomes that count (the :class:`PartitionReport` carries it;
+  the context's target is left as it is); pipeline mode may leave devices idle when
   fewer stages are as good.
 - ``mode``: ``pipeline`` (contiguous stages of the schedule, cut points by the
   exact DP of :mod:`tierplan.compiler.partition.pipeline`) or ``graph`` (any
@@ -23,17 +24,21 @@ Options:
   stage, then transferred bytes) or ``time`` (slowest stage first, within the
   memory capacity).
 
-The result, a :class:`PartitionReport`, goes in ``context.results["partition"]``.
+The result, a :class:`PartitionReport` (``context.result(Partition)``), is left when
+the graph was split.
+
+Ensures: every operator and tensor is on a device of the plan.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
-from tierplan.compiler.errors import PassFailure, PipelineError
-from tierplan.compiler.inputs import MAX_DEVICES, integer_text
+from tierplan.compiler.errors import PassFailure
+from tierplan.compiler.inputs import MAX_DEVICES
 from tierplan.compiler.ir import IRGraph
 from tierplan.compiler.liveness import live_range
 from tierplan.compiler.partition import (
@@ -46,10 +51,15 @@ from tierplan.compiler.partition import (
 )
 from tierplan.compiler.partition.graph import balance_load, graph_split
 from tierplan.compiler.partition.transfers import apply_assignment
-from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
-
-MODES = ("pipeline", "graph")
-BALANCES = ("memory", "time")
+from tierplan.compiler.pass_manager import (
+    Bounds,
+    PassContext,
+    PassResult,
+    PostconditionError,
+    ResultPass,
+    register_pass,
+)
+from tierplan.compiler.target import Target
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +78,14 @@ class PartitionReport:
         """The one-device peak divided by the device count: no split does better."""
         return self.single_device.max_peak / self.devices
 
+    def planned_target(self, target: Target) -> Target:
+        """``target`` with the chosen device count: the target the plan is for."""
+        return dataclasses.replace(target, devices=self.devices)
+
 
 @register_pass
 @dataclass(frozen=True)
-class Partition(Pass):
+class Partition(ResultPass[PartitionReport]):
     """Split operators over devices: pipeline stages (exact DP) or a min-transfer graph cut."""
 
     name = "partition"
@@ -79,21 +93,22 @@ class Partition(Pass):
     provides = frozenset({"partition"})
     invalidates = frozenset({"placement", "evaluation"})
 
-    devices: str = "target"
-    mode: str = "pipeline"
-    balance: str = "memory"
-    max_devices: int = 64
-    solver_time: float = 1.0
+    devices: Literal["target", "auto"] | Annotated[int, Bounds(1, MAX_DEVICES)] = "target"
+    mode: Literal["pipeline", "graph"] = "pipeline"
+    balance: Literal["memory", "time"] = "memory"
+    max_devices: Annotated[int, Bounds(1)] = 64
+    solver_time: Annotated[float, Bounds(0)] = 1.0
 
-    def __post_init__(self) -> None:
-        """Options are checked when the pipeline is built, before any pass runs."""
-        if self.mode not in MODES or self.balance not in BALANCES:
-            raise PipelineError(
-                f"partition: mode must be one of {', '.join(MODES)} and balance one of "
-                f"{', '.join(BALANCES)}, got mode={self.mode} balance={self.balance}"
-            )
-        if self.devices not in ("target", "auto"):
-            self._count(1, True)
+    def ensures(self, ir: IRGraph, context: PassContext) -> None:
+        """Every operator and tensor is on a device of the plan's target."""
+        devices = context.planned_target().devices
+        placed = [(op.name, op.device) for op in ir.operators()]
+        placed += [(tensor.name, tensor.device) for tensor in ir.tensors()]
+        for name, device in placed:
+            if not 0 <= device < devices:
+                raise PostconditionError(
+                    f"{name!r} is on device {device}, outside 0..{devices - 1}"
+                )
 
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         """Assign devices, insert transfers, recompute live ranges."""
@@ -130,9 +145,8 @@ class Partition(Pass):
         last_step = ir.operator_count() - 1
         for tensor in ir.tensors():
             tensor.start, tensor.end = live_range(ir, tensor, last_step) or (None, None)
-        context.target = dataclasses.replace(target, devices=count)
-        context.results[self.name] = PartitionReport(
-            count, self.mode, estimate, single, len(transfers), optimal
+        context.set_result(
+            self, PartitionReport(count, self.mode, estimate, single, len(transfers), optimal)
         )
         peaks = ", ".join(f"{peak / 2**30:.2f}" for peak in estimate.peak_bytes)
         return PassResult(
@@ -150,8 +164,4 @@ class Partition(Pass):
             return target_devices
         if self.devices == "auto":
             return 1 if fits_one else 0
-        if not self.devices.isdigit():
-            raise PipelineError(
-                f"partition: devices must be a positive count, auto or target, got {self.devices!r}"
-            )
-        return integer_text(self.devices, "partition devices", 1, MAX_DEVICES)
+        return self.devices

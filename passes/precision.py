@@ -55,11 +55,19 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 from tierplan.compiler.errors import PipelineError
 from tierplan.compiler.frontend import onnx_element_type
 from tierplan.compiler.ir import AttributeValue, IRGraph, Operator, Tensor
-from tierplan.compiler.pass_manager import GRAPH_FACTS, Pass, PassContext, PassResult, register_pass
+from tierplan.compiler.pass_manager import (
+    GRAPH_FACTS,
+    Bounds,
+    Pass,
+    PassContext,
+    PassResult,
+    register_pass,
+)
 
 SENSITIVE = frozenset(
     {
@@ -325,31 +333,20 @@ class Precision(Pass):
     name = "precision"
     invalidates = GRAPH_FACTS
 
-    activations: str = "float16"
-    keep: str = ""
-    weights: str = "keep"
-    chunks: int = 4
+    activations: Literal["float16", "bfloat16"] = "float16"  # bfloat16: refused, see below
+    keep: str = ""  # operator types joined by '+'; "": the sensitive ones; "none"
+    weights: Literal["keep", "float16"] = "keep"
+    chunks: Annotated[int, Bounds(1)] = 4
 
-    def __post_init__(self) -> None:
+    def check_options(self) -> None:
+        """Refuse bfloat16 (nothing could run it) and a malformed ``keep``."""
         if self.activations == "bfloat16":
             raise PipelineError(
                 "precision{activations=bfloat16}: onnxruntime's CPU provider has no bfloat16 "
                 "kernels for Add, Mul, MatMul, Relu, Softmax ..., so neither the planned model "
                 "nor tierplan run could execute it; use activations=float16"
             )
-        if self.activations != "float16":
-            raise PipelineError(
-                f"precision{{activations={self.activations}}}: expected 'float16' or 'bfloat16'"
-            )
-        if self.weights not in ("keep", "float16"):
-            raise PipelineError(
-                f"precision{{weights={self.weights}}}: expected 'keep' or 'float16'"
-            )
         kept_operators(self.keep)
-        if self.chunks < 1:
-            raise PipelineError(
-                f"precision{{chunks={self.chunks}}}: expected a count of at least 1"
-            )
 
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         blocked = next(iter(_subgraph_operators(ir)), None)

@@ -53,6 +53,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 from ortools.sat.python import cp_model
 from tierplan.compiler.aliasing import IN_PLACE_OPS
@@ -61,13 +62,16 @@ from tierplan.compiler.errors import InputError, PassFailure, PipelineError
 from tierplan.compiler.ir import IRGraph, Operator
 from tierplan.compiler.pass_manager import (
     GRAPH_FACTS,
-    Pass,
+    Bounds,
     PassContext,
     PassResult,
+    ResultPass,
     parse_pipeline,
     register_pass,
 )
 from tierplan.compiler.target import Target, parse_size
+from tierplan.passes.evaluate import Evaluate
+from tierplan.passes.schedule import ensure_topological
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +163,7 @@ class Choice:
 
 @dataclass(frozen=True, slots=True)
 class RecomputeReport:
-    """What ``recompute`` did, in ``context.results["recompute"]``.
+    """What ``recompute`` did (``context.result(Recompute)``).
 
     Peaks are of the final plan (``before``: unrewritten, ``after``: rewritten);
     ``estimate`` is the model's peak of the choice; ``flops_before`` the graph's FLOPs.
@@ -560,11 +564,14 @@ def measure(ir: IRGraph, target: Target) -> int:
     context = PassContext(target=target)
     for item in parse_pipeline(rest):  # the schedule holds already: no pipeline check
         item.run(copy, context)
-    return sum(context.results["evaluate"].activation_peak_bytes.values())
+    return sum(context.result(Evaluate).activation_peak_bytes.values())
 
 
 def _budget(text: str) -> tuple[int, float]:
     """``budget=`` as (bytes, 0) or (0, ratio)."""
+    refused = PipelineError(
+        f"recompute{{budget={text}}}: expected bytes (40MiB) or a ratio in (0, 1]"
+    )
     if text.isdigit() and int(text) > 1:
         return int(text), 0.0
     try:
@@ -572,18 +579,16 @@ def _budget(text: str) -> tuple[int, float]:
     except ValueError:
         try:
             return parse_size(text, "recompute{budget}"), 0.0
-        except InputError as error:
-            raise PipelineError(str(error)) from None
+        except InputError:
+            raise refused from None
     if not 0 < ratio <= 1 or (text.isdigit() and ratio < 1):
-        raise PipelineError(
-            f"recompute{{budget={text}}}: expected bytes (40MiB) or a ratio in (0, 1]"
-        )
+        raise refused
     return 0, ratio
 
 
 @register_pass
 @dataclass(frozen=True)
-class Recompute(Pass):
+class Recompute(ResultPass[RecomputeReport]):
     """Recompute long-lived activations before late readers to meet an activation budget."""
 
     name = "recompute"
@@ -591,22 +596,21 @@ class Recompute(Pass):
     provides = frozenset({"schedule"})
     invalidates = GRAPH_FACTS - {"schedule"}  # it writes the steps itself
 
-    budget: str = "0.8"
-    depth: int = 4
-    engine: str = "auto"
-    max_deterministic_time: float = 5.0
-    workers: int = 2
+    budget: str = "0.8"  # bytes (40MiB) or a ratio in (0, 1] of the unrewritten peak
+    depth: Annotated[int, Bounds(1)] = 4
+    engine: Literal["auto", "cpsat", "greedy"] = "auto"
+    max_deterministic_time: Annotated[float, Bounds(0)] = 5.0
+    workers: Annotated[int, Bounds(1)] = 2
 
-    def __post_init__(self) -> None:
+    def check_options(self) -> None:
+        """``budget`` must be bytes or a ratio; CP-SAT needs some time."""
         _budget(self.budget)
-        if self.engine not in ("auto", "cpsat", "greedy"):
-            raise PipelineError(
-                f"recompute{{engine={self.engine}}}: expected auto, cpsat or greedy"
-            )
-        if self.depth < 1 or self.workers < 1 or self.max_deterministic_time <= 0:
-            raise PipelineError(
-                "recompute: depth, workers and max_deterministic_time must be positive"
-            )
+        if self.max_deterministic_time == 0:
+            raise PipelineError("recompute{max_deterministic_time=0}: expected a positive time")
+
+    def ensures(self, ir: IRGraph, context: PassContext) -> None:
+        """The steps stay a topological order, clones included."""
+        ensure_topological(ir)
 
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         order = ir.scheduled_operators()
@@ -618,7 +622,7 @@ class Recompute(Pass):
         estimate = max(profile(live, []), default=0)
         if before <= budget:
             report = RecomputeReport(budget, before, before, estimate, 0, flops_before, "none")
-            context.results[self.name] = report
+            context.set_result(self, report)
             return PassResult(
                 False, [f"activation peak {before} bytes already within budget {budget}"]
             )
@@ -705,20 +709,23 @@ class Recompute(Pass):
         notes += [
             f"{o.tensor}: {len(o.chain)} operators before step {o.split}" for o in choice.options
         ]
-        context.results[self.name] = RecomputeReport(
-            budget,
-            before,
-            after,
-            choice.peak,
-            choice.flops,
-            flops_before,
-            choice.engine,
-            tuple(o.tensor for o in choice.options),
-            choice.objective,
-            choice.bound,
-            choice.gap,
-            choice.status,
-            rounds,
-            notes,
+        context.set_result(
+            self,
+            RecomputeReport(
+                budget,
+                before,
+                after,
+                choice.peak,
+                choice.flops,
+                flops_before,
+                choice.engine,
+                tuple(o.tensor for o in choice.options),
+                choice.objective,
+                choice.bound,
+                choice.gap,
+                choice.status,
+                rounds,
+                notes,
+            ),
         )
         return PassResult(bool(choice.options), notes)

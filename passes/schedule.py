@@ -16,23 +16,33 @@ schedule is never worse than the ONNX order. With ``aliasing=true`` (the default
 max-live counts views and in-place writes as the ``inplace`` pass will make them
 for the order (an input's bytes are taken over when it dies at the writer), so the
 order is chosen for the memory the plan will need. The
-:class:`ScheduleReport` in ``context.results["schedule"]`` says which order won
-and whether its bound is the exact optimum.
+:class:`ScheduleReport` it leaves says which order won
+and whether its bound is the exact optimum (``context.result(Schedule)``).
+
+Ensures: every operator has a step, the steps are ``0..n-1``, and every operator
+runs after the producers of what it reads.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
-from tierplan.compiler.errors import PipelineError
 from tierplan.compiler.ir import IRGraph
-from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
+from tierplan.compiler.pass_manager import (
+    Bounds,
+    PassContext,
+    PassResult,
+    PostconditionError,
+    ResultPass,
+    register_pass,
+)
 from tierplan.compiler.scheduling import MemoryGraph, memory_schedule, model_order
 
 
 @dataclass(frozen=True, slots=True)
 class ScheduleReport:
-    """What ``schedule`` chose, in ``context.results["schedule"]``.
+    """What ``schedule`` chose (``context.result(Schedule)``).
 
     ``bound`` is the max-live (bytes, weights left out; with ``aliasing``, views
     and in-place writes counted as the ``inplace`` pass makes them) of the chosen order, ``onnx_order_bound``
@@ -54,21 +64,20 @@ class ScheduleReport:
 
 @register_pass
 @dataclass(frozen=True)
-class Schedule(Pass):
+class Schedule(ResultPass[ScheduleReport]):
     """Order operators for a low max-live (``order=memory``) or as in the model (``onnx``)."""
 
     name = "schedule"
     provides = frozenset({"schedule"})
     invalidates = frozenset({"liveness", "placement", "evaluation"})
 
-    order: str = "memory"
-    budget: int = 20_000  # frontiers the search may expand
+    order: Literal["memory", "onnx"] = "memory"
+    budget: Annotated[int, Bounds(0)] = 20_000  # frontiers the search may expand
     aliasing: bool = True
 
-    def __post_init__(self) -> None:
-        """Options are checked when the pipeline is built, before any pass runs."""
-        if self.order not in ("memory", "onnx"):
-            raise PipelineError(f"schedule: unknown order {self.order!r} (choose memory or onnx)")
+    def ensures(self, ir: IRGraph, context: PassContext) -> None:
+        """A topological order: see :func:`ensure_topological`."""
+        ensure_topological(ir)
 
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         """Set ``step`` on every operator."""
@@ -92,7 +101,7 @@ class Schedule(Pass):
                 self.aliasing,
                 found.budget_spent,
             )
-        context.results[self.name] = report
+        context.set_result(self, report)
         changed = False
         for step, op in enumerate(chosen):
             changed |= op.step != step
@@ -104,3 +113,19 @@ class Schedule(Pass):
             + ("; the search budget ended it, not a proof" if report.budget_spent else "")
         )
         return PassResult(changed=changed, notes=[note])
+
+
+def ensure_topological(ir: IRGraph) -> None:
+    """Raise :class:`PostconditionError` unless the steps are ``0..n-1`` and every operator
+    runs after the producers of the tensors it reads (the ``schedule`` fact)."""
+    operators = list(ir.operators())
+    steps = sorted(op.step if op.step is not None else -1 for op in operators)
+    if steps != list(range(len(steps))):
+        raise PostconditionError("the operators' steps are not exactly 0..n-1")
+    written = {name: op.step or 0 for op in operators for name in op.outputs if name}
+    for op in operators:
+        for name in op.read_tensors():
+            if written.get(name, -1) >= (op.step or 0):
+                raise PostconditionError(
+                    f"operator {op.name!r} runs before the producer of {name!r}, which it reads"
+                )

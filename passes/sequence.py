@@ -37,10 +37,18 @@ import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Annotated
 
 from tierplan.compiler.ir import AttributeValue, IRGraph, Operator, Tensor
-from tierplan.compiler.pass_manager import GRAPH_FACTS, Pass, PassContext, PassResult, register_pass
-from tierplan.compiler.rewriting import Emitter, check_chunking, resized, split_sizes
+from tierplan.compiler.pass_manager import (
+    GRAPH_FACTS,
+    Bounds,
+    Pass,
+    PassContext,
+    PassResult,
+    register_pass,
+)
+from tierplan.compiler.rewriting import Chunks, Emitter, resized, split_sizes
 from tierplan.passes.attention import default_budget, find_attention
 
 _UNARY = frozenset(
@@ -352,11 +360,8 @@ class ChunkSequence(Pass):
     name = "sequence"
     invalidates = GRAPH_FACTS
 
-    chunks: str = "auto"
-    budget: int = 0
-
-    def __post_init__(self) -> None:
-        check_chunking(self.name, self.chunks, self.budget)
+    chunks: Chunks = "auto"
+    budget: Annotated[int, Bounds(0)] = 0  # bytes of the largest block; 0: default_budget
 
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         seeds = _seeds(ir)

@@ -28,21 +28,29 @@ the groups it puts above the tier are demoted to DDR and the rest placed again, 
 the placement fits. ``pack``, starting from that same placement and never ending
 above it, then fits the tier (with another ``strategy`` or a time limit, it falls
 back to that placement when its own does not fit).
+Each device's :class:`Assignment` is left in the :class:`TiersResult`
+(``context.result(Tiers)``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 import numpy as np
 from ortools.sat.python import cp_model
 from tierplan.compiler.cost import moved_bytes
-from tierplan.compiler.errors import PipelineError
 from tierplan.compiler.ir import IRGraph, Tensor
 from tierplan.compiler.packing import Item, place
-from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
+from tierplan.compiler.pass_manager import (
+    Bounds,
+    PassContext,
+    PassResult,
+    ResultPass,
+    register_pass,
+)
 from tierplan.compiler.target import Target
 from tierplan.passes.pack import packing_items
 
@@ -198,9 +206,16 @@ def _candidates(
     return sorted(candidates, key=lambda c: c.key)
 
 
+@dataclass(frozen=True, slots=True)
+class TiersResult:
+    """What ``tiers`` chose on each device: its :class:`Assignment`."""
+
+    devices: dict[int, Assignment] = field(default_factory=dict)
+
+
 @register_pass
 @dataclass(frozen=True)
-class Tiers(Pass):
+class Tiers(ResultPass[TiersResult]):
     """Put the activations worth the most L2 traffic into L2, a choice ``pack`` can place."""
 
     name = "tiers"
@@ -208,14 +223,9 @@ class Tiers(Pass):
     provides = frozenset({"tiers"})
     invalidates = frozenset({"placement", "evaluation"})
 
-    solver: str = "cp-sat"
-    max_deterministic_time: float = 1.0
-    max_items: int = 1000
-
-    def __post_init__(self) -> None:
-        """Options are checked when the pipeline is built, before any pass runs."""
-        if self.solver not in ("cp-sat", "greedy"):
-            raise PipelineError(f"tiers: unknown solver {self.solver!r} (cp-sat or greedy)")
+    solver: Literal["cp-sat", "greedy"] = "cp-sat"
+    max_deterministic_time: Annotated[float, Bounds(0)] = 1.0
+    max_items: Annotated[int, Bounds(0)] = 1000
 
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         """Set ``tier`` of the activations chosen for the middle tier."""
@@ -232,7 +242,7 @@ class Tiers(Pass):
                 if tensor.tier == middle.name:
                     tensor.tier, tensor.offset = None, None  # an earlier run's choice
                 by_device[tensor.device].append(tensor)
-        reports, notes = {}, []
+        reports, notes = TiersResult(), []
         traffic = traffic_by_tensor(ir)
         for device, tensors in sorted(by_device.items()):
             candidates = _candidates(ir, tensors, traffic, target)
@@ -254,14 +264,14 @@ class Tiers(Pass):
             for tensor in chosen:
                 if roots[tensor.name] in result.chosen:
                     tensor.tier = middle.name
-            reports[device] = result
+            reports.devices[device] = result
             total = sum(c.benefit for c in candidates)
             notes.append(
                 f"device {device}: {len(result.chosen)}/{len(candidates)} activation groups in "
                 f"{middle.name}, {result.benefit}/{total} traffic bytes ({result.method}, "
                 f"bound {result.bound}; {result.demoted} demoted by the placement check)"
             )
-        context.results[self.name] = reports
+        context.set_result(self, reports)
         return PassResult(changed=True, notes=notes)
 
 
@@ -269,6 +279,7 @@ __all__ = [
     "Assignment",
     "Candidate",
     "Tiers",
+    "TiersResult",
     "assign",
     "demote_until_placed",
     "exact_assignment",

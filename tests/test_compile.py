@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+import io
 import subprocess
 import sys
 from pathlib import Path
 
 import onnx
 import pytest
+from rich.console import Console
 from tierplan.compiler import compile_model, validate_plan
-from tierplan.compiler.cli import main
+from tierplan.compiler.cli import _passes, main
 from tierplan.compiler.frontend import load_model
 from tierplan.compiler.intervals import max_live_bytes
 
@@ -167,10 +170,28 @@ def test_verbose_compile_shows_every_pass_notes_including_a_plugins(
     assert "tensors >= 4096 bytes" not in capsys.readouterr().out
 
 
+def test_verbose_compile_within_a_budget_shows_the_chosen_plans_notes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = MODELS / "synthetic" / "diamond.onnx"
+    assert main(["compile", str(model), "-o", str(tmp_path), "--budget", "1GiB", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "notes of each pass" in out and "estimated latency" in out
+
+
 def test_passes_lists_each_pass_options_with_types_and_defaults(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["passes"]) == 0
-    out = capsys.readouterr().out
-    for option in ("chunks: str = 'auto'", "order: str = 'memory'", "views: bool = True"):
-        assert option in out
+    assert "registered passes" in capsys.readouterr().out
+    wide = io.StringIO()  # wide enough that no cell wraps, whatever other tests registered
+    assert _passes(argparse.Namespace(plugin=[]), Console(file=wide, width=400)) == 0
+    for option in (
+        "chunks: auto|int >= 1 = auto",
+        "mode: rows|online = rows",
+        "order: memory|onnx = memory",
+        "devices: target|auto|int 1..1024 = target",
+        "views: bool = true",
+        "keep: str = ''",
+    ):
+        assert option in wide.getvalue()

@@ -268,9 +268,9 @@ def test_empty_problem() -> None:
 
 
 def test_pack_pass_rejects_bad_solver_options() -> None:
-    with pytest.raises(PipelineError, match="unknown solver"):
+    with pytest.raises(PipelineError, match=r"pack\{solver=magic\}: expected 'greedy', "):
         parse_pipeline("schedule,liveness,pack{solver=magic}")
-    with pytest.raises(PipelineError, match="workers"):
+    with pytest.raises(PipelineError, match=r"pack\{workers=0\}: expected int >= 1"):
         parse_pipeline("schedule,liveness,pack{workers=0}")
 
 

@@ -125,7 +125,9 @@ def test_pass_option_out_of_range(
     option: str, model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     passes = f"schedule,liveness,pack{{{option}}},evaluate"
-    assert "cannot read" in fails_cleanly(tmp_path, capsys, model, "--passes", passes)
+    assert f"pack{{{option}}}: expected" in fails_cleanly(
+        tmp_path, capsys, model, "--passes", passes
+    )
 
 
 # -- models ----------------------------------------------------------------------------------

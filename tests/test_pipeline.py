@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import onnx
 import pytest
@@ -20,12 +24,24 @@ from tierplan.compiler import (
 )
 from tierplan.compiler.cli import main
 from tierplan.compiler.errors import InvariantError, PipelineError, TierplanError
-from tierplan.compiler.pass_manager import PassManager, load_plugin, parse_pipeline
+from tierplan.compiler.packing import PLACERS, SOLVERS
+from tierplan.compiler.pass_manager import (
+    Bounds,
+    PassManager,
+    PostconditionError,
+    load_plugin,
+    option_types,
+    parse_pipeline,
+)
+from tierplan.passes.pack import Pack, Solver, Strategy
+from tierplan.passes.partition import Partition
+from tierplan.passes.schedule import Schedule
 
 from tests.byte_owners import corrupted_reads
 from tests.conftest import MODELS
 
 PLUGIN = Path(__file__).parent / "plugins" / "count_ops_plugin.py"
+BROKEN = Path(__file__).parent / "plugins" / "broken_contract_plugin.py"
 CHAIN = MODELS / "synthetic" / "chain.onnx"
 
 
@@ -40,7 +56,7 @@ def test_plugin_pass_runs_inside_the_default_pipeline(tmp_path: Path) -> None:
     pipeline = list(default_pipeline())
     pipeline.insert(pipeline.index("liveness") + 1, "tag-large-tensors{threshold=64KiB}")
     result = compile_model(CHAIN, passes=pipeline, plugins=[str(PLUGIN)])
-    large = result.context.results["tag-large-tensors"]
+    large = result.context.result(registered_passes()["tag-large-tensors"])
     assert large == sorted(t.name for t in result.ir.tensors() if t.nbytes >= 65536)
     assert large, "the chain model has tensors of 64 KiB"
     assert result.evaluation is not None
@@ -81,7 +97,7 @@ def test_pipeline_options_are_typed() -> None:
     load_plugin(str(PLUGIN))
     [item] = parse_pipeline(["tag-large-tensors{threshold=2KiB}"])
     assert item.spelled() == "tag-large-tensors{threshold=2048}"
-    with pytest.raises(PipelineError, match="cannot read 'big' as int"):
+    with pytest.raises(PipelineError, match=r"threshold=big\}: expected int"):
         parse_pipeline("tag-large-tensors{threshold=big}")
     with pytest.raises(PipelineError, match="has no option 'color'"):
         parse_pipeline("schedule{color=red}")
@@ -259,3 +275,150 @@ def test_bad_options_fail_before_any_pass_runs(passes: str) -> None:
         )
     assert raised.value.exit_code == 2
     assert started == []
+
+
+# -- typed options: every bad option of every pass fails before any pass runs -----------
+
+WRONG_TEXT = {bool: "maybe", int: "many", float: "much", str: "!"}
+
+
+def _bad_texts(hint: Any) -> list[str]:
+    """Spellings no option of type ``hint`` accepts: a wrong type, and each side of its bounds."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        bounds = [m for m in hint.__metadata__ if isinstance(m, Bounds)]
+        outside = [b.low - 1 for b in bounds] + [b.high + 1 for b in bounds if b.high < math.inf]
+        return [*_bad_texts(args[0]), *(str(int(x) if args[0] is int else x) for x in outside)]
+    if origin is Literal:
+        return ["nonsense!"]
+    if origin in (typing.Union, types.UnionType):  # and each member's bounds
+        return ["nonsense!"] + [t for arg in args for t in _bad_texts(arg)[1:]]
+    return [WRONG_TEXT[hint]]
+
+
+def test_every_bad_option_of_every_pass_fails_when_the_pipeline_is_built() -> None:
+    load_plugin(str(PLUGIN))
+    load_plugin(str(BROKEN))
+    checked, started = 0, []
+    for name, cls in registered_passes().items():
+        for option, hint in option_types(cls).items():
+            for text in _bad_texts(hint):
+                with pytest.raises(PipelineError, match=rf"^{name}\{{{option}="):
+                    compile_model(
+                        CHAIN,
+                        passes=f"schedule,{name}{{{option}={text}}}",
+                        on_pass_start=lambda _, item: started.append(item.name),
+                    )
+                checked += 1
+            with pytest.raises(PipelineError, match=rf"^{name}\{{{option}="):
+                cls(**{option: object()})  # built in code, not from a pipeline string
+    assert started == []
+    assert checked >= 40
+
+
+def test_literal_choices_are_the_registered_engines() -> None:
+    assert set(typing.get_args(Strategy)) == {"best", *PLACERS}
+    assert typing.get_args(Solver) == SOLVERS
+
+
+def test_partition_leaves_the_context_target_alone() -> None:
+    passes = [
+        "partition{devices=2}" if name == "partition" else name for name in default_pipeline()
+    ]
+    result = compile_model(CHAIN, passes=passes)
+    assert result.context.target.devices == 1
+    assert result.context.result(Partition).devices == 2
+    assert result.target.devices == result.plan["target"]["devices"] == 2
+
+
+def test_a_result_is_reached_by_pass_class() -> None:
+    result = compile_model(CHAIN)
+    assert set(result.context.result(Pack).regions) == set(result.plan["summary"]["peak_bytes"])
+    alone = compile_model(CHAIN, passes="schedule,liveness")
+    assert alone.context.find_result(Pack) is None
+    with pytest.raises(PipelineError, match="pass 'pack' left no result"):
+        alone.context.result(Pack)
+
+
+# -- post-conditions (ensures) ---------------------------------------------------------
+
+
+def test_a_broken_promise_names_the_pass_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    passes = "schedule,liveness,forgetful-pack,evaluate"
+    argv = ["compile", str(CHAIN), "-o", str(out), "-q", "--plugin", str(BROKEN)]
+    assert main([*argv, "--passes", passes]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "pass 'forgetful-pack' did not ensure what it promises: buffer" in err
+    assert "after the passes: [schedule, liveness]" in err
+    assert not out.exists()
+
+
+def test_costly_promises_are_checked_under_verify_each_only() -> None:
+    load_plugin(str(BROKEN))
+    passes = "schedule,sloppy-count,liveness"
+    compile_model(CHAIN, passes=passes)
+    with pytest.raises(PostconditionError, match=r"'sloppy-count' did not ensure.*promised none"):
+        compile_model(CHAIN, passes=passes, verify_each=True)
+
+
+def test_builtin_promises_hold_under_verify_each() -> None:
+    passes = [
+        "partition{devices=2}" if name == "partition" else name for name in default_pipeline()
+    ]
+    result = compile_model(MODELS / "synthetic" / "diamond.onnx", passes=passes, verify_each=True)
+    assert result.evaluation is not None
+
+
+@register_pass
+@dataclass(frozen=True)
+class Unschedule(Schedule):
+    """Test pass: a schedule (and its promise) that runs the last operator first."""
+
+    name = "test-unschedule"
+
+    def run(self, ir: IRGraph, context: PassContext) -> PassResult:
+        super().run(ir, context)
+        ops = ir.scheduled_operators()
+        ops[0].step, ops[-1].step = ops[-1].step, ops[0].step
+        return PassResult(changed=True)
+
+
+def test_a_pass_may_take_a_builtin_promise() -> None:
+    with pytest.raises(PostconditionError, match=r"'test-unschedule' did not ensure.*runs before"):
+        compile_model(CHAIN, passes="test-unschedule")
+
+
+# -- the README's pass, as a plugin ----------------------------------------------------
+
+
+def _readme_pass(folder: Path) -> Path:
+    """The README's annotating pass (the block that starts ``# my_passes.py``) as a file."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    code = readme.split("```python\n# my_passes.py\n", 1)[1].split("```", 1)[0]
+    assert len(code.splitlines()) < 30
+    path = folder / "my_passes.py"
+    path.write_text(code)
+    return path
+
+
+def test_the_readme_pass_runs_as_a_plugin_with_its_notes_and_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plugin = str(_readme_pass(tmp_path))
+    passes = "schedule,liveness,long-lived{steps=2 kinds=all},inplace,pack,evaluate"
+    argv = ["compile", str(CHAIN), "-o", str(tmp_path / "out"), "--plugin", plugin, "-v"]
+    assert main([*argv, "--verify-each", "--passes", passes]) == 0
+    assert "4 long-lived tensors" in capsys.readouterr().out  # the chain's 4 weights
+    result = compile_model(CHAIN, passes=passes, plugins=[plugin])
+    long_lived = registered_passes()["long-lived"]
+    assert result.context.result(long_lived) == [
+        t.name for t in result.ir.tensors() if t.needs_buffer and (t.end or 0) - (t.start or 0) > 2
+    ]
+    activations = compile_model(CHAIN, passes=passes.replace(" kinds=all", ""), plugins=[plugin])
+    assert activations.context.result(long_lived) == []
+    assert main([*argv, "--passes", passes.replace("steps=2", "steps=0")]) == 2
+    assert "long-lived{steps=0}: expected int >= 1" in capsys.readouterr().err

@@ -195,7 +195,7 @@ def test_large_kept_softmax_runs_in_chunks_with_its_casts(tmp_path: Path) -> Non
         ("activations=bfloat16", "no bfloat16 kernels"),
         ("weights=int8", "expected 'keep' or 'float16'"),
         ("keep=Softmax+", "expected operator types joined by '+'"),
-        ("chunks=0", "expected a count of at least 1"),
+        ("chunks=0", "expected int >= 1"),
     ],
 )
 def test_bad_options_are_one_clear_error(

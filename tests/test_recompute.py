@@ -14,7 +14,7 @@ from tierplan.compiler import PipelineError, compile_model
 from tierplan.compiler.errors import PassFailure
 from tierplan.compiler.execution import run_plan
 from tierplan.compiler.ir import Operator
-from tierplan.passes.recompute import RecomputeReport, recomputable
+from tierplan.passes.recompute import Recompute, RecomputeReport, recomputable
 
 from models.synthetic import random_dag
 from tests.cli_checks import fails_cleanly
@@ -62,7 +62,7 @@ def test_skip_connection_recomputed_within_budget(tmp_path: Path, engine: str) -
     model = _skip_model(tmp_path / "skip.onnx")
     passes = _passes(f"budget=0.9 engine={engine}")
     result = compile_model(model, passes=passes)
-    report = result.context.results["recompute"]
+    report = result.context.result(Recompute)
     assert isinstance(report, RecomputeReport)
     evaluation = result.evaluation
     assert evaluation is not None
@@ -139,7 +139,7 @@ def test_unreachable_budget_exits_1_without_files(
 
 def test_budget_in_bytes_and_bad_budgets(tmp_path: Path) -> None:
     model = _skip_model(tmp_path / "skip.onnx")
-    report = compile_model(model, passes=_passes("budget=170KiB")).context.results["recompute"]
+    report = compile_model(model, passes=_passes("budget=170KiB")).context.result(Recompute)
     assert report.budget == 170 * 1024 and report.after <= report.budget
     for bad in ("1.5", "lots", "0"):
         with pytest.raises(PipelineError):
@@ -150,7 +150,7 @@ def test_budget_already_met_changes_nothing(tmp_path: Path) -> None:
     model = _skip_model(tmp_path / "skip.onnx")
     result = compile_model(model, passes=_passes("budget=1.0"))
     assert not any(op.inserted for op in result.ir.operators())
-    assert result.context.results["recompute"].engine == "none"
+    assert result.context.result(Recompute).engine == "none"
 
 
 @settings(
@@ -173,7 +173,7 @@ def test_random_dags_give_valid_plans_that_run(
     except PassFailure as failure:
         assert "cannot: the smallest activation peak reachable by recomputation" in str(failure)
         return
-    report = result.context.results["recompute"]
+    report = result.context.result(Recompute)
     assert report.after <= report.budget  # evaluate validated the plan itself
     run = run_plan(model, compile_options={"passes": passes})
     assert run.matches, run.divergence

@@ -14,6 +14,7 @@ from tierplan.compiler.aliasing import view_aliases
 from tierplan.compiler.frontend import load_model
 from tierplan.compiler.ir import IRGraph, Operator
 from tierplan.compiler.scheduling import MemoryGraph, beam_schedule, memory_schedule, model_order
+from tierplan.passes.schedule import Schedule
 
 from tests.conftest import MODELS, model_files
 from tests.test_properties import random_models
@@ -54,7 +55,7 @@ def breadth_first(tmp_path: Path) -> Path:
 
 def test_memory_order_lowers_max_live_of_a_breadth_first_model(breadth_first: Path) -> None:
     result = compile_model(breadth_first, passes=ONE_TIER)
-    report = result.context.results["schedule"]
+    report = result.context.result(Schedule)
     evaluation = result.evaluation
     assert evaluation is not None
     assert (report.order, report.method) == ("memory", "exact")
@@ -69,11 +70,11 @@ def test_memory_order_lowers_max_live_of_a_breadth_first_model(breadth_first: Pa
 def test_onnx_order_option_keeps_the_model_order(breadth_first: Path) -> None:
     result = compile_model(breadth_first, passes="schedule{order=onnx},liveness,pack,evaluate")
     assert [op.index for op in result.ir.scheduled_operators()] == list(range(13))
-    assert result.context.results["schedule"].method == "onnx"
+    assert result.context.result(Schedule).method == "onnx"
 
 
 def test_unknown_order_is_a_pipeline_error(breadth_first: Path) -> None:
-    with pytest.raises(PipelineError, match="unknown order 'fast'"):
+    with pytest.raises(PipelineError, match=r"schedule\{order=fast\}: expected 'memory' or 'onnx'"):
         compile_model(breadth_first, passes="schedule{order=fast},liveness,pack,evaluate")
 
 
@@ -179,7 +180,7 @@ def test_segmented_search_is_exact_and_bounds_the_plan(
     )
     assert result.evaluation is not None
     assert result.evaluation.activation_lower_bound_bytes["0/DDR"] == (
-        result.context.results["schedule"].bound
+        result.context.result(Schedule).bound
     )
 
 
@@ -200,13 +201,13 @@ def test_memory_order_lowers_the_bound_of_a_randomly_wired_network() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("path", model_files(), ids=lambda p: p.stem)
 def test_schedule_never_raises_max_live(path: Path) -> None:
-    report = compile_model(path).context.results["schedule"]
+    report = compile_model(path).context.result(Schedule)
     assert report.bound <= report.onnx_order_bound
 
 
 def test_frontier_count_is_deterministic(breadth_first: Path) -> None:
     runs = [
-        compile_model(breadth_first, passes=ONE_TIER).context.results["schedule"] for _ in range(2)
+        compile_model(breadth_first, passes=ONE_TIER).context.result(Schedule) for _ in range(2)
     ]
     assert runs[0] == runs[1] and runs[0].frontiers > 0
 
@@ -238,7 +239,7 @@ def test_the_schedule_note_says_when_the_budget_ended_the_search(tmp_path: Path)
     path = tmp_path / "breadth.onnx"
     onnx.save(onnx.parser.parse_model(BREADTH_FIRST), path)
     tight = compile_model(path, passes="schedule{budget=1},liveness")
-    report = tight.context.results["schedule"]
+    report = tight.context.result(Schedule)
     assert report.budget_spent and report.method == "beam"
-    roomy = compile_model(path, passes="schedule,liveness").context.results["schedule"]
+    roomy = compile_model(path, passes="schedule,liveness").context.result(Schedule)
     assert not roomy.budget_spent and roomy.method == "exact"

@@ -12,7 +12,7 @@ import pytest
 from tierplan.compiler import IRGraph, compile_model
 from tierplan.compiler.packing import Item, max_live, place
 from tierplan.compiler.target import Target, load_target, parse_target
-from tierplan.passes.tiers import Candidate, assign, demote_until_placed, greedy_assignment
+from tierplan.passes.tiers import Candidate, Tiers, assign, demote_until_placed, greedy_assignment
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 
@@ -87,7 +87,7 @@ def test_everything_goes_to_l2_when_it_fits() -> None:
 @pytest.mark.parametrize("model", ["resnet18", "bert_base"])
 def test_real_models_are_within_five_percent_of_the_bound(model: str) -> None:
     result = compile_model(MODELS / "real" / f"{model}.onnx")
-    (report,) = result.context.results["tiers"].values()
+    (report,) = result.context.result(Tiers).devices.values()
     assert report.benefit >= 0.95 * report.bound
 
 

@@ -17,10 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tierplan.compiler.api import CompileResult
-from tierplan.compiler.errors import TierplanError
 from tierplan.compiler.frontend import LoadedModel
 from tierplan.compiler.ir import IRGraph
-from tierplan.compiler.pass_manager import Pass, PassContext, PassCrash, PassResult
+from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, run_pass
 from tierplan.compiler.target import Target
 
 # Passes after which the state is kept: the ones whose output the most pipelines share.
@@ -54,14 +53,15 @@ class PipelineRunner:
         start, state = self._longest_prefix(target, spelled)
         for position in range(start, len(passes)):
             item = passes[position]
-            state.results.append(_run_pass(item, state.ir, state.context))
+            state.results.append(run_pass(item, state.ir, state.context))
             if item.name in KEEP_AFTER and position + 1 < len(passes):
                 self._keep((_key(target), *spelled[: position + 1]), state)
         return CompileResult(
             ir=state.ir,
             model=self.model.proto,
             model_path=self.model.path,
-            target=state.context.target,
+            target=state.context.planned_target(),
+            passes=list(passes),
             pass_results=state.results,
             pass_seconds=[],
             seconds=time.perf_counter() - began,
@@ -88,14 +88,3 @@ class PipelineRunner:
 def _key(target: Target) -> tuple[object, ...]:
     """What of a target can differ between the runs of one search (budget and tile reserves)."""
     return (target.name, target.tiers, target.devices)
-
-
-def _run_pass(item: Pass, ir: IRGraph, context: PassContext) -> PassResult:
-    try:
-        return item.run(ir, context)
-    except TierplanError as error:
-        raise type(error)(f"{error} [in pass {item.name!r}]") from error
-    except Exception as error:
-        raise PassCrash(
-            f"pass {item.name!r} crashed with {type(error).__name__}: {error}"
-        ) from error

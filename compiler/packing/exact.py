@@ -130,7 +130,7 @@ class SolveReport:
         return (self.peak - self.bound) / self.bound if self.bound else 0.0
 
     def as_dict(self) -> dict[str, object]:
-        """Plain data (for ``context.results`` and JSON), with the gap."""
+        """Plain data (for JSON), with the gap."""
         return {**asdict(self), "gap": self.gap}
 
 

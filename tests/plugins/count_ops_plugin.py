@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tierplan.compiler import IRGraph, Pass, PassContext, PassResult, register_pass
+from tierplan.compiler import IRGraph, PassContext, PassResult, ResultPass, register_pass
 
 
 @register_pass
 @dataclass(frozen=True)
-class TagLargeTensors(Pass):
+class TagLargeTensors(ResultPass[list[str]]):
     """Count tensors at least `threshold` bytes large (a custom analysis pass)."""
 
     name = "tag-large-tensors"
@@ -18,5 +18,5 @@ class TagLargeTensors(Pass):
 
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         large = sorted(t.name for t in ir.tensors() if t.nbytes >= self.threshold)
-        context.results[self.name] = large
+        context.set_result(self, large)
         return PassResult(changed=False, notes=[f"{len(large)} tensors >= {self.threshold} bytes"])
