@@ -111,7 +111,9 @@ def growing_concats(draw: st.DrawFn) -> str:
         read.update(n for n, _ in picked)
         read.add(source)
         width = sum(w for _, w in picked)
-        lines.append(f"f{index + 1} = {draw(st.sampled_from(['Neg', 'Exp', 'Sigmoid']))}({source})")
+        lines.append(
+            f"f{index + 1} = {draw(st.sampled_from(['Neg', 'Tanh', 'Sigmoid']))}({source})"
+        )
         features.append((f"f{index + 1}", width))
     lines.append(f"y = Concat<axis=1>({', '.join(n for n, _ in features)})")
     total = sum(w for _, w in features)
