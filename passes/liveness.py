@@ -1,6 +1,6 @@
 """``liveness``: the range of steps during which each tensor's bytes must stay intact.
 
-Reads: ``Operator.step``, ``Tensor.alias_of`` (concat parts, once ``inplace`` ran).
+Reads: ``Operator.step``.
 Writes: ``Tensor.start`` and ``Tensor.end`` (inclusive).
 
 Rules (``plan-format.md``): an operator output lives from its producing step to
@@ -8,15 +8,16 @@ its last reader, or to the last step if it is a graph output. Weights live from
 step 0 to the last step; graph inputs from step 0 to their last reader. An output
 nobody reads still needs bytes at the step that writes it. A graph input nobody
 reads needs no buffer (``start`` and ``end`` stay ``None``). A Concat's output whose
-inputs are written straight into it (concat parts, ``alias_of`` the output) lives
-from its first part's start: its bytes hold the parts from then on.
+inputs are written straight into it (concat parts, ``alias_of`` the output) also
+lives from its own step: before it, its bytes are its parts', each live from its own
+start (``pack`` places the group as the shape its live members make).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tierplan.compiler.ir import IRGraph, Operator, Tensor
+from tierplan.compiler.ir import IRGraph, Tensor
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
 
 
@@ -29,8 +30,6 @@ def live_range(ir: IRGraph, tensor: Tensor, last_step: int) -> tuple[int, int] |
         made = ir.producer(tensor.name)
         start = made.step
         assert start is not None
-        if made.op_type == "Concat":
-            start = min([start, *_part_starts(ir, made, tensor.name, last_step)])
     elif readers or tensor.graph_output:
         start = 0
     else:
@@ -39,17 +38,6 @@ def live_range(ir: IRGraph, tensor: Tensor, last_step: int) -> tuple[int, int] |
     if tensor.graph_output:
         end = last_step
     return (start, end)
-
-
-def _part_starts(ir: IRGraph, concat: Operator, output: str, last_step: int) -> list[int]:
-    """Where the concat parts of ``output`` (inputs that alias it) start: the Concat's
-    output holds their bytes from the first one on."""
-    spans = [
-        live_range(ir, ir.tensor(name), last_step)
-        for name in concat.inputs
-        if name and ir.tensor(name).alias_of == output
-    ]
-    return [span[0] for span in spans if span is not None]
 
 
 @register_pass

@@ -9,10 +9,13 @@ live for the whole schedule), in model order. Activations are packed above it by
 the placers of :mod:`tierplan.compiler.packing` (option ``strategy``: one placer's
 name, or ``best`` to run them all and keep the lowest peak). A tensor that aliases
 another (``alias_of``) is packed with it as one item, whose steps span every member's
-(a concat part is written before its Concat's output: the item holds the output's
-bytes from the first part on) and which each member takes at its byte position
-(a concat part inside its Concat's output). Offsets and the space each
-item takes are rounded up to the target's alignment. Option ``solver`` then improves
+and which each member takes at its byte position (a slice view inside its source, a
+concat part inside its Concat's output). Offsets and the space each
+item takes are rounded up to the target's alignment. A group whose members lie at
+positions holds less than its item: the bytes of its live members only (slices die
+one by one, parts are written one by one), which is what the plan's bound counts; when
+placing the groups as those shapes (:mod:`~tierplan.compiler.packing.shapes`, after the
+placers and the exact engines) reaches a lower peak, that placement is kept. Option ``solver`` then improves
 the heuristic's placement with an exact engine (``greedy``: none; ``search``,
 ``cpsat`` or ``auto``, within ``budget`` deterministic units per 1,000 buffers of the
 region (at least ``budget``) on ``workers`` threads); each region's
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 
@@ -40,6 +44,7 @@ from tierplan.compiler.ir import IRGraph, Tensor
 from tierplan.compiler.packing import PLACERS, SOLVERS, Item, check_placement, place, solve
 from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.exact import Progress, region_budget
+from tierplan.compiler.packing.shapes import Piece, Shape, settle, shapes_peak
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
 from tierplan.compiler.target import Target
 
@@ -56,6 +61,39 @@ def packing_items(ir: IRGraph, tensors: list[Tensor], target: Target) -> list[It
         )
         for root, members in ir.alias_groups(tensors).items()
     ]
+
+
+def group_shapes(ir: IRGraph, tensors: list[Tensor]) -> list[Shape]:
+    """One shape per alias group, keyed by its root: each member's bytes at its position."""
+    inside = alias_positions(ir, tensors)
+    return [
+        Shape.of(
+            root,
+            (Piece(inside[t.name], t.start or 0, t.end or 0, t.nbytes) for t in members),
+        )
+        for root, members in ir.alias_groups(tensors).items()
+    ]
+
+
+def lowest_by_shapes(
+    ir: IRGraph, tensors: list[Tensor], offsets: Mapping[str, int], alignment: int
+) -> Mapping[str, int]:
+    """``offsets`` (of each alias group's root), or the groups settled as shapes when
+    that reaches a lower peak: in the order of ``offsets``, of their first step (as an
+    allocator at run time would), or largest first."""
+    shapes = group_shapes(ir, tensors)
+    if all(shape.rectangular for shape in shapes):
+        return offsets
+    first = {s.key: min(p.start for p in s.pieces) for s in shapes}
+    by_offset = sorted(shapes, key=lambda s: (offsets[s.key], s.key))
+    by_start = sorted(shapes, key=lambda s: (first[s.key], -s.height, s.key))
+    by_size = sorted(shapes, key=lambda s: (-s.height, first[s.key], s.key))
+    best, peak = offsets, shapes_peak(shapes, offsets)
+    for order in (by_offset, by_start, by_size):
+        settled = settle(shapes, [s.key for s in order], alignment)
+        if shapes_peak(shapes, settled) < peak:
+            best, peak = settled, shapes_peak(shapes, settled)
+    return best
 
 
 def fits_as_given(
@@ -152,8 +190,9 @@ class Pack(Pass):
             )
             roots = ir.alias_roots(activations)
             inside = alias_positions(ir, activations)
+            offsets = lowest_by_shapes(ir, activations, placement.offsets, target.alignment)
             for tensor in activations:
-                tensor.offset = base + placement.offsets[roots[tensor.name]] + inside[tensor.name]
+                tensor.offset = base + offsets[roots[tensor.name]] + inside[tensor.name]
             peak = max((t.offset or 0) + t.nbytes for t in tensors)
             if peak > tier.capacity and fits_as_given(ir, tensors, proven, target, tier.capacity):
                 for tensor in tensors:
