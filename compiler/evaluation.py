@@ -95,13 +95,7 @@ def evaluate(ir: IRGraph, target: Target, validate: bool = True) -> Evaluation:
         plan["summary"]["transfer_bytes"] = transfers
     plan["summary"]["onnx_order_bound_bytes"] = onnx_order_bound(ir)
     activation_peak, activation_bound = memory_summary(plan["buffers"], set(ACTIVATION_KINDS))
-    # Without aliasing a tensor's bytes start at its producer (a Concat's output holds
-    # its concat parts' bytes before it runs only through the aliases).
-    made = {name: op["step"] for op in plan["ops"] for name in op["outputs"]}
-    unaliased = [
-        {**buffer, "alias_of": None, "start": max(buffer["start"], made.get(buffer["tensor"], 0))}
-        for buffer in plan["buffers"]
-    ]
+    unaliased = [{**buffer, "alias_of": None} for buffer in plan["buffers"]]
     _, bound_without_aliasing = memory_summary(unaliased, set(ACTIVATION_KINDS))
     no_reuse: dict[str, int] = defaultdict(int)
     for buffer in plan["buffers"]:
