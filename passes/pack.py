@@ -11,11 +11,7 @@ name, or ``best`` to run them all and keep the lowest peak). A tensor that alias
 another (``alias_of``) is packed with it as one item, whose steps span every member's
 and which each member takes at its byte position (a slice view inside its source, a
 concat part inside its Concat's output). Offsets and the space each
-item takes are rounded up to the target's alignment. A group whose members lie at
-positions holds less than its item: the bytes of its live members only (slices die
-one by one, parts are written one by one), which is what the plan's bound counts; when
-placing the groups as those shapes (:mod:`~tierplan.compiler.packing.shapes`, after the
-placers and the exact engines) reaches a lower peak, that placement is kept. Option ``solver`` then improves
+item takes are rounded up to the target's alignment. Option ``solver`` then improves
 the heuristic's placement with an exact engine (``greedy``: none; ``search``,
 ``cpsat`` or ``auto``, within ``budget`` deterministic units per 1,000 buffers of the
 region (at least ``budget``) on ``workers`` threads); each region's
@@ -24,7 +20,13 @@ region (at least ``budget``) on ``workers`` threads); each region's
 CLI's spinner). Option ``time_limit`` (seconds; 0, the default: none) bounds the
 whole pass by the wall clock instead of the budget: each region gets an even share
 of the time left, and its best placement when the share is up; a region the clock
-cut short is reported ``time_limited`` (its placement depends on the machine). When
+cut short is reported ``time_limited`` (its placement depends on the machine).
+
+A group whose members lie at positions holds less than its item: the bytes of its live
+members only (slices die one by one, parts are written one by one), which is what the
+plan's bound counts. When placing the groups as those shapes
+(:mod:`~tierplan.compiler.packing.shapes`) reaches a lower peak than the placement of
+the items, that is kept (the region's report still describes the items). When
 the heuristic's peak
 would exceed a tier whose buffers all came with offsets from an earlier pass
 (``tiers`` proves its L2 placement), those offsets are kept instead.
