@@ -37,9 +37,10 @@ into its slice of the Concat's output, which then copies nothing
   order (a DenseNet layer reads the features so far, then adds its own). A part read by other
   operators too (DenseNet's features, read by every later Concat of their block;
   U-Net's skip connections, read by the next level down) lives long before the
-  Concat runs, and the Concat's output would be reserved from then on, the slots of
-  parts not yet computed included: measured on DenseNet-121 and a U-Net, that costs
-  more at the peak than the copy it saves. In a chain the last Concat holds the
+  Concat runs, and the placers would reserve the Concat's output (one item) from
+  then on, the slots of parts not yet computed included: measured on DenseNet-121
+  and a U-Net (before ``pack`` placed groups as shapes), that cost more at the peak
+  than the copy it saves. In a chain the last Concat holds the
   whole block, every link and feature is written once inside it, and every copy
   the chain would make is saved;
 - every input of the Concat is such a part (all or none): an input it copied
@@ -47,10 +48,11 @@ into its slice of the Concat's output, which then copies nothing
   too; when all are in place the Concat does nothing at run time.
 
 Parts take precedence over in-place writes: a part that an activation could have
-written over its input gets its own slice instead. The Concat's output (the
-group's root) is then allocated when its first part is written and holds its
-bytes until its own last reader; a part may in turn be the output of a Concat
-whose parts lie inside it (nested concatenations).
+written over its input gets its own slice instead. Before the Concat runs, each
+part holds only its own slice (the Concat's output, the group's root, lives from
+the Concat's step to its last reader, and ``pack`` places the group as the shape
+its live members make); a part may in turn be the output of a Concat whose parts
+lie inside it (nested concatenations).
 
 :func:`reuse_candidates` applies the view and in-place rules. Whether an in-place write is then
 legal depends on the schedule (no later reader may see the overwrite): the

@@ -96,12 +96,7 @@ def evaluate(ir: IRGraph, target: Target, validate: bool = True) -> Evaluation:
     plan["summary"]["onnx_order_bound_bytes"] = onnx_order_bound(ir)
     buffers = PlanBuffer.of_plan(plan)
     activation_peak, activation_bound = memory_summary(buffers, set(ACTIVATION_KINDS))
-    # Without aliasing a tensor's bytes start at its producer (a Concat's output holds
-    # its concat parts' bytes before it runs only through the aliases).
-    made = {name: op["step"] for op in plan["ops"] for name in op["outputs"]}
-    unaliased = [
-        replace(b, alias_of=None, start=max(b.start, made.get(b.tensor, 0))) for b in buffers
-    ]
+    unaliased = [replace(b, alias_of=None) for b in buffers]
     _, bound_without_aliasing = memory_summary(unaliased, set(ACTIVATION_KINDS))
     no_reuse: dict[str, int] = defaultdict(int)
     for b in buffers:

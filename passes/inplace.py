@@ -1,9 +1,8 @@
 """``inplace``: let outputs reuse their input's bytes (views, in-place writes, concat parts).
 
 Reads: ``Tensor.start``/``end`` (liveness), shapes, op types. Writes:
-``Tensor.alias_of`` (``plan-format.md``), and the ``start`` of a Concat's output
-that gets concat parts (it lives from its first part on, by the liveness rule);
-``pack`` then places an alias group as one item.
+``Tensor.alias_of`` (``plan-format.md``); ``pack`` then places an alias group as one
+block of bytes, each member at its position in it.
 
 Rules:
 
@@ -52,7 +51,6 @@ from tierplan.compiler.aliasing import (
     slice_views,
 )
 from tierplan.compiler.ir import IRGraph, Operator, Tensor
-from tierplan.compiler.liveness import live_range
 from tierplan.compiler.pass_manager import Pass, PassContext, PassResult, register_pass
 
 
@@ -84,10 +82,6 @@ class InPlace(Pass):
         parts = concat_parts(ir) if self.concat else {}
         for part, concat in parts.items():
             ir.tensor(part).alias_of = concat.outputs[0]
-        last_step = ir.operator_count() - 1
-        for name in dict.fromkeys(concat.outputs[0] for concat in parts.values()):
-            whole = ir.tensor(name)
-            whole.start, whole.end = live_range(ir, whole, last_step) or (None, None)
         members = [ir.tensor(name) for name in parts]
         for name, root in ir.alias_roots(members).items():
             root_of[name] = root

@@ -1,6 +1,6 @@
 """``liveness``: the range of steps during which each tensor's bytes must stay intact.
 
-Reads: ``Operator.step``, ``Tensor.alias_of`` (concat parts, once ``inplace`` ran).
+Reads: ``Operator.step``.
 Writes: ``Tensor.start`` and ``Tensor.end`` (inclusive).
 
 The rules are :func:`~tierplan.compiler.liveness.live_range`'s (``plan-format.md``);

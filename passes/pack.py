@@ -9,9 +9,8 @@ live for the whole schedule), in model order. Activations are packed above it by
 the placers of :mod:`tierplan.compiler.packing` (option ``strategy``: one placer's
 name, or ``best`` to run them all and keep the lowest peak). A tensor that aliases
 another (``alias_of``) is packed with it as one item, whose steps span every member's
-(a concat part is written before its Concat's output: the item holds the output's
-bytes from the first part on) and which each member takes at its byte position
-(a concat part inside its Concat's output). Offsets and the space each
+and which each member takes at its byte position (a slice view inside its source, a
+concat part inside its Concat's output). Offsets and the space each
 item takes are rounded up to the target's alignment. Option ``solver`` then improves
 the heuristic's placement with an exact engine (``greedy``: none; ``search``,
 ``cpsat`` or ``auto``, within ``budget`` deterministic units per 1,000 buffers of the
@@ -27,6 +26,12 @@ region whose placement exceeds its tier falls back to the best heuristic placeme
 ``tiers`` checked its L2 choice with that placement, so a ``strategy`` other than
 ``best`` or a time limit cannot make the choice fail.
 
+A group whose members lie at positions holds less than its item: the bytes of its live
+members only (slices die one by one, parts are written one by one), which is what the
+plan's bound counts. When placing the groups as those shapes
+(:mod:`~tierplan.compiler.packing.shapes`) reaches a lower peak than the placement of
+the items, that is kept (the region's report still describes the items).
+
 Ensures: every buffer has a tier and an offset, within its tier's capacity (and,
 under ``--verify-each``, that no two buffers alive at a common step share a byte).
 """
@@ -34,23 +39,25 @@ under ``--verify-each``, that no two buffers alive at a common step share a byte
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Annotated, Literal
 
 from tierplan.compiler.alias_layout import alias_positions
 from tierplan.compiler.errors import PassFailure
+from tierplan.compiler.intervals import sharing_pairs
 from tierplan.compiler.ir import IRGraph, Tensor
 from tierplan.compiler.packing import (
     Item,
     Placement,
     SolveReport,
-    check_placement,
     place,
     solve,
 )
 from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.exact import Progress, region_budget
+from tierplan.compiler.packing.shapes import Piece, Shape, settle, shapes_peak
 from tierplan.compiler.pass_manager import (
     Bounds,
     PassContext,
@@ -77,15 +84,55 @@ def packing_items(ir: IRGraph, tensors: list[Tensor], target: Target) -> list[It
 
 
 def _take(
-    ir: IRGraph, activations: list[Tensor], tensors: list[Tensor], placement: Placement, base: int
+    ir: IRGraph,
+    activations: list[Tensor],
+    tensors: list[Tensor],
+    placement: Placement,
+    base: int,
+    alignment: int,
 ) -> int:
-    """Give ``activations`` their offsets in ``placement`` above ``base`` (the weights);
-    return the peak of the region's ``tensors``."""
+    """Give ``activations`` their offsets in ``placement`` (or its groups settled as
+    shapes, when that is lower) above ``base`` (the weights); return the peak of the
+    region's ``tensors``."""
     roots = ir.alias_roots(activations)
     inside = alias_positions(ir, activations)
+    offsets = lowest_by_shapes(ir, activations, placement.offsets, alignment)
     for tensor in activations:
-        tensor.offset = base + placement.offsets[roots[tensor.name]] + inside[tensor.name]
+        tensor.offset = base + offsets[roots[tensor.name]] + inside[tensor.name]
     return max((t.offset or 0) + t.nbytes for t in tensors)
+
+
+def group_shapes(ir: IRGraph, tensors: list[Tensor]) -> list[Shape]:
+    """One shape per alias group, keyed by its root: each member's bytes at its position."""
+    inside = alias_positions(ir, tensors)
+    return [
+        Shape.of(
+            root,
+            (Piece(inside[t.name], t.start or 0, t.end or 0, t.nbytes) for t in members),
+        )
+        for root, members in ir.alias_groups(tensors).items()
+    ]
+
+
+def lowest_by_shapes(
+    ir: IRGraph, tensors: list[Tensor], offsets: Mapping[str, int], alignment: int
+) -> Mapping[str, int]:
+    """``offsets`` (of each alias group's root), or the groups settled as shapes when
+    that reaches a lower peak: in the order of ``offsets``, of their first step (as an
+    allocator at run time would), or largest first."""
+    shapes = group_shapes(ir, tensors)
+    if all(shape.rectangular for shape in shapes):
+        return offsets
+    first = {s.key: min(p.start for p in s.pieces) for s in shapes}
+    by_offset = sorted(shapes, key=lambda s: (offsets[s.key], s.key))
+    by_start = sorted(shapes, key=lambda s: (first[s.key], -s.height, s.key))
+    by_size = sorted(shapes, key=lambda s: (-s.height, first[s.key], s.key))
+    best, peak = offsets, shapes_peak(shapes, offsets)
+    for order in (by_offset, by_start, by_size):
+        settled = settle(shapes, [s.key for s in order], alignment)
+        if shapes_peak(shapes, settled) < peak:
+            best, peak = settled, shapes_peak(shapes, settled)
+    return best
 
 
 def _tell(context: PassContext, region: str, step: Progress) -> None:
@@ -155,17 +202,16 @@ class Pack(ResultPass[PackResult]):
                 )
 
     def ensures_costly(self, ir: IRGraph, context: PassContext) -> None:
-        """No two buffers of a region alive at a common step share a byte."""
-        target = context.target
+        """No two buffers of different alias groups alive at a common step share a byte."""
         for (device, tier), tensors in sorted(_regions(ir).items()):
-            items = packing_items(ir, tensors, target)
             roots = ir.alias_roots(tensors)
-            inside = alias_positions(ir, tensors)
-            offsets = {t.name: t.offset or 0 for t in tensors}
-            if any(offsets[roots[t.name]] + inside[t.name] != offsets[t.name] for t in tensors):
-                raise PostconditionError(f"a member of {device}/{tier} is not at its group's place")
-            if check_placement(items, {item.key: offsets[item.key] for item in items}):
-                raise PostconditionError(f"buffers of {device}/{tier} overlap")
+            boxes = [(t.start or 0, t.end or 0, t.offset or 0, t.nbytes) for t in tensors]
+            for first, second in sharing_pairs(boxes):
+                if roots[tensors[first].name] != roots[tensors[second].name]:
+                    raise PostconditionError(
+                        f"buffers {tensors[first].name!r} and {tensors[second].name!r} of "
+                        f"{device}/{tier} overlap"
+                    )
 
     def run(self, ir: IRGraph, context: PassContext) -> PassResult:
         """Set ``tier`` and ``offset`` on every tensor that needs a buffer."""
@@ -199,11 +245,11 @@ class Pack(ResultPass[PackResult]):
                 partial(_tell, context, region),
                 deadline=share,
             )
-            peak = _take(ir, activations, tensors, placement, base)
+            peak = _take(ir, activations, tensors, placement, base, target.alignment)
             if peak > tier.capacity:
                 fallback = place(items)  # the placement `tiers` checked its choice with
                 if fallback.peak < placement.peak:
-                    peak = _take(ir, activations, tensors, fallback, base)
+                    peak = _take(ir, activations, tensors, fallback, base, target.alignment)
                     notes.append(f"{region}: above the tier, fell back to {fallback.placer}")
             if peak > tier.capacity:
                 raise PassFailure(

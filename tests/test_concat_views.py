@@ -49,8 +49,8 @@ def test_parts_are_written_into_their_slice_of_the_output(tmp_path: Path) -> Non
     assert buffers["a"]["alias_of"] == "c" and buffers["b"]["alias_of"] == "c"
     assert buffers["a"]["offset"] == buffers["c"]["offset"]
     assert buffers["b"]["offset"] == buffers["c"]["offset"] + 16 * 4
-    assert buffers["c"]["start"] == min(buffers["a"]["start"], buffers["b"]["start"]), (
-        "the output holds its parts' bytes from the first one on"
+    assert buffers["c"]["start"] == max(buffers["a"]["end"], buffers["b"]["end"]), (
+        "the output's buffer starts at its Concat: before it, each part holds its own slice"
     )
     assert _runs_everywhere(path)
 
@@ -66,7 +66,8 @@ def test_nested_concats_place_parts_inside_the_outermost_output(tmp_path: Path) 
     assert buffers["c"]["alias_of"] == "e" and buffers["a"]["alias_of"] == "c"
     assert buffers["c"]["offset"] == buffers["e"]["offset"] + 8 * 4
     assert buffers["b"]["offset"] == buffers["e"]["offset"] + 16 * 4
-    assert buffers["e"]["start"] == min(buffers[n]["start"] for n in "abcd")
+    assert buffers["e"]["start"] == max(buffers[n]["end"] for n in "cd")
+    assert buffers["c"]["start"] == max(buffers[n]["end"] for n in "ab")
     assert _runs_everywhere(path)
 
 
