@@ -149,7 +149,7 @@ def test_decider_resumes_where_it_stopped() -> None:
 def test_rounds_share_the_budget_between_many_hard_sections() -> None:
     # Cut blocks on a shared baseline: stacked and split, dozens of parts remain
     # above the bound; rounds of doubling node limits prove every one at max-live.
-    items = cut_blocks(1000, seed=1000)
+    items = cut_blocks(2000, seed=2000)
     known = place(items)
     assert known.peak > max_live(items)
     placement, report = solve(items, known, "search", exact.region_budget(2.0, len(items)))
@@ -246,7 +246,7 @@ def test_wall_clock_safety_net_keeps_the_known_placement(
 ) -> None:
     monkeypatch.setattr(cpsat, "SECONDS_PER_UNIT", 0.0)
     monkeypatch.setattr(cpsat, "SECONDS_MARGIN", 1e-9)
-    items = rectangle_cuts(100, 1)
+    items = rectangle_cuts(100, 3)
     known = place(items)
     assert known.peak > max_live(items)
     with caplog.at_level(logging.WARNING):

@@ -16,6 +16,7 @@ from tierplan.compiler.errors import PipelineError
 from tierplan.compiler.packing import check_placement, cpsat, max_live, place, solve
 from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.instances import rectangle_cuts, towers
+from tierplan.compiler.packing.skyline import OutOfTime, by_length, skyline
 from tierplan.compiler.pass_manager import parse_pipeline
 
 from tests.conftest import MODELS
@@ -66,12 +67,25 @@ def test_a_passed_deadline_marks_the_solve_time_limited() -> None:
 
 
 def test_a_time_limited_solve_keeps_working_until_the_deadline() -> None:
-    items = rectangle_cuts(100, 1)
+    items = rectangle_cuts(100, 3)
     known = place(items)
     assert known.peak > max_live(items)
     placement, report = solve(items, known, "auto", 0.0, deadline=Deadline.after(30.0))
     assert placement.peak == max_live(items) and report.status == "OPTIMAL"
     assert not report.time_limited  # proven before the clock ran out: nothing was cut
+
+
+def test_a_placement_is_ready_when_the_deadline_has_already_passed() -> None:
+    # greedy-size stacks what it had no time to place; the other placers are skipped.
+    items = towers(6, 8, 3)
+    placement = place(items, deadline=Deadline.after(0.0))
+    assert placement.placer == "greedy-size" and not check_placement(items, placement.offsets)
+    assert placement.peak == sum(item.size for item in items)
+
+
+def test_a_skyline_placer_gives_up_at_the_deadline() -> None:
+    with pytest.raises(OutOfTime):
+        skyline(towers(6, 8, 3), by_length, Deadline.after(0.0))
 
 
 def test_pack_command_says_when_the_time_limit_cut_it_short(

@@ -88,6 +88,14 @@ CPSAT_LIMIT = 1_000
 UNLIMITED_NODES = 1 << 62
 """The node budget of a search bounded by a deadline alone."""
 
+CHECK_SAMPLE = 16
+"""A time-limited solve times a check of one item in this many, to keep time for the
+check of them all (below this many squared items it keeps none)."""
+
+CHECK_MARGIN = 2.0
+"""Time kept for the final check, as a multiple of its estimate (writing the result out
+takes some too)."""
+
 
 def region_budget(per_thousand: float, items: int) -> float:
     """Units for a region of ``items`` buffers: ``per_thousand`` per 1,000 of them, and
@@ -324,6 +332,9 @@ def solve(
         sections=len(sections(items)),
     )
     offsets = dict(known.offsets)
+    if deadline is not None:
+        # Checking what the engines return takes time too: they stop early enough for it.
+        deadline = deadline.within(max(deadline.left() - _checking_seconds(items, offsets), 0))
     if solver != "greedy":
         parts = _starting_point(items, offsets, deadline)
         limit = CPSAT_LIMIT if solver == "cpsat" else SEARCH_LIMIT
@@ -377,6 +388,19 @@ def solve(
     for warning in report.warnings:
         log.warning("pack: %s", warning)
     return Placement.of(items, offsets, f"{known.placer}+{solver}"), report
+
+
+def _checking_seconds(items: list[Item], offsets: dict[str, int]) -> float:
+    """Seconds to set aside for checking the final placement and handing it on:
+    :data:`CHECK_MARGIN` times a check of a slice of the items, one in
+    :data:`CHECK_SAMPLE` consecutive in start order (as dense as the whole), scaled."""
+    if len(items) < CHECK_SAMPLE * CHECK_SAMPLE:
+        return 0.0
+    ordered = sorted(items, key=lambda item: item.start)
+    middle, width = len(items) // 2, len(items) // CHECK_SAMPLE // 2
+    began = time.perf_counter()
+    check_placement(ordered[middle - width : middle + width], offsets)
+    return CHECK_MARGIN * CHECK_SAMPLE * (time.perf_counter() - began)
 
 
 def _teller(
