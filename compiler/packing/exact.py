@@ -26,8 +26,7 @@ parts so the result never depends on the machine's speed; callers give a region
    parts above the bound: 0.00% gap, where one share per part left 28.85%);
 2. each part still above the bound gets an even share of what is left: the search
    minimizes (decision at the bound, then bisection), and in ``auto`` CP-SAT takes
-   over after at most :data:`AUTO_SEARCH_UNITS` (half of the part's seconds, given a
-   deadline) (it minimizes from the best
+   over after at most :data:`AUTO_SEARCH_UNITS` (it minimizes from the best
    placement; given more than a unit, it first decides whether the part fits at the
    bound, which settles interlocking towers that minimizing from the hint does not);
 3. a part with more items than :data:`CPSAT_LIMIT` (``cpsat``, ``auto``) is improved by
@@ -53,7 +52,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -598,12 +596,9 @@ def _exact_engines(
         if solver in ("search", "auto"):
             # In ``auto`` the search proves the easy sections fast or not at all: it gets
             # half of the budget, at most AUTO_SEARCH_UNITS; CP-SAT (stronger on the
-            # hardest: interlocking towers) the rest. Given seconds rather than units,
-            # the search keeps half of them: with 30 s on five towers 8x12 the pair ends
-            # lower than after 2 s of search (mean 1.053 against 1.066 of max-live).
+            # hardest: interlocking towers) the rest.
             nodes_per_unit = _nodes_per_unit(part)
-            cap = math.inf if deadline else AUTO_SEARCH_UNITS
-            units = min(budget / 2, cap) if solver == "auto" else budget
+            units = min(budget / 2, AUTO_SEARCH_UNITS) if solver == "auto" else budget
             nodes = UNLIMITED_NODES if deadline else max(round(units * nodes_per_unit), 1)
             until = deadline.within(units) if deadline else None
             tell("search")
