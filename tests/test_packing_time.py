@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from ortools.sat.python import cp_model
 from tierplan.compiler.cli import main
 from tierplan.compiler.errors import PipelineError
 from tierplan.compiler.packing import check_placement, cpsat, max_live, place, solve
@@ -131,3 +133,21 @@ def test_the_deterministic_budget_binds_not_the_wall_clock(
     assert shipped[0].offsets == generous[0].offsets
     assert shipped[1].bound == generous[1].bound
     assert not shipped[1].time_limited and not generous[1].time_limited
+
+
+def test_only_a_time_limited_cpsat_solve_runs_a_portfolio(monkeypatch: pytest.MonkeyPatch) -> None:
+    workers: list[int] = []
+    original = cp_model.CpSolver.solve
+
+    def counting(self: cp_model.CpSolver, *args: Any, **kwargs: Any) -> Any:
+        workers.append(self.parameters.num_workers)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cp_model.CpSolver, "solve", counting)
+    items = towers(6, 8, 3)
+    known = dict(place(items).offsets)
+    cpsat.minimize(items, known, 0, 0.5, 1)
+    assert workers and set(workers) == {1}
+    workers.clear()
+    cpsat.minimize(items, known, 0, 0.0, 1, Deadline.after(1.0))
+    assert workers and set(workers) == {cpsat.DEADLINE_WORKERS}
