@@ -125,17 +125,31 @@ class _Skyline:
             if chosen is None:
                 self._raise(low, high, heap)
                 continue
-            top = level + self.sizes[chosen]
             lows[chosen] = level
             self.placed[chosen] = True
             left -= 1
-            for covered in range(self.first[chosen], self.last[chosen] + 1):
-                sky[covered] = top
-                live[covered] -= self.sizes[chosen]
-                heapq.heappush(heap, (top, covered))
+            self._cover(chosen, level + self.sizes[chosen], heap)
             if sky[step] == level:  # the item lies beside this step: it stays lowest
                 heapq.heappush(heap, (level, step))
         return lows
+
+    def _cover(self, chosen: int, top: int, heap: list[tuple[int, int]]) -> None:
+        """Put item ``chosen`` on the skyline, up to ``top``. The heap keeps one entry
+        per run of steps at a level still in use (not one per step: a long-lived item
+        would push thousands): the runs the item makes, and those beside it, which it
+        may have cut off from their entry."""
+        sky, live, size = self.sky, self.live, self.sizes[chosen]
+        first, last = self.first[chosen], self.last[chosen]
+        in_use = False
+        for step in range(first, last + 1):
+            sky[step] = top
+            live[step] -= size
+            if live[step] > 0 and not in_use:
+                heapq.heappush(heap, (top, step))
+            in_use = live[step] > 0
+        for side in (first - 1, last + 1):
+            if 0 <= side < self.steps and live[side] > 0:
+                heapq.heappush(heap, (sky[side], side))
 
     def _segment(self, step: int, level: int) -> tuple[int, int]:
         """The run ``[low, high)`` of steps around ``step`` at ``level`` still in use."""
@@ -169,7 +183,7 @@ class _Skyline:
         level = min(neighbours)
         for step in range(low, high):
             sky[step] = level
-            heapq.heappush(heap, (level, step))
+        heapq.heappush(heap, (level, low))  # one entry for the whole run, as in _cover
 
 
 def skyline_by_length(items: list[Item]) -> dict[str, int]:
