@@ -26,7 +26,7 @@ from tierplan.compiler.packing import (
     search,
     solve,
 )
-from tierplan.compiler.packing.exact import Part, sections, stacked_sections
+from tierplan.compiler.packing.exact import Part, section_count, sections, stacked_sections
 from tierplan.compiler.packing.instances import cut_blocks, rectangle_cuts, staircases, towers
 from tierplan.compiler.pass_manager import parse_pipeline
 
@@ -431,3 +431,13 @@ def test_stacked_sections_equal_rescanning_each_part(seed: int) -> None:
             end = rng.randint(start, min(steps - 1, start + rng.choice([0, 1, 4])))
         items.append(Item(f"i{index}", start, end, rng.choice([64, 128, 256])))
     assert stacked_sections(items) == _stacked_sections_by_rescanning(items)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_section_count_counts_the_sections(seed: int) -> None:
+    rng = random.Random(seed)
+    items = []
+    for index in range(rng.randint(0, 40)):
+        start = rng.randrange(50)
+        items.append(Item(f"i{index}", start, start + rng.randrange(8), 64))
+    assert section_count(items) == len(sections(items))

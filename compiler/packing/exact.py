@@ -57,6 +57,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
+import numpy as np
 from tierplan.compiler.packing import cpsat, search
 from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.placers import place
@@ -173,6 +174,17 @@ OnProgress = Callable[[Progress], None]
 def sections(items: list[Item]) -> list[list[Item]]:
     """Items grouped into maximal runs of steps that no item crosses, in step order."""
     return _runs(sorted(items, key=lambda item: (item.start, item.end, item.key)))
+
+
+def section_count(items: list[Item]) -> int:
+    """How many :func:`sections` ``items`` fall into (without building them)."""
+    if not items:
+        return 0
+    starts = np.array([item.start for item in items], dtype=np.int64)
+    ends = np.array([item.end for item in items], dtype=np.int64)
+    order = np.argsort(starts, kind="stable")
+    reach = np.maximum.accumulate(ends[order])
+    return 1 + int((starts[order][1:] > reach[:-1]).sum())
 
 
 def _runs(ordered: list[Item]) -> list[list[Item]]:
@@ -331,10 +343,10 @@ def solve(
         heuristic_peak=known.peak,
         heuristic=known.placer,
         items=len(items),
-        sections=len(sections(items)),
+        sections=section_count(items),
     )
     offsets = dict(known.offsets)
-    if deadline is not None:
+    if deadline is not None and not deadline.passed():
         # Checking what the engines return takes time too: they stop early enough for it.
         deadline = deadline.within(max(deadline.left() - _checking_seconds(items, offsets), 0))
     if deadline is not None and deadline.passed():
