@@ -77,9 +77,9 @@ def skyline(
     keys = priority(sizes, last - first + 1)
     rank = np.empty(len(items), dtype=np.int64)
     rank[np.lexsort((np.arange(len(items)), starts, *reversed(keys)))] = np.arange(len(items))
-    lows = _Skyline(first.tolist(), last.tolist(), sizes.tolist(), rank.tolist(), len(points))
-    placed = lows.run(deadline)
-    return {item.key: low for item, low in zip(items, placed, strict=True)}
+    state = _Skyline(first.tolist(), last.tolist(), sizes.tolist(), rank.tolist(), len(points))
+    lows = state.run(deadline)
+    return {item.key: low for item, low in zip(items, lows, strict=True)}
 
 
 class _Skyline:
