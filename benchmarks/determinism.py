@@ -40,7 +40,7 @@ from tierplan.compiler.packing.exact import region_budget
 from tierplan.compiler.packing.instances import cut_blocks, rectangle_cuts, staircases, towers
 
 ROOT = Path(__file__).resolve().parent.parent
-DIMS = {"bert_base_dynamic": {"batch": 1, "seq": 128}}
+DIMS = {"bert_base_dynamic": {"batch": 1, "seq": 128}, "gpt2_dynamic": {"seq": 128}}
 
 
 @dataclass

@@ -50,7 +50,7 @@ from tierplan.compiler.packing.instances import (
 from tierplan.passes.pack import packing_items
 
 ROOT = Path(__file__).resolve().parent.parent
-DIMS = {"bert_base_dynamic": {"batch": 1, "seq": 128}}
+DIMS = {"bert_base_dynamic": {"batch": 1, "seq": 128}, "gpt2_dynamic": {"seq": 128}}
 ENGINES = ("search", "cpsat", "auto")
 
 

@@ -40,6 +40,9 @@ from tierplan.compiler.packing.instances import (
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("real/gpt2_seq1024", "real/bert_base", "real/densenet121")
+TIGHT_LIMIT = 5.0
+"""About what reading 100k buffers, building their conflict graph and the first placer
+take on a quiet core: on a busy machine the first placer must stop halfway."""
 
 
 def traces(limit: float, large_limit: float) -> list[tuple[str, list[Item], float]]:
@@ -50,6 +53,7 @@ def traces(limit: float, large_limit: float) -> list[tuple[str, list[Item], floa
         ("cut_blocks(10k)", cut_blocks(10_000, seed=10_000), limit),
         ("production_like(20k)", production_like(20_000, 1), limit),
         ("cut_blocks(100k)", cut_blocks(100_000, seed=100_000), large_limit),
+        ("cut_blocks(100k)", cut_blocks(100_000, seed=100_000), TIGHT_LIMIT),
     ]
 
 
@@ -133,8 +137,10 @@ def main() -> None:
     console.print(table)
     console.print(
         "compile's limit bounds the pack pass; these models' regions are at their bound after "
-        "the heuristics, so it finishes early and the plan is not time-limited. A limit is "
-        "honoured when the heuristics' first placer fits in it (it cannot stop halfway)."
+        "the heuristics, so it finishes early and the plan is not time-limited. With 5 s on "
+        "100k buffers the first placer, greedy-size, may not finish on a busy machine: it then "
+        "stops at the limit and stacks the buffers it has not placed (valid, peak / max-live "
+        "far above its 1.60)."
     )
     args.out.write_text("# time_limit: last results\n\n```\n" + console.export_text() + "```\n")
 

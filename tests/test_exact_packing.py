@@ -26,7 +26,7 @@ from tierplan.compiler.packing import (
     search,
     solve,
 )
-from tierplan.compiler.packing.exact import Part, sections, stacked_sections
+from tierplan.compiler.packing.exact import Part, section_count, sections, stacked_sections
 from tierplan.compiler.packing.instances import cut_blocks, rectangle_cuts, staircases, towers
 from tierplan.compiler.pass_manager import parse_pipeline
 
@@ -149,7 +149,7 @@ def test_decider_resumes_where_it_stopped() -> None:
 def test_rounds_share_the_budget_between_many_hard_sections() -> None:
     # Cut blocks on a shared baseline: stacked and split, dozens of parts remain
     # above the bound; rounds of doubling node limits prove every one at max-live.
-    items = cut_blocks(1000, seed=1000)
+    items = cut_blocks(2000, seed=2000)
     known = place(items)
     assert known.peak > max_live(items)
     placement, report = solve(items, known, "search", exact.region_budget(2.0, len(items)))
@@ -246,7 +246,7 @@ def test_wall_clock_safety_net_keeps_the_known_placement(
 ) -> None:
     monkeypatch.setattr(cpsat, "SECONDS_PER_UNIT", 0.0)
     monkeypatch.setattr(cpsat, "SECONDS_MARGIN", 1e-9)
-    items = rectangle_cuts(100, 1)
+    items = rectangle_cuts(100, 3)
     known = place(items)
     assert known.peak > max_live(items)
     with caplog.at_level(logging.WARNING):
@@ -431,3 +431,13 @@ def test_stacked_sections_equal_rescanning_each_part(seed: int) -> None:
             end = rng.randint(start, min(steps - 1, start + rng.choice([0, 1, 4])))
         items.append(Item(f"i{index}", start, end, rng.choice([64, 128, 256])))
     assert stacked_sections(items) == _stacked_sections_by_rescanning(items)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_section_count_counts_the_sections(seed: int) -> None:
+    rng = random.Random(seed)
+    items = []
+    for index in range(rng.randint(0, 40)):
+        start = rng.randrange(50)
+        items.append(Item(f"i{index}", start, start + rng.randrange(8), 64))
+    assert section_count(items) == len(sections(items))

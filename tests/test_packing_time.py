@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from ortools.sat.python import cp_model
 from tierplan.compiler.cli import main
 from tierplan.compiler.errors import PipelineError
 from tierplan.compiler.packing import check_placement, cpsat, max_live, place, solve
 from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.instances import rectangle_cuts, towers
+from tierplan.compiler.packing.skyline import OutOfTime, by_length, skyline
 from tierplan.compiler.pass_manager import parse_pipeline
 
 from tests.conftest import MODELS
@@ -66,12 +69,25 @@ def test_a_passed_deadline_marks_the_solve_time_limited() -> None:
 
 
 def test_a_time_limited_solve_keeps_working_until_the_deadline() -> None:
-    items = rectangle_cuts(100, 1)
+    items = rectangle_cuts(100, 3)
     known = place(items)
     assert known.peak > max_live(items)
     placement, report = solve(items, known, "auto", 0.0, deadline=Deadline.after(30.0))
     assert placement.peak == max_live(items) and report.status == "OPTIMAL"
     assert not report.time_limited  # proven before the clock ran out: nothing was cut
+
+
+def test_a_placement_is_ready_when_the_deadline_has_already_passed() -> None:
+    # greedy-size stacks what it had no time to place; the other placers are skipped.
+    items = towers(6, 8, 3)
+    placement = place(items, deadline=Deadline.after(0.0))
+    assert placement.placer == "greedy-size" and not check_placement(items, placement.offsets)
+    assert placement.peak == sum(item.size for item in items)
+
+
+def test_a_skyline_placer_gives_up_at_the_deadline() -> None:
+    with pytest.raises(OutOfTime):
+        skyline(towers(6, 8, 3), by_length, Deadline.after(0.0))
 
 
 def test_pack_command_says_when_the_time_limit_cut_it_short(
@@ -117,3 +133,21 @@ def test_the_deterministic_budget_binds_not_the_wall_clock(
     assert shipped[0].offsets == generous[0].offsets
     assert shipped[1].bound == generous[1].bound
     assert not shipped[1].time_limited and not generous[1].time_limited
+
+
+def test_only_a_time_limited_cpsat_solve_runs_a_portfolio(monkeypatch: pytest.MonkeyPatch) -> None:
+    workers: list[int] = []
+    original = cp_model.CpSolver.solve
+
+    def counting(self: cp_model.CpSolver, *args: Any, **kwargs: Any) -> Any:
+        workers.append(self.parameters.num_workers)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cp_model.CpSolver, "solve", counting)
+    items = towers(6, 8, 3)
+    known = dict(place(items).offsets)
+    cpsat.minimize(items, known, 0, 0.5, 1)
+    assert workers and set(workers) == {1}
+    workers.clear()
+    cpsat.minimize(items, known, 0, 0.0, 1, Deadline.after(1.0))
+    assert workers and set(workers) == {cpsat.DEADLINE_WORKERS}

@@ -64,7 +64,7 @@ def test_bad_traces_name_the_problem(tmp_path: Path, text: str, message: str) ->
 def test_pack_command_writes_a_valid_placement(
     tmp_path: Path, solver: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    items = rectangle_cuts(30, 9, steps=8, height=16)  # greedy stays above max-live here
+    items = rectangle_cuts(40, 1, steps=16, height=32)  # the heuristics stay above max-live
     trace = tmp_path / "cuts.txt"
     trace.write_text("".join(f"{i.size} {i.start} {i.end}\n" for i in items))
     assert main(["pack", str(trace), "--solver", solver, "--solver-budget", "1"]) == 0

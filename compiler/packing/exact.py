@@ -42,8 +42,10 @@ the heuristic placement is never lost.
 Given a :class:`~.clock.Deadline` (``--time-limit``), the same steps share wall-clock
 seconds instead of units: the rounds get half of the time left, each part still above
 the bound an even share of what is then left, and the engines stop at their share's
-end. The report is then marked ``time_limited`` when a clock stopped any engine: the
-result is the best found in time, and depends on the machine.
+end, early enough to leave time for checking their result (:func:`_checking_seconds`);
+none starts when the heuristics took all the time. The report is then marked
+``time_limited`` when a clock stopped any engine: the result is the best found in time,
+and depends on the machine.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
+import numpy as np
 from tierplan.compiler.packing import cpsat, search
 from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.placers import place
@@ -87,6 +90,14 @@ CPSAT_LIMIT = 1_000
 
 UNLIMITED_NODES = 1 << 62
 """The node budget of a search bounded by a deadline alone."""
+
+CHECK_SAMPLE = 16
+"""A time-limited solve times a check of one item in this many, to keep time for the
+check of them all (below this many squared items it keeps none)."""
+
+CHECK_MARGIN = 2.0
+"""Time kept for the final check, as a multiple of its estimate (writing the result out
+takes some too)."""
 
 
 def region_budget(per_thousand: float, items: int) -> float:
@@ -163,6 +174,17 @@ OnProgress = Callable[[Progress], None]
 def sections(items: list[Item]) -> list[list[Item]]:
     """Items grouped into maximal runs of steps that no item crosses, in step order."""
     return _runs(sorted(items, key=lambda item: (item.start, item.end, item.key)))
+
+
+def section_count(items: list[Item]) -> int:
+    """How many :func:`sections` ``items`` fall into (without building them)."""
+    if not items:
+        return 0
+    starts = np.array([item.start for item in items], dtype=np.int64)
+    ends = np.array([item.end for item in items], dtype=np.int64)
+    order = np.argsort(starts, kind="stable")
+    reach = np.maximum.accumulate(ends[order])
+    return 1 + int((starts[order][1:] > reach[:-1]).sum())
 
 
 def _runs(ordered: list[Item]) -> list[list[Item]]:
@@ -321,10 +343,15 @@ def solve(
         heuristic_peak=known.peak,
         heuristic=known.placer,
         items=len(items),
-        sections=len(sections(items)),
+        sections=section_count(items),
     )
     offsets = dict(known.offsets)
-    if solver != "greedy":
+    if deadline is not None and not deadline.passed():
+        # Checking what the engines return takes time too: they stop early enough for it.
+        deadline = deadline.within(max(deadline.left() - _checking_seconds(items, offsets), 0))
+    if deadline is not None and deadline.passed():
+        report.time_limited = True  # the heuristics took all the time: nothing to split
+    elif solver != "greedy":
         parts = _starting_point(items, offsets, deadline)
         limit = CPSAT_LIMIT if solver == "cpsat" else SEARCH_LIMIT
         todo = [part for part in parts if _peak(part.items, offsets) > bound]
@@ -377,6 +404,19 @@ def solve(
     for warning in report.warnings:
         log.warning("pack: %s", warning)
     return Placement.of(items, offsets, f"{known.placer}+{solver}"), report
+
+
+def _checking_seconds(items: list[Item], offsets: dict[str, int]) -> float:
+    """Seconds to set aside for checking the final placement and handing it on:
+    :data:`CHECK_MARGIN` times a check of a slice of the items, one in
+    :data:`CHECK_SAMPLE` consecutive in start order (as dense as the whole), scaled."""
+    if len(items) < CHECK_SAMPLE * CHECK_SAMPLE:
+        return 0.0
+    ordered = sorted(items, key=lambda item: item.start)
+    middle, width = len(items) // 2, len(items) // CHECK_SAMPLE // 2
+    began = time.perf_counter()
+    check_placement(ordered[middle - width : middle + width], offsets)
+    return CHECK_MARGIN * CHECK_SAMPLE * (time.perf_counter() - began)
 
 
 def _teller(

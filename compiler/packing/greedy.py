@@ -16,6 +16,11 @@ lowest gap between them that is large enough (first fit) or the smallest such ga
   what a bump allocator that reuses holes would do at run time.
 
 Ties are broken by start step and then by key, so every placer is deterministic.
+
+Given a :class:`~tierplan.compiler.packing.clock.Deadline`, :func:`place_in_order` looks
+at the clock every :data:`CLOCK_ITEMS` items and, once it has passed, stacks the items
+not yet placed above the others, each on its own bytes: a valid placement at once,
+far above the bound, but a time-limited solve needs *some* placement in time.
 """
 
 from __future__ import annotations
@@ -24,20 +29,32 @@ from collections.abc import Callable
 
 import numpy as np
 from tierplan.compiler.intervals import live_bytes_per_step
+from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.overlaps import Overlaps
 from tierplan.compiler.packing.problem import Item
 
 Order = Callable[[Overlaps], np.ndarray]
 """A placement order: the item indices, in the order they are placed."""
 
+CLOCK_ITEMS = 256
+"""Items placed between two looks at the clock of a placement given a deadline."""
 
-def place_in_order(items: list[Item], order: Order, best_fit: bool) -> dict[str, int]:
-    """Offsets of ``items`` placed one by one in ``order``, first fit or best fit."""
+
+def place_in_order(
+    items: list[Item], order: Order, best_fit: bool, deadline: Deadline | None = None
+) -> dict[str, int]:
+    """Offsets of ``items`` placed one by one in ``order``, first fit or best fit; once
+    ``deadline`` (if given) has passed, the rest stacked above them."""
     overlaps = Overlaps.of(items)
     lows = np.zeros(len(items), dtype=np.int64)
     placed = np.zeros(len(items), dtype=bool)
     sizes = overlaps.sizes
-    for index in order(overlaps):
+    for count, index in enumerate(order(overlaps).tolist()):
+        if deadline is not None and count % CLOCK_ITEMS == 0 and deadline.passed():
+            rest = np.flatnonzero(~placed)
+            top = int((lows[placed] + sizes[placed]).max(initial=0))
+            lows[rest] = top + np.cumsum(sizes[rest]) - sizes[rest]
+            break
         neighbours = overlaps.neighbours(index)
         neighbours = neighbours[placed[neighbours]]
         lows[index] = fit_offset(lows[neighbours], sizes[neighbours], int(sizes[index]), best_fit)
@@ -61,9 +78,11 @@ def fit_offset(lows: np.ndarray, sizes: np.ndarray, size: int, best_fit: bool) -
     return int(gap_starts[pick])
 
 
-def greedy_by_size(items: list[Item]) -> dict[str, int]:
-    """Largest first, each at the lowest gap that fits."""
-    return place_in_order(items, lambda o: np.lexsort((o.starts, -o.sizes)), best_fit=False)
+def greedy_by_size(items: list[Item], deadline: Deadline | None = None) -> dict[str, int]:
+    """Largest first, each at the lowest gap that fits (the rest stacked after ``deadline``)."""
+    return place_in_order(
+        items, lambda o: np.lexsort((o.starts, -o.sizes)), best_fit=False, deadline=deadline
+    )
 
 
 def greedy_by_breadth(items: list[Item]) -> dict[str, int]:
