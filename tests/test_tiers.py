@@ -137,21 +137,30 @@ def _random_candidates(rng: random.Random, count: int) -> list[Candidate]:
     return candidates
 
 
-def test_every_choice_is_placed_within_the_tier_and_the_check_demotes_what_does_not_fit() -> None:
-    demoted = 0
+def _checked_choice(seed: int) -> set[str]:
+    """Choose among random candidates, check the choice by placing it; what was demoted."""
+    rng = random.Random(seed)
+    candidates = _random_candidates(rng, 40)
+    capacity = 64 * rng.choice([4, 7, 11])
+    choice = assign(candidates, capacity, 64, max_deterministic_time=0.2)
+    items = [Item(c.key, c.start, c.end, c.size) for c in candidates if c.key in choice.chosen]
+    assert max_live(items) <= capacity  # the choice respects the peak
+    kept, dropped = demote_until_placed(items, capacity)
+    assert {i.key for i in kept} | dropped == choice.chosen
+    assert not {i.key for i in kept} & dropped
+    assert place(kept).peak <= capacity
+    return dropped
+
+
+def test_every_choice_is_placed_within_the_tier() -> None:
     for seed in range(40):
-        rng = random.Random(seed)
-        candidates = _random_candidates(rng, 40)
-        capacity = 64 * rng.choice([4, 7, 11])
-        choice = assign(candidates, capacity, 64, max_deterministic_time=0.2)
-        items = [Item(c.key, c.start, c.end, c.size) for c in candidates if c.key in choice.chosen]
-        assert max_live(items) <= capacity  # the choice respects the peak
-        kept, dropped = demote_until_placed(items, capacity)
-        assert {i.key for i in kept} | dropped == choice.chosen
-        assert not {i.key for i in kept} & dropped
-        assert place(kept).peak <= capacity
-        demoted += len(dropped)
-    assert demoted, "some random choice within the peak needs the placement check"
+        _checked_choice(seed)
+
+
+def test_the_check_demotes_a_choice_within_the_peak_that_does_not_place() -> None:
+    # Found by searching seeds: within L2 at every step, but no placement of `best`
+    # (skylines included) fits it, so one group goes to DDR.
+    assert len(_checked_choice(82)) == 1
 
 
 def test_pack_falls_back_to_the_placement_tiers_checked() -> None:
