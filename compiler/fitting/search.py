@@ -22,7 +22,7 @@ with the full pipeline (exact L2
 assignment and packing), kept when it still fits (else its screened plan is).
 When no screened plan fits, the few nearest the budget are compiled in full,
 since exact packing may bring one under it.
-:func:`exhaustive` compiles every combination instead (``benchmarks/fit.py``).
+``benchmarks/fit.py`` compiles every combination instead (but those it shows cannot matter).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from tierplan.compiler.api import CompileResult, default_pipeline
 from tierplan.compiler.cost import operator_flops
 from tierplan.compiler.errors import TierplanError
-from tierplan.compiler.evaluation import Evaluation
 from tierplan.compiler.fitting.budget import Budget, device_totals
 from tierplan.compiler.fitting.explain import Heaviest, heaviest_operator
 from tierplan.compiler.fitting.knobs import (
@@ -47,6 +46,7 @@ from tierplan.compiler.fitting.knobs import (
     available_knobs,
     planning_target,
 )
+from tierplan.compiler.fitting.measure import Measures, measure
 from tierplan.compiler.fitting.runner import PipelineRunner
 from tierplan.compiler.frontend import LoadedModel
 from tierplan.compiler.inputs import MAX_DEVICES
@@ -55,8 +55,13 @@ from tierplan.compiler.target import Target
 
 log = logging.getLogger(__name__)
 
-SCREENING_SOLVERS = {"tiers": "tiers{solver=greedy}", "pack": "pack{solver=greedy}"}
-SCREENING = {**SCREENING_SOLVERS, "evaluate": "evaluate{validate=false}"}
+# Screening: greedy L2 assignment, one packing heuristic (the one that packed GPT-2's
+# and ResNet-50's regions lowest), no plan built (``measure`` reads the packed IR).
+SCREENING_SOLVERS = {
+    "tiers": "tiers{solver=greedy}",
+    "pack": "pack{solver=greedy strategy=greedy-size}",
+}
+SCREENING = {**SCREENING_SOLVERS, "evaluate": ""}
 MAX_COMPILES = 40
 # A combination predicted this far over the budget is still compiled: effects overlap.
 PREDICTION_SLACK = 0.15
@@ -179,15 +184,15 @@ class Search:
             point = Point(choice, labels, math.inf, 0, 0, math.inf, 0, exact, str(error))
             return point, None
         evaluation = result.evaluation
-        assert isinstance(evaluation, Evaluation)  # the default pipeline ends with evaluate
-        peaks, activations = evaluation.peak_bytes, evaluation.activation_peak_bytes
+        found = Measures.of(evaluation) if evaluation else measure(result.ir, result.target)
+        peaks, activations = found.peak_bytes, found.activation_bytes
         point = Point(
             choice,
             labels,
             self.budget.excess(peaks, activations),
             max(device_totals(peaks).values(), default=0),
             max(device_totals(activations).values(), default=0),
-            evaluation.latency_s,
+            found.latency_s,
             sum(operator_flops(result.ir, op) for op in result.ir.operators()),
             exact,
             peak_bytes=dict(peaks),
@@ -213,12 +218,13 @@ class Search:
 
     def run(self) -> FitResult:
         """Search (module docstring), then compile the chosen combination in full."""
-        base = self.point(self.default)
         singles = [
             tuple(index if k == position else 0 for k in range(len(self.knobs)))
             for position, knob in enumerate(self.knobs)
             for index in range(1, len(knob.options))
         ]
+        self.expect([self.default, *singles])
+        base = self.point(self.default)
         for choice in singles:
             self.point(choice)
         kept = self._undominated(base)
@@ -227,17 +233,34 @@ class Search:
         if combos and self.budget.limited:
             self._compile_within(sorted(combos, key=lambda c: (excess(c), latency(c), c))[:1])
         by_latency = sorted(combos, key=lambda c: (latency(c), c))
-        for choice in by_latency:
+        wanted = [c for c in by_latency if excess(c) <= 1 + PREDICTION_SLACK]
+        self.expect(wanted[: max(0, self.max_compiles - len(self.points))])
+        for choice in wanted:
             best = self.best()
             if len(self.points) >= self.max_compiles or (
                 best and latency(choice) >= best.latency_s
             ):
                 break
-            if excess(choice) <= 1 + PREDICTION_SLACK and choice not in self.points:
-                self.point(choice)
+            # An exact plan that fits is chosen before any 16-bit one (``best``).
+            if best and best.exact and not self._exact(choice):
+                continue
+            self.point(choice)
         if self.best() is None:
             self._compile_within(sorted(combos, key=lambda c: (excess(c), latency(c), c)))
         return self._finish(base)
+
+    def _exact(self, choice: Choice) -> bool:
+        return all(option.exact for option in self.options(choice))
+
+    def expect(self, choices: Sequence[Choice]) -> None:
+        """Tell the runner the screening compiles to come (it keeps their shared prefixes)."""
+        pipelines = []
+        for choice in choices:
+            options = self.options(choice)
+            pipelines.append(
+                (assemble(self.screening, options), planning_target(self.planning, options))
+            )
+        self.runner.expect(pipelines)
 
     def _compile_within(self, choices: Iterable[Choice]) -> None:
         """Compile ``choices`` in order until one fits or the compile count runs out."""
@@ -324,13 +347,6 @@ class Search:
         return None, None
 
 
-def exhaustive(search: Search) -> list[Point]:
-    """Every combination of every option, screened (what the search is measured against)."""
-    return [
-        search.point(c) for c in itertools.product(*(range(len(k.options)) for k in search.knobs))
-    ]
-
-
 def frontier(points: Iterable[Point]) -> list[Point]:
     """The points no other beats on activation peak, latency, FLOPs and numerics together
     (and device peak: weights split over devices), least memory first."""
@@ -352,7 +368,8 @@ def frontier(points: Iterable[Point]) -> list[Point]:
 
 
 def _base(overrides: dict[str, str]) -> list[Pass]:
-    return parse_pipeline([overrides.get(name, name) for name in default_pipeline()])
+    spelled = [overrides.get(name, name) for name in default_pipeline()]
+    return parse_pipeline([item for item in spelled if item])
 
 
 def _device_counts(model: LoadedModel, budget: Budget, target: Target) -> list[int]:
