@@ -249,3 +249,17 @@ def test_prefixes_kept_between_runs_do_not_change_a_result() -> None:
     kept = [shared.run(p, target).plan for p in passes]
     assert shared.kept  # the first run kept its prefix for the second
     assert kept == [PipelineRunner(model).run(p, target).plan for p in passes]
+
+
+def test_the_throughput_objective_chooses_pipeline_stages(tmp_path: Path) -> None:
+    stack = MODELS / "synthetic" / "transformer_stack_4.onnx"
+    out = tmp_path / "out"
+    assert main(["fit", str(stack), "-o", str(out), "--objective", "throughput", "-q"]) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    fit = plan["summary"]["fit"]
+    chosen = next(entry for entry in fit["frontier"] if entry["chosen"])
+    assert fit["objective"] == "throughput"
+    assert len(plan["summary"]["device_seconds"]) > 1
+    assert chosen["slowest_stage_s"] < chosen["latency_s"]
+    latency = Search(load_model(stack), load_target(None), Budget()).run()
+    assert latency.chosen is not None and latency.chosen.latency_s < chosen["latency_s"]

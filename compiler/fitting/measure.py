@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from tierplan.compiler.cost import estimate
-from tierplan.compiler.evaluation import ACTIVATION_KINDS, Evaluation
+from tierplan.compiler.evaluation import ACTIVATION_KINDS, Evaluation, device_times
 from tierplan.compiler.ir import IRGraph
 from tierplan.compiler.plan import region_key
 from tierplan.compiler.target import Target
@@ -23,11 +23,13 @@ from tierplan.compiler.target import Target
 
 @dataclass(frozen=True, slots=True)
 class Measures:
-    """Peak bytes per ``"<device>/<tier>"`` (all buffers; activations only) and latency."""
+    """Peak bytes per ``"<device>/<tier>"`` (all buffers; activations only), latency,
+    and the slowest device's busy seconds (a pipeline's stage; the latency on one device)."""
 
     peak_bytes: dict[str, int]
     activation_bytes: dict[str, int]
     latency_s: float
+    stage_s: float
 
     @classmethod
     def of(cls, evaluation: Evaluation) -> Measures:
@@ -36,6 +38,7 @@ class Measures:
             dict(evaluation.peak_bytes),
             dict(evaluation.activation_peak_bytes),
             evaluation.latency_s,
+            max(evaluation.device_seconds.values(), default=evaluation.latency_s),
         )
 
 
@@ -55,5 +58,7 @@ def measure(ir: IRGraph, target: Target) -> Measures:
             activation_ends[key] = max(activation_ends[key], end)
             activation_floors[key] = min(activation_floors.get(key, tensor.offset), tensor.offset)
     activations = {key: end - activation_floors[key] for key, end in activation_ends.items()}
-    latency = sum(cost.seconds for cost in estimate(ir, target))
-    return Measures(dict(sorted(ends.items())), dict(sorted(activations.items())), latency)
+    costs = estimate(ir, target)
+    latency = sum(cost.seconds for cost in costs)
+    stage = max(device_times(ir, costs)[1].values(), default=latency)
+    return Measures(dict(sorted(ends.items())), dict(sorted(activations.items())), latency, stage)

@@ -1,8 +1,10 @@
 """The fit search: the fastest plan within a memory budget, over the knobs' combinations.
 
-Every point is a real compile of one combination of options (screening: greedy
-L2 assignment and packing, and the plan costed without being validated, so that a
-point costs a fraction of a full compile; the chosen plan is compiled in full). The search, deterministic and bounded by a count of compiles:
+Every point is a real compile of one combination of options (screening: greedy L2
+assignment, one packing heuristic, and no plan built: :mod:`.measure` reads the
+peaks and latency from the packed IR, so that a point costs a fraction of a full
+compile; the chosen plan is compiled in full). The search, deterministic and
+bounded by a count of compiles:
 
 1. the default combination, and each knob's options one at a time from it: each
    option's measured effect on modelled latency and on the budget's tightest
@@ -12,17 +14,20 @@ point costs a fraction of a full compile; the chosen plan is compiled in full). 
    options' excess ratios) is compiled, to anchor the frontier and tell early
    whether anything can fit;
 4. the remaining combinations in order of predicted latency (the sum of the
-   options' latency changes), skipping those predicted far over the budget,
-   until the next prediction is no faster than the best plan that fits, or the
-   compile count runs out; when nothing fits yet, in order of predicted excess.
+   options' latency changes), skipping those predicted far over the budget, and
+   16-bit ones once an exact plan fits (they could not be chosen), until the next
+   prediction is no faster than the best plan that fits, or the compile count
+   runs out; when nothing fits yet, in order of predicted excess.
 
+The compiles of steps 1 and 4 are announced to the runner, which keeps the states
+their pipelines share (the rewritten graph of a sequence or attention option).
 The chosen combination is the fastest that fits with exact numerics, or, when
 none does, the fastest that fits with 16-bit activations. It is then compiled
-with the full pipeline (exact L2
-assignment and packing), kept when it still fits (else its screened plan is).
-When no screened plan fits, the few nearest the budget are compiled in full,
-since exact packing may bring one under it.
-``benchmarks/fit.py`` compiles every combination instead (but those it shows cannot matter).
+with the full pipeline (exact L2 assignment and packing), kept when it still fits
+(else its screened plan is, validated). When no screened plan fits, the few
+nearest the budget are compiled in full, since exact packing may bring one under
+it. ``benchmarks/fit.py`` compares the choice with an enumeration of the
+combinations.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ SCREENING_SOLVERS = {
 }
 SCREENING = {**SCREENING_SOLVERS, "evaluate": ""}
 MAX_COMPILES = 40
+# What the search minimizes: the modelled latency, or the slowest pipeline stage's time.
+OBJECTIVES = ("latency", "throughput")
 # A combination predicted this far over the budget is still compiled: effects overlap.
 PREDICTION_SLACK = 0.15
 RESCUES = 3
@@ -76,7 +83,9 @@ class Point:
 
     ``device_peak``: the largest device total (all its tiers, weights included);
     ``activation_peak``: the largest device's activations (every region's activation
-    peak summed over the device, as ``benchmarks/rewrites.py`` sums them); ``error``:
+    peak summed over the device, as ``benchmarks/rewrites.py`` sums them);
+    ``stage_s``: the slowest device's busy time (pipeline stages); ``cost_s``: the time
+    the search minimizes (``latency_s``, or ``stage_s`` for throughput); ``error``:
     why it has no plan.
     """
 
@@ -89,6 +98,8 @@ class Point:
     flops: int
     exact: bool
     error: str = ""
+    stage_s: float = math.inf
+    cost_s: float = math.inf
     peak_bytes: dict[str, int] = field(default_factory=dict, compare=False)
     activation_bytes: dict[str, int] = field(default_factory=dict, compare=False)
     heaviest: Heaviest | None = field(default=None, compare=False)
@@ -100,7 +111,7 @@ class Point:
 
     def key(self) -> tuple[float, bool, int, Choice]:
         """The search's order: fastest, then exact numerics, then least memory."""
-        return (self.latency_s, not self.exact, self.activation_peak, self.choice)
+        return (self.cost_s, not self.exact, self.activation_peak, self.choice)
 
 
 @dataclass
@@ -115,6 +126,7 @@ class FitResult:
     result: CompileResult | None
     closest: CompileResult | None
     baseline_flops: int
+    objective: str = "latency"
 
     def extra_flops(self, point: Point) -> int:
         """FLOPs ``point`` adds to the default combination's."""
@@ -144,6 +156,7 @@ class Search:
     devices: Sequence[int] | None = None
     max_compiles: int = MAX_COMPILES
     on_status: Callable[[str], None] | None = None
+    objective: str = "latency"
     knobs: list[Knob] = field(default_factory=list)
     points: dict[Choice, Point] = field(default_factory=dict)
     runner: PipelineRunner = field(init=False)
@@ -198,6 +211,8 @@ class Search:
             peak_bytes=dict(peaks),
             activation_bytes=dict(activations),
             heaviest=heaviest_operator(result) if self.budget.device is not None else None,
+            stage_s=found.stage_s,
+            cost_s=found.stage_s if self.objective == "throughput" else found.latency_s,
         )
         if self.closest is None or point.excess < self.closest[0]:
             self.closest = (point.excess, result)
@@ -237,9 +252,7 @@ class Search:
         self.expect(wanted[: max(0, self.max_compiles - len(self.points))])
         for choice in wanted:
             best = self.best()
-            if len(self.points) >= self.max_compiles or (
-                best and latency(choice) >= best.latency_s
-            ):
+            if len(self.points) >= self.max_compiles or (best and latency(choice) >= best.cost_s):
                 break
             # An exact plan that fits is chosen before any 16-bit one (``best``).
             if best and best.exact and not self._exact(choice):
@@ -284,10 +297,10 @@ class Search:
                 beaten = any(
                     other is not point
                     and not other.error
-                    and other.latency_s <= point.latency_s
+                    and other.cost_s <= point.cost_s
                     and other.excess <= point.excess
                     and (other.exact or not point.exact)
-                    and (other.latency_s, other.excess) != (point.latency_s, point.excess)
+                    and (other.cost_s, other.excess) != (point.cost_s, point.excess)
                     for other in measured
                 )
                 if not beaten:
@@ -298,15 +311,15 @@ class Search:
     def _predictions(
         self, base: Point
     ) -> tuple[Callable[[Choice], float], Callable[[Choice], float]]:
-        """Predicted latency (base + the options' changes) and excess (base times their
-        ratios) of a combination, from the one-knob points."""
+        """Predicted cost (latency or slowest stage: base + the options' changes) and
+        excess (base times their ratios) of a combination, from the one-knob points."""
 
         def single(position: int, index: int) -> Point:
             return self.points[tuple(index if k == position else 0 for k in range(len(self.knobs)))]
 
         def latency(choice: Choice) -> float:
-            return base.latency_s + sum(
-                single(k, i).latency_s - base.latency_s for k, i in enumerate(choice) if i
+            return base.cost_s + sum(
+                single(k, i).cost_s - base.cost_s for k, i in enumerate(choice) if i
             )
 
         def excess(choice: Choice) -> float:
@@ -330,7 +343,14 @@ class Search:
             chosen, result = self._full_rescue()
         closest = None if chosen is not None or self.closest is None else self.closest[1]
         return FitResult(
-            self.knobs, self.budget, list(self.points.values()), chosen, result, closest, base.flops
+            self.knobs,
+            self.budget,
+            list(self.points.values()),
+            chosen,
+            result,
+            closest,
+            base.flops,
+            self.objective,
         )
 
     def _full_rescue(self) -> tuple[Point | None, CompileResult | None]:
@@ -349,11 +369,12 @@ class Search:
 
 def frontier(points: Iterable[Point]) -> list[Point]:
     """The points no other beats on activation peak, latency, FLOPs and numerics together
-    (and device peak: weights split over devices), least memory first."""
+    (and slowest stage and device peak: weights split over devices), least memory first."""
     valid = [p for p in points if not p.error]
 
-    def measures(p: Point) -> tuple[int, float, int, int, int]:
-        return (p.activation_peak, p.latency_s, p.flops, 0 if p.exact else 1, p.device_peak)
+    def measures(p: Point) -> tuple[int, float, float, int, int, int]:
+        exact = 0 if p.exact else 1
+        return (p.activation_peak, p.latency_s, p.stage_s, p.flops, exact, p.device_peak)
 
     found = []
     for point in valid:
