@@ -27,11 +27,12 @@ import itertools
 import json
 import os
 import platform
-import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -83,21 +84,51 @@ RESTRICTED: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
 }
 
 
-def _cpu_children() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+@dataclass
+class Started:
+    """A ``tierplan`` subprocess started (the fits run beside the enumeration)."""
+
+    process: subprocess.Popen[bytes]
+    began: float
+    folder: Path
 
 
-def _cli(*args: str) -> tuple[subprocess.CompletedProcess[str], float, float]:
-    """Run ``tierplan ARGS`` (this tree's code); its result, wall and CPU seconds."""
-    cpu, began = _cpu_children(), time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "tierplan.compiler.cli", *args],
-        capture_output=True,
-        text=True,
-        check=False,
+@dataclass
+class Done:
+    """A finished ``tierplan`` subprocess: exit status, output, wall and CPU seconds."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    wall: float
+    cpu: float
+
+
+def _start(folder: Path, *args: str) -> Started:
+    """Start ``tierplan ARGS`` (this tree's code), its output into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "stdout").open("wb") as out, (folder / "stderr").open("wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tierplan.compiler.cli", *args], stdout=out, stderr=err
+        )
+    return Started(process, time.perf_counter(), folder)
+
+
+def _finish(started: Started) -> Done:
+    """Wait for it; its own CPU seconds (user + system) from the kernel's accounting."""
+    _, status, usage = os.wait4(started.process.pid, 0)
+    started.process.returncode = os.waitstatus_to_exitcode(status)
+    return Done(
+        started.process.returncode,
+        (started.folder / "stdout").read_text(),
+        (started.folder / "stderr").read_text(),
+        time.perf_counter() - started.began,
+        usage.ru_utime + usage.ru_stime,
     )
-    return done, time.perf_counter() - began, _cpu_children() - cpu
+
+
+def _cli(folder: Path, *args: str) -> Done:
+    return _finish(_start(folder, *args))
 
 
 def main() -> None:
@@ -131,25 +162,40 @@ def main() -> None:
         default = compile_model(path)
         assert default.evaluation is not None
         peak = max(device_totals(default.evaluation.activation_peak_bytes).values())
-        with tempfile.TemporaryDirectory() as folder:
-            done, wall, cpu = _cli("fit", str(path), "-o", folder, "-q")
-            assert done.returncode == 0, done.stderr
-            fit = json.loads((Path(folder) / "plan.json").read_text())["summary"]["fit"]
-        notes.append(
-            f"`tierplan fit {stem}` (no budget, the frontier): {fit['compiles']} of "
-            f"{fit['combinations']} combinations compiled, {wall:.1f} s wall, {cpu:.1f} s CPU "
-            f"(load average {os.getloadavg()[0]:.1f})"
-        )
+        work = Path(tempfile.mkdtemp(prefix="fit-bench-"))
+        front = _start(work / "frontier", "fit", str(path), "-o", str(work / "frontier/out"), "-q")
+        budgets = [Budget(device=int(peak * factor)) for factor in args.factors]
+        fits = [
+            _start(
+                work / f"{factor}",
+                "fit",
+                str(path),
+                "--budget",
+                str(budget.device),
+                "-o",
+                str(work / f"{factor}/out"),
+                "-q",
+            )
+            for factor, budget in zip(args.factors, budgets, strict=True)
+        ]
         model = load_model(path)
         every = Search(model, target, Budget())
         cpu = time.process_time()
         restricted = RESTRICTED.get(stem, {})
         exact = enumerate_points(every, restricted, precision=False)
-        budgets = [Budget(device=int(peak * factor)) for factor in args.factors]
         sixteen: list[Point] = []
         if any(not _fitting(exact, budget) for budget in budgets):
             sixteen = enumerate_points(every, restricted, precision=True)
         enumerated = len(exact) + len(sixteen)
+        done = _finish(front)
+        assert done.returncode == 0, done.stderr
+        plan = json.loads((front.folder / "out/plan.json").read_text())
+        fit = plan["summary"]["fit"]
+        notes.append(
+            f"`tierplan fit {stem}` (no budget, the frontier): {fit['compiles']} of "
+            f"{fit['combinations']} combinations compiled, {done.wall:.1f} s wall, "
+            f"{done.cpu:.1f} s CPU"
+        )
         notes += [
             f"{stem}, {knob}: only {', '.join(kept)}: {why}"
             for knob, (kept, why) in restricted.items()
@@ -159,7 +205,7 @@ def main() -> None:
             f"({len(exact)} exact, {len(sixteen)} 16-bit) in {time.process_time() - cpu:.0f} "
             f"CPU s; knobs {', '.join(k.name + ' ' + str(len(k.options)) for k in every.knobs)}"
         )
-        for factor, budget in zip(args.factors, budgets, strict=True):
+        for factor, budget, started in zip(args.factors, budgets, fits, strict=True):
             fitting = _fitting(exact, budget) or _fitting(sixteen, budget)
             best_cells = ["nothing fits", "-"]
             best_ms = None
@@ -171,10 +217,11 @@ def main() -> None:
                 numerics = "" if best.exact else " (16-bit)"
                 best_cells = [_options(every, best) + numerics, f"{best_ms:.3f}"]
             cells = [stem, f"{factor}x", f"{(budget.device or 0) / 2**20:.1f}"]
-            cells += fit_row(path, budget, best_cells, best_ms, factor in args.run)
+            cells += fit_row(path, started, best_cells, best_ms, factor in args.run)
             table.add_row(*cells)
             lines.append("| " + " | ".join(cells) + " |")
             print(" | ".join(cells), file=sys.stderr, flush=True)
+        shutil.rmtree(work)
     Console(width=240).print(table)
     load = os.getloadavg()
     machine = (
@@ -185,7 +232,8 @@ def main() -> None:
     header = (
         f"# fit: last results\n\n{date.today()} on {machine}; `python benchmarks/fit.py`.\n\n"
         "Budget: the activations of a device (all its tiers), a share of the default plan's. "
-        "fit's choice: `tierplan fit --budget` (a subprocess; wall and CPU seconds its own). "
+        "fit's choice: `tierplan fit --budget` (a subprocess; its own CPU seconds; the fits "
+        "of a model run at once, beside the enumeration, so wall seconds are inflated). "
         "enumerated best: the fastest combination that fits among those enumerated (screened, "
         "then compiled in full), exact numerics first as fit chooses; ratio: fit's latency "
         "over it. check: `tierplan check`; run: `tierplan run` against onnxruntime (rtol "
@@ -241,47 +289,45 @@ def _options(search: Any, point: Any) -> str:
 
 
 def fit_row(
-    path: Path, budget: Any, best_cells: list[str], best_ms: float | None, run: bool
+    path: Path, started: Started, best_cells: list[str], best_ms: float | None, run: bool
 ) -> list[str]:
-    """The cells of ``tierplan fit --budget`` on ``path`` (and check/run when ``run``)."""
-    with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "out"
-        done, wall, cpu = _cli(
-            "fit", str(path), "--budget", str(budget.device), "-o", str(out), "-q"
+    """The cells of a ``tierplan fit --budget`` started on ``path`` (and check/run when ``run``)."""
+    done = _finish(started)
+    out = started.folder / "out"
+    if done.returncode != 0:
+        stderr = done.stderr.strip().splitlines()
+        written = out.exists() and any(out.iterdir())
+        said = (
+            f"exit {done.returncode}, {len(stderr)} line(s), {'FILES' if written else 'no file'}: "
         )
-        if done.returncode != 0:
-            stderr = done.stderr.strip().splitlines()
-            written = out.exists() and any(out.iterdir())
-            said = f"exit {done.returncode}, {len(stderr)} line(s), {'FILES' if written else 'no file'}: "
-            choice = said + (stderr[-1].removeprefix("tierplan: error: ") if stderr else "")
-            return [choice, "-", "-", *best_cells, "-", f"{wall:.1f}", f"{cpu:.1f}", "-", "-"]
-        plan = json.loads((out / "plan.json").read_text())
-        fit = plan["summary"]["fit"]
-        chosen: dict[str, Any] = next(e for e in fit["frontier"] if e["chosen"])
-        latency_ms = plan["summary"]["latency_s"] * 1e3
-        ratio = f"{latency_ms / best_ms:.3f}" if best_ms else "-"
-        checked = ran = "-"
-        if run:
-            check, _, _ = _cli("check", str(path), str(out / "plan.json"))
-            checked = "valid" if check.returncode == 0 else f"exit {check.returncode}"
-            executed, _, _ = _cli("run", str(path), str(out / "plan.json"))
-            last = (
-                executed.stdout.strip().splitlines()[-1:]
-                or executed.stderr.strip().splitlines()[-1:]
-            )
-            said = last[0] if last else ""
-            ran = said if executed.returncode == 0 else f"exit {executed.returncode}: {said}"
-        return [
-            fit["chosen"],
-            f"{chosen['activation_peak_bytes'] / 2**20:.1f}",
-            f"{latency_ms:.3f}",
-            *best_cells,
-            ratio,
-            f"{wall:.1f}",
-            f"{cpu:.1f}",
-            checked,
-            ran,
-        ]
+        choice = said + (stderr[-1].removeprefix("tierplan: error: ") if stderr else "")
+        return [choice, "-", "-", *best_cells, "-", f"{done.wall:.1f}", f"{done.cpu:.1f}", "-", "-"]
+    plan = json.loads((out / "plan.json").read_text())
+    fit = plan["summary"]["fit"]
+    chosen: dict[str, Any] = next(e for e in fit["frontier"] if e["chosen"])
+    latency_ms = plan["summary"]["latency_s"] * 1e3
+    ratio = f"{latency_ms / best_ms:.3f}" if best_ms else "-"
+    checked = ran = "-"
+    if run:
+        check = _cli(started.folder / "check", "check", str(path), str(out / "plan.json"))
+        checked = "valid" if check.returncode == 0 else f"exit {check.returncode}"
+        executed = _cli(started.folder / "run", "run", str(path), str(out / "plan.json"))
+        last = (
+            executed.stdout.strip().splitlines()[-1:] or executed.stderr.strip().splitlines()[-1:]
+        )
+        said = last[0] if last else ""
+        ran = said if executed.returncode == 0 else f"exit {executed.returncode}: {said}"
+    return [
+        fit["chosen"],
+        f"{chosen['activation_peak_bytes'] / 2**20:.1f}",
+        f"{latency_ms:.3f}",
+        *best_cells,
+        ratio,
+        f"{done.wall:.1f}",
+        f"{done.cpu:.1f}",
+        checked,
+        ran,
+    ]
 
 
 if __name__ == "__main__":
