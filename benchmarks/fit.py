@@ -2,7 +2,7 @@
 
 For each model and budget (0.75x, 0.5x, 0.25x and 0.1x of the default plan's
 activation peak, summed over the regions of the device as ``rewrites.py`` does):
-``tierplan fit --budget`` as a user runs it (a subprocess: its wall and CPU seconds,
+``tierplan fit --budget`` as a user runs it (a subprocess: its CPU seconds,
 its choice and modelled latency from ``summary.fit``; or, when nothing fits, that it
 exits 1 with one line and writes no file); the best modelled latency among the
 enumerated combinations that fit (screened like the search's compiles, the best
@@ -89,18 +89,17 @@ class Started:
     """A ``tierplan`` subprocess started (the fits run beside the enumeration)."""
 
     process: subprocess.Popen[bytes]
-    began: float
     folder: Path
 
 
 @dataclass
 class Done:
-    """A finished ``tierplan`` subprocess: exit status, output, wall and CPU seconds."""
+    """A finished ``tierplan`` subprocess: exit status, output, CPU seconds (its wall
+    time is not measured: it ran beside others)."""
 
     returncode: int
     stdout: str
     stderr: str
-    wall: float
     cpu: float
 
 
@@ -111,7 +110,7 @@ def _start(folder: Path, *args: str) -> Started:
         process = subprocess.Popen(
             [sys.executable, "-m", "tierplan.compiler.cli", *args], stdout=out, stderr=err
         )
-    return Started(process, time.perf_counter(), folder)
+    return Started(process, folder)
 
 
 def _finish(started: Started) -> Done:
@@ -122,7 +121,6 @@ def _finish(started: Started) -> Done:
         started.process.returncode,
         (started.folder / "stdout").read_text(),
         (started.folder / "stderr").read_text(),
-        time.perf_counter() - started.began,
         usage.ru_utime + usage.ru_stime,
     )
 
@@ -149,7 +147,7 @@ def main() -> None:
     args = parser.parse_args()
     headers = [
         "model", "budget", "MiB", "fit's choice", "act. MiB", "latency ms", "enumerated best",
-        "best ms", "ratio", "fit wall s", "fit CPU s", "check", "run",
+        "best ms", "ratio", "fit CPU s", "check", "run",
     ]  # fmt: skip
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     notes = []
@@ -193,8 +191,7 @@ def main() -> None:
         fit = plan["summary"]["fit"]
         notes.append(
             f"`tierplan fit {stem}` (no budget, the frontier): {fit['compiles']} of "
-            f"{fit['combinations']} combinations compiled, {done.wall:.1f} s wall, "
-            f"{done.cpu:.1f} s CPU"
+            f"{fit['combinations']} combinations compiled, {done.cpu:.1f} s CPU"
         )
         notes += [
             f"{stem}, {knob}: only {', '.join(kept)}: {why}"
@@ -232,8 +229,9 @@ def main() -> None:
     header = (
         f"# fit: last results\n\n{date.today()} on {machine}; `python benchmarks/fit.py`.\n\n"
         "Budget: the activations of a device (all its tiers), a share of the default plan's. "
-        "fit's choice: `tierplan fit --budget` (a subprocess; its own CPU seconds; the fits "
-        "of a model run at once, beside the enumeration, so wall seconds are inflated). "
+        "fit's choice: `tierplan fit --budget` (a subprocess; its own CPU seconds, user + "
+        "system: the fits of a model run at once, beside the enumeration, on a shared "
+        "machine, so wall time is not recorded). "
         "enumerated best: the fastest combination that fits among those enumerated (screened, "
         "then compiled in full), exact numerics first as fit chooses; ratio: fit's latency "
         "over it. check: `tierplan check`; run: `tierplan run` against onnxruntime (rtol "
@@ -301,7 +299,7 @@ def fit_row(
             f"exit {done.returncode}, {len(stderr)} line(s), {'FILES' if written else 'no file'}: "
         )
         choice = said + (stderr[-1].removeprefix("tierplan: error: ") if stderr else "")
-        return [choice, "-", "-", *best_cells, "-", f"{done.wall:.1f}", f"{done.cpu:.1f}", "-", "-"]
+        return [choice, "-", "-", *best_cells, "-", f"{done.cpu:.1f}", "-", "-"]
     plan = json.loads((out / "plan.json").read_text())
     fit = plan["summary"]["fit"]
     chosen: dict[str, Any] = next(e for e in fit["frontier"] if e["chosen"])
@@ -323,7 +321,6 @@ def fit_row(
         f"{latency_ms:.3f}",
         *best_cells,
         ratio,
-        f"{done.wall:.1f}",
         f"{done.cpu:.1f}",
         checked,
         ran,
