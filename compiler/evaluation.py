@@ -89,7 +89,7 @@ def evaluate(ir: IRGraph, target: Target, validate: bool = True) -> Evaluation:
         entry["cost"] = cost_entry(cost, ir.plan_name)
     latency = sum(cost.seconds for cost in costs)
     plan["summary"]["latency_s"] = latency
-    transfers, busy = _device_times(ir, costs)
+    transfers, busy = device_times(ir, costs)
     if len(busy) > 1:
         plan["summary"]["device_seconds"] = {str(d): seconds for d, seconds in busy.items()}
         plan["summary"]["transfer_bytes"] = transfers
@@ -118,7 +118,7 @@ def evaluate(ir: IRGraph, target: Target, validate: bool = True) -> Evaluation:
     )
 
 
-def _device_times(ir: IRGraph, costs: list[OpCost]) -> tuple[dict[str, int], dict[int, float]]:
+def device_times(ir: IRGraph, costs: list[OpCost]) -> tuple[dict[str, int], dict[int, float]]:
     """Bytes per link and busy seconds per device (a transfer counts for its receiver)."""
     transfers: dict[str, int] = defaultdict(int)
     busy: dict[int, float] = defaultdict(float)

@@ -222,3 +222,44 @@ def test_a_budget_with_a_range_of_lengths_is_refused(
     options = ("--dim", "batch=1", "--dim", "seq=1..8", "--budget", "10MiB")
     line = fails_cleanly(tmp_path, capsys, model, *options)
     assert "--budget plans one binding" in line
+
+
+def test_screening_measures_are_those_evaluate_computes() -> None:
+    from tierplan.compiler.fitting.measure import Measures, measure
+
+    for model in (BLOCK, MODELS / "synthetic" / "residual_block.onnx"):
+        result = compile_model(model)
+        assert result.evaluation is not None
+        assert measure(result.ir, result.target) == Measures.of(result.evaluation)
+
+
+def test_prefixes_kept_between_runs_do_not_change_a_result() -> None:
+    from tierplan.compiler.fitting.runner import PipelineRunner
+
+    model = load_model(BLOCK)
+    target = load_target(None)
+    passes = [
+        parse_pipeline(
+            f"attention{{chunks={n}}},schedule,liveness,inplace,tiling,partition,tiers,pack,evaluate"
+        )
+        for n in (2, 2, 4)
+    ]
+    shared = PipelineRunner(model)
+    shared.expect([(p, target) for p in passes])
+    kept = [shared.run(p, target).plan for p in passes]
+    assert shared.kept  # the first run kept its prefix for the second
+    assert kept == [PipelineRunner(model).run(p, target).plan for p in passes]
+
+
+def test_the_throughput_objective_chooses_pipeline_stages(tmp_path: Path) -> None:
+    stack = MODELS / "synthetic" / "transformer_stack_4.onnx"
+    out = tmp_path / "out"
+    assert main(["fit", str(stack), "-o", str(out), "--objective", "throughput", "-q"]) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    fit = plan["summary"]["fit"]
+    chosen = next(entry for entry in fit["frontier"] if entry["chosen"])
+    assert fit["objective"] == "throughput"
+    assert len(plan["summary"]["device_seconds"]) > 1
+    assert chosen["slowest_stage_s"] < chosen["latency_s"]
+    latency = Search(load_model(stack), load_target(None), Budget()).run()
+    assert latency.chosen is not None and latency.chosen.latency_s < chosen["latency_s"]

@@ -116,3 +116,12 @@ def test_alias_groups_of_a_long_in_place_chain_share_one_root() -> None:
     groups = ir.alias_groups(ir.tensors())
     assert list(groups) == ["t0"] and len(groups["t0"]) == 5000
     assert ir.alias_root(ir.tensor("t4999")) == "t0"
+
+
+def test_unique_names_are_the_first_free_ones_after_removals() -> None:
+    ir = IRGraph(ModelInfo(path="m.onnx", sha256=""))
+    made = [ir.add_value("c", "float32", (1,), 4).name for _ in range(3)]
+    assert made == ["c", "c_1", "c_2"]
+    ir.remove_tensor("c_1")
+    assert ir.add_value("c", "float32", (1,), 4).name == "c_1"  # freed: made again
+    assert ir.add_value("c", "float32", (1,), 4).name == "c_3"

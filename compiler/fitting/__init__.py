@@ -8,6 +8,6 @@ is the command line.
 """
 
 from tierplan.compiler.fitting.budget import Budget, parse_budget
-from tierplan.compiler.fitting.search import FitResult, Point, Search, exhaustive, frontier
+from tierplan.compiler.fitting.search import FitResult, Point, Search, frontier
 
-__all__ = ["Budget", "FitResult", "Point", "Search", "exhaustive", "frontier", "parse_budget"]
+__all__ = ["Budget", "FitResult", "Point", "Search", "frontier", "parse_budget"]

@@ -19,7 +19,14 @@ from tierplan.compiler.api import CompileResult, default_pipeline
 from tierplan.compiler.errors import InputError, PassFailure
 from tierplan.compiler.fitting.budget import Budget, parse_budget
 from tierplan.compiler.fitting.explain import why_not
-from tierplan.compiler.fitting.search import MAX_COMPILES, FitResult, Point, Search, frontier
+from tierplan.compiler.fitting.search import (
+    MAX_COMPILES,
+    OBJECTIVES,
+    FitResult,
+    Point,
+    Search,
+    frontier,
+)
 from tierplan.compiler.frontend import load_model, parse_dims, parse_input_shapes
 from tierplan.compiler.inputs import MAX_DEVICES, integer_text
 from tierplan.compiler.pass_manager import load_plugin
@@ -90,6 +97,13 @@ def add_fit_parser(
         "--devices", metavar="K|auto", help="fix the device count (default: part of the search)"
     )
     fit_cmd.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default="latency",
+        help="what the chosen plan minimizes: its modelled latency, or (pipelines over "
+        "several devices) the slowest stage's time, which sets the throughput",
+    )
+    fit_cmd.add_argument(
         "--max-compiles",
         type=int,
         default=MAX_COMPILES,
@@ -117,7 +131,8 @@ def search_of(args: argparse.Namespace, on_status: Callable[[str], None] | None 
     model = load_model(
         args.model, dims=parse_dims(args.dim), shapes=parse_input_shapes(args.input_shape)
     )
-    return Search(model, target, budget, devices, count, on_status)
+    objective = getattr(args, "objective", "latency")
+    return Search(model, target, budget, devices, count, on_status, objective)
 
 
 def fitted(args: argparse.Namespace) -> tuple[FitResult, CompileResult]:
@@ -152,6 +167,7 @@ def fit_summary(found: FitResult) -> dict[str, Any]:
             "activation_peak_bytes": point.activation_peak,
             "device_peak_bytes": point.device_peak,
             "latency_s": point.latency_s,
+            "slowest_stage_s": point.stage_s,
             "extra_flops": found.extra_flops(point),
             "numerics": "exact" if point.exact else "16-bit",
             "fits": point.fits,
@@ -161,6 +177,7 @@ def fit_summary(found: FitResult) -> dict[str, Any]:
     front = frontier([*(p for p in found.points if p.choice != chosen.choice), chosen])
     return {
         "budget": found.budget.spelled,
+        "objective": found.objective,
         "chosen": found.options(chosen),
         "compiles": len(found.points),
         "combinations": _combinations(found),
@@ -188,12 +205,16 @@ def frontier_table(found: FitResult, fit: dict[str, Any]) -> Table:
         title=f"Pareto frontier: {fit['compiles']} of {fit['combinations']} combinations compiled; "
         f"budget {fit['budget']}"
     )
+    throughput = fit["objective"] == "throughput"
     table.add_column("")
-    for column in ("act. peak", "device peak", "latency ms", "extra FLOPs", "numerics", "fits"):
+    columns = ["act. peak", "device peak", "latency ms", "extra FLOPs", "numerics", "fits"]
+    if throughput:
+        columns.insert(3, "slowest stage ms")
+    for column in columns:
         table.add_column(column, justify="right")
     table.add_column("options")
     for entry in fit["frontier"]:
-        table.add_row(
+        cells = [
             "*" if entry["chosen"] else "",
             human_bytes(entry["activation_peak_bytes"]),
             human_bytes(entry["device_peak_bytes"]),
@@ -202,9 +223,12 @@ def frontier_table(found: FitResult, fit: dict[str, Any]) -> Table:
             entry["numerics"],
             "yes" if entry["fits"] else "no",
             entry["options"],
-        )
+        ]
+        if throughput:
+            cells.insert(4, f"{entry['slowest_stage_s'] * 1e3:.3f}")
+        table.add_row(*cells)
     table.caption = (
-        "* chosen: the fastest that fits. act. peak: the largest device's activations, all its "
+        "* chosen: the fastest that fits (--objective). act. peak: the largest device's activations, all its "
         "tiers (what --budget SIZE limits); device peak: its total, weights included"
     )
     return table
@@ -225,8 +249,12 @@ def fit_command(args: argparse.Namespace, console: Console) -> int:
     console.print(frontier_table(found, fit))
     evaluation = result.evaluation
     assert evaluation is not None
+    stage = ""
+    if fit["objective"] == "throughput":
+        stage = f"slowest stage {1e3 / evaluation.throughput:.3f} ms ({evaluation.throughput:.1f} inferences/s); "
     console.print(
         f"chosen: {fit['chosen']}; modelled latency {evaluation.latency_s * 1e3:.3f} ms; "
+        + stage
         + pool_line(result.plan["summary"]["pools"], human_bytes)
     )
     console.print(

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from tierplan.compiler.api import CompileResult
 from tierplan.compiler.fitting.budget import Budget, Limit
+from tierplan.compiler.fitting.measure import Measures, measure
 from tierplan.compiler.ir import Tensor
 from tierplan.compiler.plan import region_key
 from tierplan.compiler.report.units import human_bytes
@@ -38,8 +39,8 @@ def why_not(
     """The one-line reason (see the module docstring); ``options`` spells the combination
     of ``closest``; ``heaviest``: each compiled combination's heaviest operator and options."""
     evaluation = closest.evaluation
-    assert evaluation is not None  # the search's pipelines end with evaluate
-    limits = budget.limits(evaluation.peak_bytes, evaluation.activation_peak_bytes)
+    found = Measures.of(evaluation) if evaluation else measure(closest.ir, closest.target)
+    limits = budget.limits(found.peak_bytes, found.activation_bytes)
     limit = max(limits, key=lambda found: found.ratio)
     device, _, tier = limit.region.partition("/")
     tensors = [
