@@ -147,6 +147,8 @@ Strategy = Literal[
     "best-fit-conflicts",
     "first-fit-schedule",
     "ruin-recreate",
+    "skyline-length",
+    "skyline-size",
 ]
 """``best`` (every placer, the lowest peak kept) or one placer of
 :data:`~tierplan.compiler.packing.PLACERS`."""

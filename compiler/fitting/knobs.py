@@ -85,6 +85,12 @@ def all_knobs(target: Target, devices: Sequence[int]) -> list[Knob]:
             "order", (Option("memory"), Option("onnx", edits={"schedule": "schedule{order=onnx}"}))
         ),
         Knob("reuse", (Option("on"), Option("off", edits={"inplace": reuse_off}))),
+        Knob(
+            "concat chains",
+            (Option("off"), Option("on", rewrites=("concat-chains",))),
+            "concat-chains",
+            _has_prefix_concats,
+        ),
         Knob("sequence", (Option("off"), *sequence), "sequence", _has_attention),
         Knob("attention", (Option("off"), *rows, *online), "attention", _has_attention),
         Knob("precision", (Option("float32"), *precision), "precision"),
@@ -106,6 +112,12 @@ def all_knobs(target: Target, devices: Sequence[int]) -> list[Knob]:
         slower = Option("off", edits={"tiers": ""})
         knobs.append(Knob("fast tier", (Option("on"), slower), needs="tiers"))
     return knobs
+
+
+def _has_prefix_concats(ir: IRGraph) -> bool:
+    from tierplan.passes.concat_chains import chain_links
+
+    return bool(chain_links(ir))
 
 
 def _has_attention(ir: IRGraph) -> bool:
