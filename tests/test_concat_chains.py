@@ -3,7 +3,9 @@ chain of nested Concats whose features are written in place, proven by running i
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -12,7 +14,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 from tierplan.compiler import compile_model
+from tierplan.compiler.cli import main
+from tierplan.compiler.evaluation import ACTIVATION_KINDS
 from tierplan.compiler.execution import run_plan
+from tierplan.compiler.fitting.budget import device_totals
+from tierplan.compiler.fitting.knobs import all_knobs, available_knobs
+from tierplan.compiler.frontend import load_model
+from tierplan.compiler.pass_manager import parse_pipeline
+from tierplan.compiler.plan import PlanBuffer, memory_summary
+from tierplan.compiler.target import load_target
+from tierplan.passes import DEFAULT_PIPELINE
 
 REST = "schedule,liveness,inplace,tiling,partition,tiers,pack,evaluate"
 CHANNELS, GROWTH, LAYERS = 8, 4, 3
@@ -46,6 +57,12 @@ def _dense_block(path: Path) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, path)
     return path
+
+
+def _activation_peak(plan: dict[str, Any]) -> int:
+    """What ``--budget SIZE`` limits: the largest device's activations, all its tiers."""
+    peaks, _ = memory_summary(PlanBuffer.of_plan(plan), set(ACTIVATION_KINDS))
+    return max(device_totals(peaks).values())
 
 
 def test_each_concat_reads_the_longest_earlier_prefix(tmp_path: Path) -> None:
@@ -132,3 +149,17 @@ def test_random_growing_concats_give_valid_plans_that_run(tmp_path: Path, text: 
     for rest in (REST, "schedule,liveness,inplace,pack,evaluate"):
         report = run_plan(path, compile_options={"passes": f"concat-chains,{rest}"})
         assert report.matches, report.divergence
+
+
+def test_fit_turns_the_chains_on_when_only_they_fit(tmp_path: Path) -> None:
+    model = _dense_block(tmp_path / "block.onnx")
+    ir = load_model(model).ir
+    base = parse_pipeline(",".join(DEFAULT_PIPELINE))
+    knobs = available_knobs(all_knobs(load_target(None), [1]), base, ir)
+    assert "concat chains" in [knob.name for knob in knobs]
+    budget = _activation_peak(compile_model(model, passes=f"concat-chains,{REST}").plan)
+    assert budget < _activation_peak(compile_model(model).plan)  # the chains lower this peak
+    out = tmp_path / "out"
+    assert main(["compile", str(model), "-o", str(out), "--budget", str(budget), "-q"]) == 0
+    fit = json.loads((out / "plan.json").read_text())["summary"]["fit"]
+    assert "concat chains=on" in fit["chosen"]
