@@ -63,13 +63,10 @@ SAFETY_SECONDS = 900.0
 
 
 @dataclass(frozen=True, slots=True)
-class Candidate:
-    """An alias group that may go to L2: live ``[start, end]``, ``size`` aligned bytes."""
+class Candidate(Item):
+    """An alias group that may go to L2: an :class:`~tierplan.compiler.packing.Item` (live
+    ``[start, end]``, ``size`` aligned bytes) worth ``benefit`` bytes of traffic."""
 
-    key: str
-    start: int
-    end: int
-    size: int
     benefit: int
 
 

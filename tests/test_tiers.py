@@ -143,7 +143,7 @@ def _checked_choice(seed: int) -> set[str]:
     candidates = _random_candidates(rng, 40)
     capacity = 64 * rng.choice([4, 7, 11])
     choice = assign(candidates, capacity, 64, max_deterministic_time=0.2)
-    items = [Item(c.key, c.start, c.end, c.size) for c in candidates if c.key in choice.chosen]
+    items: list[Item] = [c for c in candidates if c.key in choice.chosen]
     assert max_live(items) <= capacity  # the choice respects the peak
     kept, dropped = demote_until_placed(items, capacity)
     assert {i.key for i in kept} | dropped == choice.chosen
@@ -187,9 +187,8 @@ def _greedy_by_scanning(candidates: list[Candidate], capacity: int) -> set[str]:
     )
     kept: list[Item] = []
     for c in order:
-        item = Item(c.key, c.start, c.end, c.size)
-        if max_live([*kept, item]) <= capacity:
-            kept.append(item)
+        if max_live([*kept, c]) <= capacity:
+            kept.append(c)
     return {item.key for item in kept}
 
 
