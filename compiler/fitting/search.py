@@ -18,7 +18,12 @@ bounded by a count of compiles:
    options' latency changes), skipping those predicted far over the budget, and
    16-bit ones once an exact plan fits (they could not be chosen), until the
    compile count runs out (without a budget: until the next prediction is no
-   faster than the best plan); when nothing fits yet, in order of predicted excess.
+   faster than the best plan); when nothing fits yet, in order of predicted excess;
+5. under a budget, the last quarter of the compile count goes to the neighbours of
+   the best plan that fits (every other option of one knob, those step 2 dropped
+   included, in order of predicted latency), moving to a faster one when found:
+   latencies do not add up, so the best combination may hold an option that alone
+   measured worse than another of its knob.
 
 The compiles of steps 1 and 4 are announced to the runner, which keeps the states
 their pipelines share (the rewritten graph of a sequence or attention option).
@@ -250,10 +255,12 @@ class Search:
             self._compile_within(sorted(combos, key=lambda c: (excess(c), latency(c), c))[:1])
         by_latency = sorted(combos, key=lambda c: (latency(c), c))
         wanted = [c for c in by_latency if excess(c) <= 1 + PREDICTION_SLACK]
-        self.expect(wanted[: max(0, self.max_compiles - len(self.points))])
+        # Under a budget a quarter of the compiles is kept for the best plan's neighbours.
+        limit = self.max_compiles - (self.max_compiles // 4 if self.budget.limited else 0)
+        self.expect(wanted[: max(0, limit - len(self.points))])
         for choice in wanted:
             best = self.best()
-            if len(self.points) >= self.max_compiles:
+            if len(self.points) >= limit:
                 break
             # Without a budget, a prediction no faster than the best ends the search; under
             # one, the compile count does: combined options' latencies are not additive
@@ -267,7 +274,34 @@ class Search:
             self.point(choice)
         if self.best() is None:
             self._compile_within(sorted(combos, key=lambda c: (excess(c), latency(c), c)))
+        if self.budget.limited:
+            self._neighbours(latency)
         return self._finish(base)
+
+    def _neighbours(self, latency: Callable[[Choice], float]) -> None:
+        """Compile the best plan's neighbours (one knob changed), moving to a faster one
+        found, until the compile count runs out or no neighbour is left."""
+        while len(self.points) < self.max_compiles and (best := self.best()) is not None:
+            around = [
+                tuple(index if k == position else best.choice[k] for k in range(len(best.choice)))
+                for position, knob in enumerate(self.knobs)
+                for index in range(len(knob.options))
+            ]
+            untried = sorted(
+                (
+                    c
+                    for c in set(around)
+                    if c not in self.points and (self._exact(c) or not best.exact)
+                ),
+                key=lambda c: (latency(c), c),
+            )
+            if not untried:
+                return
+            for choice in untried:
+                if len(self.points) >= self.max_compiles:
+                    return
+                if self.point(choice).fits and self.best() is not best:
+                    break  # a faster plan: look around it instead
 
     def _exact(self, choice: Choice) -> bool:
         return all(option.exact for option in self.options(choice))
