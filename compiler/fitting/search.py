@@ -20,10 +20,11 @@ bounded by a count of compiles:
    compile count runs out (without a budget: until the next prediction is no
    faster than the best plan); when nothing fits yet, in order of predicted excess;
 5. under a budget, the last quarter of the compile count goes to the neighbours of
-   the best plan that fits (every other option of one knob, those step 2 dropped
-   included, in order of predicted latency), moving to a faster one when found:
-   latencies do not add up, so the best combination may hold an option that alone
-   measured worse than another of its knob.
+   the best plans that fit (every other option of one knob, those step 2 dropped
+   included, in order of predicted latency): the best plan's first, then, when all
+   of those are compiled, the next best's, back to the best when a faster plan is
+   found. Latencies do not add up, so the best combination may hold an option that
+   alone measured worse than another of its knob.
 
 The compiles of steps 1 and 4 are announced to the runner, which keeps the states
 their pipelines share (the rewritten graph of a sequence or attention option).
@@ -279,29 +280,32 @@ class Search:
         return self._finish(base)
 
     def _neighbours(self, latency: Callable[[Choice], float]) -> None:
-        """Compile the best plan's neighbours (one knob changed), moving to a faster one
-        found, until the compile count runs out or no neighbour is left."""
+        """Compile the neighbours (one knob changed) of the best plans that fit, the best
+        first, moving back to the best when a faster plan is found, until the compile
+        count runs out or every fitting plan's neighbours are compiled."""
         while len(self.points) < self.max_compiles and (best := self.best()) is not None:
-            around = [
-                tuple(index if k == position else best.choice[k] for k in range(len(best.choice)))
-                for position, knob in enumerate(self.knobs)
-                for index in range(len(knob.options))
-            ]
-            untried = sorted(
-                (
-                    c
-                    for c in set(around)
-                    if c not in self.points and (self._exact(c) or not best.exact)
-                ),
-                key=lambda c: (latency(c), c),
+            fitting = sorted(
+                (p for p in self.points.values() if p.fits and (p.exact or not best.exact)),
+                key=Point.key,
             )
+            untried = next(filter(None, (self._around(p.choice, best.exact) for p in fitting)), [])
             if not untried:
                 return
-            for choice in untried:
+            for choice in sorted(untried, key=lambda c: (latency(c), c)):
                 if len(self.points) >= self.max_compiles:
                     return
                 if self.point(choice).fits and self.best() is not best:
-                    break  # a faster plan: look around it instead
+                    break  # a faster plan: look around it first
+
+    def _around(self, choice: Choice, exact: bool) -> list[Choice]:
+        """The combinations one knob away from ``choice`` not compiled yet (exact ones
+        only when ``exact``: a 16-bit plan would not be chosen over an exact one)."""
+        around = {
+            tuple(index if k == position else choice[k] for k in range(len(choice)))
+            for position, knob in enumerate(self.knobs)
+            for index in range(len(knob.options))
+        }
+        return [c for c in around if c not in self.points and (self._exact(c) or not exact)]
 
     def _exact(self, choice: Choice) -> bool:
         return all(option.exact for option in self.options(choice))
