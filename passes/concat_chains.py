@@ -31,18 +31,19 @@ def chain_links(ir: IRGraph) -> dict[str, Operator]:
         for op in ir.operators()
         if op.op_type == "Concat" and op.outputs and op.outputs[0] and all(op.inputs)
     ]
+    # Concats that may be prefixes of one another: the same first input, the same axis.
+    key = {
+        op.name: (op.inputs[0], operator_axis(op, len(ir.tensor(op.outputs[0]).shape)))
+        for op in concats
+    }
     by_first: dict[tuple[str, int | None], list[Operator]] = {}
     for op in concats:
-        by_first.setdefault(
-            (op.inputs[0], operator_axis(op, len(ir.tensor(op.outputs[0]).shape))), []
-        ).append(op)
+        by_first.setdefault(key[op.name], []).append(op)
     links: dict[str, Operator] = {}
     for op in concats:
         prefixes = [
             earlier
-            for earlier in by_first[
-                (op.inputs[0], operator_axis(op, len(ir.tensor(op.outputs[0]).shape)))
-            ]
+            for earlier in by_first[key[op.name]]
             if len(earlier.inputs) < len(op.inputs)
             and op.inputs[: len(earlier.inputs)] == earlier.inputs
         ]
