@@ -6,6 +6,7 @@ import random
 from collections.abc import Iterator
 
 import pytest
+from tierplan.compiler import intervals
 from tierplan.compiler.intervals import IntervalIndex, sharing_pairs
 from tierplan.compiler.plan import PlanBuffer
 
@@ -40,7 +41,7 @@ def _pairs_by_scanning(buffers: list[PlanBuffer]) -> Iterator[tuple[PlanBuffer, 
 
 
 @pytest.mark.parametrize("seed", range(10))
-def test_the_overlap_sweep_reports_the_pairs_of_a_full_scan_in_its_order(seed: int) -> None:
+def test_the_overlap_sweep_reports_the_pairs_of_a_full_scan_by_start(seed: int) -> None:
     rng = random.Random(seed)
     last = 50
     buffers = []
@@ -54,4 +55,22 @@ def test_the_overlap_sweep_reports_the_pairs_of_a_full_scan_in_its_order(seed: i
         )
     boxes = [(b.start, b.end, b.offset, b.nbytes) for b in buffers]
     found = list(sharing_pairs(boxes, last))
-    assert found == [(a.index, b.index) for a, b in _pairs_by_scanning(buffers)]
+    assert sorted(found) == sorted((a.index, b.index) for a, b in _pairs_by_scanning(buffers))
+    # In start order (ties: index order), by the earlier buffer, then the later one.
+    rank = {b.index: r for r, b in enumerate(sorted(buffers, key=lambda b: b.start))}
+    assert found == sorted(found, key=lambda pair: (rank[pair[0]], rank[pair[1]]))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 20])
+def test_the_overlap_sweep_finds_the_same_pairs_in_chunks_of_any_size(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(chunk)
+    boxes = []
+    for _ in range(200):
+        start = rng.randint(1, 40)
+        boxes.append((start, rng.randint(start, 45), rng.randrange(0, 2048, 64), 64))
+    whole = list(sharing_pairs(boxes, 50))
+    monkeypatch.setattr(intervals, "PAIR_CHUNK", chunk)
+    assert list(sharing_pairs(boxes, 50)) == whole
+    assert whole  # 200 boxes of 64 bytes in 2 KiB over 45 steps must meet somewhere

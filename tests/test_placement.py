@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tierplan.compiler.packing import PLACERS, Item, check_placement, max_live, overlaps, place
+from tierplan.compiler import intervals
+from tierplan.compiler.intervals import Overlaps
+from tierplan.compiler.packing import PLACERS, Item, check_placement, max_live, place
 from tierplan.compiler.packing.greedy import fit_offset
-from tierplan.compiler.packing.overlaps import Overlaps
 
 
 @st.composite
@@ -122,7 +123,7 @@ def test_conflicts_found_when_asked_equal_the_stored_ones(
         start = rng.randrange(40)
         items.append(Item(f"i{index}", start, rng.randint(start, 45), rng.choice([64, 192])))
     stored = Overlaps.sweep(items)
-    monkeypatch.setattr(overlaps, "PAIR_LIMIT", 0)
+    monkeypatch.setattr(intervals, "PAIR_LIMIT", 0)
     asked = Overlaps.sweep(items)
     assert asked.earlier is None and stored.earlier is not None
     for index in range(len(items)):

@@ -2,7 +2,7 @@
 
 Every placer here is an *order* plus a *fit*. Each item, in turn, looks only at the
 already-placed items alive at one of its steps (the conflict graph of
-:mod:`~tierplan.compiler.packing.overlaps`, not all pairs) and takes either the
+:class:`~tierplan.compiler.intervals.Overlaps`, not all pairs) and takes either the
 lowest gap between them that is large enough (first fit) or the smallest such gap
 (best fit; ties: the lower one), or else the top of the pile. The orders:
 
@@ -28,9 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from tierplan.compiler.intervals import live_bytes_per_step
+from tierplan.compiler.intervals import Overlaps, live_bytes_per_step
 from tierplan.compiler.packing.clock import Deadline
-from tierplan.compiler.packing.overlaps import Overlaps
 from tierplan.compiler.packing.problem import Item
 
 Order = Callable[[Overlaps], np.ndarray]

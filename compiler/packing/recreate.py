@@ -21,8 +21,8 @@ Deterministic: candidates are ordered by top, then by index.
 from __future__ import annotations
 
 import numpy as np
+from tierplan.compiler.intervals import Overlaps
 from tierplan.compiler.packing.greedy import fit_offset
-from tierplan.compiler.packing.overlaps import Overlaps
 from tierplan.compiler.packing.problem import Item, max_live
 
 MAX_ITEMS = 5_000
