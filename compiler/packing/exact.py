@@ -33,8 +33,10 @@ parts so the result never depends on the machine's speed; callers give a region
    CP-SAT **windows** (:func:`.cpsat.minimize_windows`) instead: at equal budget one
    model of a whole section beats windows on the sections it can hold (cuts-200
    mean peak/max-live 1.052 whole vs 1.057 windows, towers 8x12 1.096 vs 1.163: a
-   window's fixed neighbours wall in the long-lived towers); with ``search`` such a
-   part stays with the heuristic.
+   window's fixed neighbours wall in the long-lived towers), and then by local moves
+   at its peak (:mod:`.peaks`), which also reach the long-lived items no window
+   around them can hold (half of the part's units each); with ``search`` such a part
+   stays with the heuristic.
 
 An engine that fails or returns an invalid or worse placement is logged and ignored:
 the heuristic placement is never lost.
@@ -58,7 +60,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 import numpy as np
-from tierplan.compiler.packing import cpsat, search
+from tierplan.compiler.packing import cpsat, peaks, search
 from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.placers import place
 from tierplan.compiler.packing.problem import Item, Placement, check_placement, max_live
@@ -113,7 +115,8 @@ class SolveReport:
     ``status`` is OPTIMAL when the peak equals the proven ``bound``, else FEASIBLE;
     ``exact_items``/``exact_sections`` is the problem size after reduction (sections
     solved whole); ``windows``/``window_items`` count the windows re-placed in
-    sections too large for one model, and the free items they held in total.
+    sections too large for one model (in time, and bands in offset space), and the
+    free items they held in total; ``peak_moves`` the local moves kept there.
     ``time_limited`` is True when a wall clock (the time limit, or CP-SAT's safety
     net) stopped an engine: the placement then depends on the machine's speed.
     """
@@ -131,6 +134,7 @@ class SolveReport:
     search_nodes: int = 0
     windows: int = 0
     window_items: int = 0
+    peak_moves: int = 0
     time_limited: bool = False
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
@@ -632,7 +636,10 @@ def _exact_engines(
 
 
 def _window_engine(share: _Share, workers: int, report: SolveReport, tell: Tell) -> Engine:
-    """CP-SAT windows, for a part too large for one model."""
+    """CP-SAT windows, for a part too large for one model, then the local moves at the
+    peak (:func:`.peaks.lower_peak`): with units, half of them each; with a deadline,
+    the windows until they stop and the moves until the deadline."""
+    halves = share.budget / 2 if share.deadline is None else share.budget
 
     def engine(part: list[Item], floor: int, attempt: _Attempt) -> None:
         tell("windows")
@@ -640,7 +647,7 @@ def _window_engine(share: _Share, workers: int, report: SolveReport, tell: Tell)
             part,
             attempt.best,
             floor,
-            share.budget,
+            halves,
             workers,
             lambda peak: tell("windows", peak),
             share.deadline,
@@ -649,5 +656,22 @@ def _window_engine(share: _Share, workers: int, report: SolveReport, tell: Tell)
         report.windows += solved.windows
         report.window_items += solved.window_items
         report.time_limited |= solved.timed_out
+        if _peak(part, attempt.best) <= max(floor, max_live(part)):
+            return
+        tell("peak moves")
+        lowered = peaks.lower_peak(
+            part,
+            attempt.best,
+            floor,
+            halves,
+            workers,
+            lambda peak: tell("peak moves", peak),
+            share.deadline,
+        )
+        attempt.best = lowered.offsets
+        report.peak_moves += lowered.moves
+        report.windows += lowered.bands
+        report.window_items += lowered.band_items
+        report.time_limited |= lowered.timed_out
 
     return engine
