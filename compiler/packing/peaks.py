@@ -33,11 +33,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 from tierplan.compiler.packing import cpsat
 from tierplan.compiler.packing.clock import Deadline
-from tierplan.compiler.packing.greedy import fit_offset
+from tierplan.compiler.packing.greedy import CLOCK_ITEMS, fit_offset
 from tierplan.compiler.packing.overlaps import Overlaps
 from tierplan.compiler.packing.problem import Item, max_live
 
@@ -91,31 +92,20 @@ def lower_peak(
     """Lower the peak of ``known`` within ``budget`` units (with a ``deadline``: until
     it) towards max-live, or ``floor`` if higher (a peak the caller accepts); never
     above ``known``'s score. ``on_move`` gets the peak after each move."""
-    search = _Search(items, known, floor, workers, deadline)
-    search.left = budget if deadline is None else float("inf")
-    ladders: dict[int, int] = {}  # item -> moves tried since the last accepted move
-    rungs = 2 + BAND_LEVELS
-    while not search.spent():
-        tops = search.lows + search.sizes
-        above = np.flatnonzero(tops > search.bound)
-        above = above[np.lexsort((above, -tops[above]))]
-        picked = next((int(i) for i in above.tolist() if ladders.get(int(i), 0) < rungs), None)
-        if picked is None:
-            break
-        rung = ladders.get(picked, 0)
-        if rung == 0:
-            found = search.relocate(picked)
-        elif rung == 1:
-            found = search.close_hole(picked)
-        else:
-            found = search.band(picked, rung - 2)
-        if found is None:
-            ladders[picked] = rung + 1
-            continue
-        search.accept(found)
-        ladders.clear()
-        if on_move is not None:
-            on_move(int((search.lows + search.sizes).max()))
+    search = _Search(items, known, floor, workers)
+    given = search.lows, search.score
+    # First from a fresh start, its busiest step packed without a hole, for half of
+    # the units or time; then on from the better of that and ``known``.
+    first = deadline.within(deadline.left() / 2) if deadline is not None else None
+    search.left = budget / 2
+    fresh = search.column_first(first)
+    if fresh is not None:
+        search.restart(fresh, search.left, first)
+        search.run(on_move)
+        if search.score > given[1]:
+            search.lows, search.score = given
+    search.restart(search.lows, budget / 2 + max(search.left, 0), deadline)
+    search.run(on_move)
     offsets = {item.key: int(low) for item, low in zip(items, search.lows.tolist(), strict=True)}
     return Lowered(offsets, search.moves, search.bands, search.band_items, search.timed_out)
 
@@ -129,9 +119,9 @@ class _Search:
         known: dict[str, int],
         floor: int,
         workers: int,
-        deadline: Deadline | None,
     ) -> None:
-        self.items, self.workers, self.deadline = items, workers, deadline
+        self.items, self.workers = items, workers
+        self.deadline: Deadline | None = None
         self.overlaps = Overlaps.of(items)
         self.sizes, self.starts, self.ends = (
             self.overlaps.sizes,
@@ -147,6 +137,54 @@ class _Search:
         self.moves = self.bands = self.band_items = 0
         self.timed_out = False
 
+    def restart(self, lows: np.ndarray, budget: float, deadline: Deadline | None) -> None:
+        """Go on from ``lows`` with ``budget`` units, or until ``deadline`` if given."""
+        self.lows, self.score = lows, self._score(lows)
+        self.left = budget if deadline is None else float("inf")
+        self.deadline = deadline
+
+    def run(self, on_move: Callable[[int], None] | None) -> None:
+        """Moves at the items above the bound, highest first (see the module docstring),
+        until none is left or the budget is spent."""
+        ladders: dict[int, int] = {}  # item -> moves tried since the last accepted move
+        rungs = 2 + BAND_LEVELS
+        while not self.spent():
+            tops = self.lows + self.sizes
+            above = np.flatnonzero(tops > self.bound)
+            above = above[np.lexsort((above, -tops[above]))]
+            picked = next((i for i in above.tolist() if ladders.get(i, 0) < rungs), None)
+            if picked is None:
+                break
+            rung = ladders.get(picked, 0)
+            if rung == 0:
+                found = self.relocate(picked)
+            elif rung == 1:
+                found = self.close_hole(picked)
+            else:
+                found = self.band(picked, rung - 2)
+            if found is None:
+                ladders[picked] = rung + 1
+                continue
+            self.lows, self.score = found, self._score(found)
+            self.moves += 1
+            ladders.clear()
+            if on_move is not None:
+                on_move(self.score[0])
+
+    def column_first(self, deadline: Deadline | None) -> np.ndarray | None:
+        """A fresh start: the items alive at the busiest step stacked without a hole
+        (the earliest born lowest, then the last to die), the others first fit around
+        them, largest first; None if ``deadline`` passes first."""
+        step = int(self.points[int(np.argmax(self.live))])
+        in_column = (self.starts <= step) & (self.ends >= step)
+        column = np.flatnonzero(in_column)
+        column = column[np.lexsort((column, -self.ends[column], self.starts[column]))]
+        lows = np.zeros(len(self.sizes), dtype=np.int64)
+        lows[column] = np.cumsum(self.sizes[column]) - self.sizes[column]
+        rest = np.flatnonzero(~in_column)
+        order = np.lexsort((rest, self.starts[rest], -self.sizes[rest]))
+        return self.refit(lows, rest, order, deadline)
+
     def spent(self) -> bool:
         """Whether the units, or the time to the deadline, are spent."""
         return self.left <= 0 or (self.deadline is not None and self.deadline.passed())
@@ -155,22 +193,35 @@ class _Search:
         tops = lows + self.sizes
         return int(tops.max(initial=0)), int(np.maximum(tops - self.bound, 0).sum())
 
-    def accept(self, lows: np.ndarray) -> None:
-        self.lows, self.score = lows, self._score(lows)
-        self.moves += 1
-
     def better(self, lows: np.ndarray) -> np.ndarray | None:
         """``lows`` if they lower the score, else None."""
         return lows if self._score(lows) < self.score else None
 
-    def refit(self, lows: np.ndarray, lifted: np.ndarray, order: np.ndarray) -> np.ndarray:
+    @overload
+    def refit(self, lows: np.ndarray, lifted: np.ndarray, order: np.ndarray) -> np.ndarray: ...
+
+    @overload
+    def refit(
+        self, lows: np.ndarray, lifted: np.ndarray, order: np.ndarray, deadline: Deadline | None
+    ) -> np.ndarray | None: ...
+
+    def refit(
+        self,
+        lows: np.ndarray,
+        lifted: np.ndarray,
+        order: np.ndarray,
+        deadline: Deadline | None = None,
+    ) -> np.ndarray | None:
         """``lows`` with the ``lifted`` items re-placed first fit in ``order`` (indices
-        into ``lifted``) around all the others; charges the work."""
+        into ``lifted``) around all the others, charging the work; None if ``deadline``
+        (looked at every :data:`CLOCK_ITEMS` items) passes first."""
         lows = lows.copy()
         placed = np.ones(len(self.sizes), dtype=bool)
         placed[lifted] = False
         work = 0
-        for index in lifted[order].tolist():
+        for count, index in enumerate(lifted[order].tolist()):
+            if deadline is not None and count % CLOCK_ITEMS == 0 and deadline.passed():
+                return None
             neighbours = self.overlaps.neighbours(index)
             work += FIT_OVERHEAD + len(neighbours)
             neighbours = neighbours[placed[neighbours]]
