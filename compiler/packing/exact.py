@@ -33,10 +33,11 @@ parts so the result never depends on the machine's speed; callers give a region
    CP-SAT **windows** (:func:`.cpsat.minimize_windows`) instead: at equal budget one
    model of a whole section beats windows on the sections it can hold (cuts-200
    mean peak/max-live 1.052 whole vs 1.057 windows, towers 8x12 1.096 vs 1.163: a
-   window's fixed neighbours wall in the long-lived towers), and then by local moves
-   at its peak (:mod:`.peaks`), which also reach the long-lived items no window
-   around them can hold (half of the part's units each); with ``search`` such a part
-   stays with the heuristic.
+   window's fixed neighbours wall in the long-lived towers), after local moves at
+   its peak (:mod:`.peaks`), which reach the long-lived items no window around them
+   can hold (half of the part's units or time each; on the production-like 20k trace
+   the moves end at max-live in seconds, where the windows stopped 0.67% above it);
+   with ``search`` such a part stays with the heuristic.
 
 An engine that fails or returns an invalid or worse placement is logged and ignored:
 the heuristic placement is never lost.
@@ -636,42 +637,42 @@ def _exact_engines(
 
 
 def _window_engine(share: _Share, workers: int, report: SolveReport, tell: Tell) -> Engine:
-    """CP-SAT windows, for a part too large for one model, then the local moves at the
-    peak (:func:`.peaks.lower_peak`): with units, half of them each; with a deadline,
-    the windows until they stop and the moves until the deadline."""
-    halves = share.budget / 2 if share.deadline is None else share.budget
+    """For a part too large for one model: the local moves at its peak
+    (:func:`.peaks.lower_peak`), then CP-SAT windows, each with half of the units or
+    of the time (the windows: all the time left)."""
 
     def engine(part: list[Item], floor: int, attempt: _Attempt) -> None:
+        tell("peak moves")
+        half = share.deadline.within(share.deadline.left() / 2) if share.deadline else None
+        lowered = peaks.lower_peak(
+            part,
+            attempt.best,
+            floor,
+            share.budget / 2,
+            workers,
+            lambda peak: tell("peak moves", peak),
+            half,
+        )
+        attempt.best, attempt.spent = lowered.offsets, share.budget
+        report.peak_moves += lowered.moves
+        report.windows += lowered.bands
+        report.window_items += lowered.band_items
+        report.time_limited |= lowered.timed_out
+        if _peak(part, attempt.best) <= max(floor, max_live(part)):
+            return
         tell("windows")
         solved = cpsat.minimize_windows(
             part,
             attempt.best,
             floor,
-            halves,
+            share.budget / 2,
             workers,
             lambda peak: tell("windows", peak),
             share.deadline,
         )
-        attempt.best, attempt.spent = solved.offsets, share.budget
+        attempt.best = solved.offsets
         report.windows += solved.windows
         report.window_items += solved.window_items
         report.time_limited |= solved.timed_out
-        if _peak(part, attempt.best) <= max(floor, max_live(part)):
-            return
-        tell("peak moves")
-        lowered = peaks.lower_peak(
-            part,
-            attempt.best,
-            floor,
-            halves,
-            workers,
-            lambda peak: tell("peak moves", peak),
-            share.deadline,
-        )
-        attempt.best = lowered.offsets
-        report.peak_moves += lowered.moves
-        report.windows += lowered.bands
-        report.window_items += lowered.band_items
-        report.time_limited |= lowered.timed_out
 
     return engine
