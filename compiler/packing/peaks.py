@@ -94,6 +94,8 @@ def lower_peak(
     above ``known``'s score. ``on_move`` gets the peak after each move."""
     search = _Search(items, known, floor, workers)
     given = search.lows, search.score
+    if given[1][0] <= search.bound:
+        return Lowered(dict(known), 0, 0, 0, False)
     # First from a fresh start, its busiest step packed without a hole, for half of
     # the units or time; then on from the better of that and ``known``.
     first = deadline.within(deadline.left() / 2) if deadline is not None else None
