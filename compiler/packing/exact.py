@@ -154,7 +154,8 @@ class SolveReport:
 class Progress:
     """Where a solve stands, for a progress display: the section at hand (1-based, of
     the ``sections`` handed to the engines), its items, the engine working on it
-    (``search``, ``cpsat`` or ``windows``), the section's current peak and the bound."""
+    (``search``, ``cpsat``, ``peak moves`` or ``windows``), the section's current peak
+    and the bound."""
 
     section: int
     sections: int
