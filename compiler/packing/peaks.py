@@ -102,8 +102,8 @@ def lower_peak(
     it) towards max-live, or ``floor`` if higher (a peak the caller accepts); never
     above ``known``'s score. ``on_move`` gets the peak after each move."""
     search = _Search(items, known, floor, workers)
-    given = search.lows, search.score
-    if given[1][0] <= search.bound:
+    given_lows, given_score = search.lows, search.score
+    if given_score[0] <= search.bound:
         return Lowered(dict(known), 0, 0, 0, False)
     # First from a fresh start, its busiest step packed without a hole, for half of
     # the units or time; then on from the better of that and ``known``.
@@ -112,9 +112,9 @@ def lower_peak(
     fresh = search.column_first(first)
     if fresh is not None:
         search.restart(fresh, search.left, first)
-        search.run(on_move)
-        if search.score > given[1]:
-            search.lows, search.score = given
+        search.run(lambda peak: on_move(peak) if on_move and peak < given_score[0] else None)
+        if search.score > given_score:
+            search.lows, search.score = given_lows, given_score
     search.restart(search.lows, budget / 2 + max(search.left, 0), deadline)
     search.run(on_move)
     offsets = {item.key: int(low) for item, low in zip(items, search.lows.tolist(), strict=True)}
@@ -322,29 +322,29 @@ class _Search:
         lows, sizes, starts, ends = self.lows, self.sizes, self.starts, self.ends
         tops = lows + sizes
         peak = int(tops.max())
-        floor = max(int(lows[item]) - (peak << level) // (1 << (BAND_LEVELS - 1)), 0)
+        base = max(int(lows[item]) - (peak << level) // (1 << (BAND_LEVELS - 1)), 0)
         step = self.busiest_step(item)
         free = np.flatnonzero(
-            (starts <= step + BAND_STEPS) & (ends >= step - BAND_STEPS) & (lows >= floor)
+            (starts <= step + BAND_STEPS) & (ends >= step - BAND_STEPS) & (lows >= base)
         )
         if len(free) > BAND_LIMIT:
             return None
         chosen = np.zeros(len(sizes), dtype=bool)
         chosen[free] = True
         first, last = int(starts[free].min()), int(ends[free].max())
-        fixed = np.flatnonzero(~chosen & (starts <= last) & (ends >= first) & (tops > floor))
-        # The band's model starts at the floor: fixed items crossing it keep their part above.
-        bottoms = np.maximum(lows[fixed], floor)
+        fixed = np.flatnonzero(~chosen & (starts <= last) & (ends >= first) & (tops > base))
+        # The band's model starts at its base: fixed items crossing it keep their part above.
+        bottoms = np.maximum(lows[fixed], base)
         boxes = [
             (Item(self.items[i].key, int(starts[i]), int(ends[i]), int(top - bottom)), int(bottom))
             for i, bottom, top in zip(
                 fixed.tolist(),
-                (bottoms - floor).tolist(),
-                (tops[fixed] - floor).tolist(),
+                (bottoms - base).tolist(),
+                (tops[fixed] - base).tolist(),
                 strict=True,
             )
         ]
-        known = {self.items[i].key: int(lows[i]) - floor for i in free.tolist()}
+        known = {self.items[i].key: int(lows[i]) - base for i in free.tolist()}
         seconds = self.deadline is not None
         share = min(BAND_SECONDS if seconds else BAND_UNITS, max(self.left, 0.01))
         until = self.deadline.within(share) if self.deadline is not None else None
@@ -352,7 +352,7 @@ class _Search:
             [self.items[i] for i in free.tolist()],
             boxes,
             known,
-            self.bound - floor,
+            self.bound - base,
             share,
             self.workers,
             until,
@@ -365,7 +365,7 @@ class _Search:
         if answer.offsets is None:
             return None
         moved = lows.copy()
-        moved[free] = [answer.offsets[self.items[i].key] + floor for i in free.tolist()]
+        moved[free] = [answer.offsets[self.items[i].key] + base for i in free.tolist()]
         return self.better(moved)
 
 
