@@ -392,3 +392,29 @@ def _symmetric_hint(items: list[Item], known: dict[str, int]) -> dict[str, int]:
         for key, offset in zip(keys, sorted(known[key] for key in keys), strict=True):
             hint[key] = offset
     return hint
+
+
+@dataclass(frozen=True, slots=True)
+class Refit:
+    """:func:`refit`'s answer: the free items' offsets (None when it found none), the
+    units (with a deadline: seconds) spent, and whether a wall clock stopped it."""
+
+    offsets: dict[str, int] | None
+    spent: float
+    timed_out: bool
+
+
+def refit(
+    free: list[Item],
+    fixed: list[tuple[Item, int]],
+    known: dict[str, int],
+    low: int,
+    budget: float,
+    workers: int,
+    deadline: Deadline | None = None,
+) -> Refit:
+    """Re-place ``free`` (from ``known``) around the ``fixed`` (item, offset) boxes,
+    lowering their highest top down to ``low``, within ``budget`` units (with a
+    ``deadline``: ``budget`` seconds and not past it): one window of a caller's own."""
+    answer = _solve(free, fixed, known, low, budget, workers, deadline=deadline)
+    return Refit(answer.offsets if answer.solved else None, answer.spent, answer.timed_out)

@@ -33,8 +33,11 @@ parts so the result never depends on the machine's speed; callers give a region
    CP-SAT **windows** (:func:`.cpsat.minimize_windows`) instead: at equal budget one
    model of a whole section beats windows on the sections it can hold (cuts-200
    mean peak/max-live 1.052 whole vs 1.057 windows, towers 8x12 1.096 vs 1.163: a
-   window's fixed neighbours wall in the long-lived towers); with ``search`` such a
-   part stays with the heuristic.
+   window's fixed neighbours wall in the long-lived towers), after local moves at
+   its peak (:mod:`.peaks`), which reach the long-lived items no window around them
+   can hold (half of the part's units or time each; on the production-like 20k trace
+   the moves end at max-live in seconds, where the windows stopped 0.67% above it);
+   with ``search`` such a part stays with the heuristic.
 
 An engine that fails or returns an invalid or worse placement is logged and ignored:
 the heuristic placement is never lost.
@@ -58,7 +61,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 import numpy as np
-from tierplan.compiler.packing import cpsat, search
+from tierplan.compiler.packing import cpsat, peaks, search
 from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.placers import place
 from tierplan.compiler.packing.problem import Item, Placement, check_placement, max_live
@@ -113,7 +116,8 @@ class SolveReport:
     ``status`` is OPTIMAL when the peak equals the proven ``bound``, else FEASIBLE;
     ``exact_items``/``exact_sections`` is the problem size after reduction (sections
     solved whole); ``windows``/``window_items`` count the windows re-placed in
-    sections too large for one model, and the free items they held in total.
+    sections too large for one model (in time, and bands in offset space), and the
+    free items they held in total; ``peak_moves`` the local moves kept there.
     ``time_limited`` is True when a wall clock (the time limit, or CP-SAT's safety
     net) stopped an engine: the placement then depends on the machine's speed.
     """
@@ -131,6 +135,7 @@ class SolveReport:
     search_nodes: int = 0
     windows: int = 0
     window_items: int = 0
+    peak_moves: int = 0
     time_limited: bool = False
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
@@ -149,7 +154,8 @@ class SolveReport:
 class Progress:
     """Where a solve stands, for a progress display: the section at hand (1-based, of
     the ``sections`` handed to the engines), its items, the engine working on it
-    (``search``, ``cpsat`` or ``windows``), the section's current peak and the bound."""
+    (``search``, ``cpsat``, ``peak moves`` or ``windows``), the section's current peak
+    and the bound."""
 
     section: int
     sections: int
@@ -632,20 +638,40 @@ def _exact_engines(
 
 
 def _window_engine(share: _Share, workers: int, report: SolveReport, tell: Tell) -> Engine:
-    """CP-SAT windows, for a part too large for one model."""
+    """For a part too large for one model: the local moves at its peak
+    (:func:`.peaks.lower_peak`), then CP-SAT windows, each with half of the units or
+    of the time (the windows: all the time left)."""
 
     def engine(part: list[Item], floor: int, attempt: _Attempt) -> None:
+        tell("peak moves")
+        half = share.deadline.within(share.deadline.left() / 2) if share.deadline else None
+        lowered = peaks.lower_peak(
+            part,
+            attempt.best,
+            floor,
+            share.budget / 2,
+            workers,
+            lambda peak: tell("peak moves", peak),
+            half,
+        )
+        attempt.best, attempt.spent = lowered.offsets, share.budget
+        report.peak_moves += lowered.moves
+        report.windows += lowered.bands
+        report.window_items += lowered.band_items
+        report.time_limited |= lowered.timed_out
+        if _peak(part, attempt.best) <= max(floor, max_live(part)):
+            return
         tell("windows")
         solved = cpsat.minimize_windows(
             part,
             attempt.best,
             floor,
-            share.budget,
+            share.budget / 2,
             workers,
             lambda peak: tell("windows", peak),
             share.deadline,
         )
-        attempt.best, attempt.spent = solved.offsets, share.budget
+        attempt.best = solved.offsets
         report.windows += solved.windows
         report.window_items += solved.window_items
         report.time_limited |= solved.timed_out
