@@ -44,10 +44,10 @@ from dataclasses import dataclass
 from typing import overload
 
 import numpy as np
+from tierplan.compiler.intervals import Overlaps
 from tierplan.compiler.packing import cpsat
 from tierplan.compiler.packing.clock import Deadline
 from tierplan.compiler.packing.greedy import CLOCK_ITEMS, fit_offset
-from tierplan.compiler.packing.overlaps import Overlaps
 from tierplan.compiler.packing.problem import Item, max_live
 
 RELOCATE_CANDIDATES = 30
