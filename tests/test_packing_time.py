@@ -15,9 +15,11 @@ import pytest
 from ortools.sat.python import cp_model
 from tierplan.compiler.cli import main
 from tierplan.compiler.errors import PipelineError
-from tierplan.compiler.packing import check_placement, cpsat, max_live, place, solve
+from tierplan.compiler.packing import check_placement, cpsat, exact, max_live, place, search, solve
 from tierplan.compiler.packing.clock import Deadline
+from tierplan.compiler.packing.exact import stacked_sections
 from tierplan.compiler.packing.instances import rectangle_cuts, towers
+from tierplan.compiler.packing.problem import Item
 from tierplan.compiler.packing.skyline import OutOfTime, by_length, skyline
 from tierplan.compiler.pass_manager import parse_pipeline
 
@@ -151,3 +153,64 @@ def test_only_a_time_limited_cpsat_solve_runs_a_portfolio(monkeypatch: pytest.Mo
     workers.clear()
     cpsat.minimize(items, known, 0, 0.0, 1, Deadline.after(1.0))
     assert workers and set(workers) == {cpsat.DEADLINE_WORKERS}
+
+
+def test_a_time_limited_cpsat_solve_spends_most_of_its_time_deciding_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Interlocking towers fit at max-live: the decision there settles them where
+    # minimizing from the hint stalls above it, so it gets the larger share of the time.
+    calls: list[tuple[int | None, float]] = []
+
+    def unsolved(
+        free: list[Item],
+        fixed: object,
+        known: dict[str, int],
+        low: int,
+        budget: float,
+        workers: int,
+        capacity: int | None = None,
+        deadline: Deadline | None = None,
+    ) -> Any:
+        calls.append((capacity, budget))
+        top = max(known[item.key] + item.size for item in free)
+        return cpsat._Answer(dict(known), top, 0, "UNKNOWN", budget, timed_out=True)
+
+    monkeypatch.setattr(cpsat, "_solve", unsolved)
+    items = towers(6, 8, 3)
+    cpsat.minimize(items, dict(place(items).offsets), 0, 0.0, 1, Deadline.after(6.0))
+    (decided, deciding), (minimized, _) = calls
+    assert decided == max_live(items) and minimized is None
+    assert deciding >= 6.0 * cpsat.TIMED_DECISION_SHARE * 0.9
+
+
+def test_a_time_limited_auto_solve_gives_the_search_its_share_at_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The decision search at the bound ends interlocking towers in seconds or stalls
+    # (heavy-tailed): with a time limit it gets a slice of the section's time, then CP-SAT.
+    tries: list[tuple[int, float]] = []
+    order: list[str] = []
+
+    def stalled(
+        items: list[Item], capacity: int, node_budget: int, deadline: Deadline | None = None
+    ) -> search.Decision:
+        assert deadline is not None
+        order.append("search")
+        tries.append((capacity, deadline.left()))
+        return search.Decision(None, exhausted=False, nodes=1, timed_out=True)
+
+    def cpsat_minimize(items: list[Item], known: dict[str, int], *args: Any) -> cpsat.Solution:
+        order.append("cpsat")
+        return cpsat.Solution(known, max(known[i.key] + i.size for i in items), 0, "FEASIBLE")
+
+    monkeypatch.setattr(search, "fits", stalled)
+    monkeypatch.setattr(cpsat, "minimize", cpsat_minimize)
+    items = towers(6, 8, 3)
+    known = place(items)
+    assert known.peak > max_live(items) and len(stacked_sections(items)[1]) == 1
+    solve(items, known, "auto", 2.0, deadline=Deadline.after(20.0))
+    (capacity, seconds), *_ = tries
+    assert capacity == max_live(items) and order[0] == "search" and order[-1] == "cpsat"
+    share = exact.TIMED_SEARCH_SHARE * search.TIMED_FIRST_TRY
+    assert seconds >= 20.0 * share * 0.9

@@ -79,6 +79,12 @@ get proportionally fewer nodes per unit, so a unit stays about one second."""
 AUTO_SEARCH_UNITS = 2.0
 """Most units the search gets on one section in ``auto`` before CP-SAT takes over."""
 
+TIMED_SEARCH_SHARE = 0.3
+"""Share of a section's seconds the search gets in a time-limited ``auto`` solve, before
+CP-SAT: on interlocking towers the decision search at the bound often ends in a few
+seconds, or else stalls for long (its run times are heavy-tailed), so it gets a
+sizeable slice, and CP-SAT, which settles other towers, the rest."""
+
 ROUND_NODES = 128
 """Node limit of each part's first decision search; it doubles every round."""
 
@@ -610,7 +616,11 @@ def _exact_engines(
             # half of the budget, at most AUTO_SEARCH_UNITS; CP-SAT (stronger on the
             # hardest: interlocking towers) the rest.
             nodes_per_unit = _nodes_per_unit(part)
-            units = min(budget / 2, AUTO_SEARCH_UNITS) if solver == "auto" else budget
+            units = budget
+            if solver == "auto":
+                units = (
+                    budget * TIMED_SEARCH_SHARE if deadline else min(budget / 2, AUTO_SEARCH_UNITS)
+                )
             nodes = UNLIMITED_NODES if deadline else max(round(units * nodes_per_unit), 1)
             until = deadline.within(units) if deadline else None
             tell("search")
