@@ -162,16 +162,8 @@ def test_a_time_limited_cpsat_solve_spends_most_of_its_time_deciding_the_bound(
     # minimizing from the hint stalls above it, so it gets the larger share of the time.
     calls: list[tuple[int | None, float]] = []
 
-    def unsolved(
-        free: list[Item],
-        fixed: object,
-        known: dict[str, int],
-        low: int,
-        budget: float,
-        workers: int,
-        capacity: int | None = None,
-        deadline: Deadline | None = None,
-    ) -> Any:
+    def unsolved(free: list[Item], fixed: object, known: dict[str, int], *rest: Any) -> Any:
+        _, budget, _, capacity, _ = rest  # low, budget, workers, capacity, deadline
         calls.append((capacity, budget))
         top = max(known[item.key] + item.size for item in free)
         return cpsat._Answer(dict(known), top, 0, "UNKNOWN", budget, timed_out=True)
