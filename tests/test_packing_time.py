@@ -155,27 +155,6 @@ def test_only_a_time_limited_cpsat_solve_runs_a_portfolio(monkeypatch: pytest.Mo
     assert workers and set(workers) == {cpsat.DEADLINE_WORKERS}
 
 
-def test_a_time_limited_cpsat_solve_spends_most_of_its_time_deciding_the_bound(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Interlocking towers fit at max-live: the decision there settles them where
-    # minimizing from the hint stalls above it, so it gets the larger share of the time.
-    calls: list[tuple[int | None, float]] = []
-
-    def unsolved(free: list[Item], fixed: object, known: dict[str, int], *rest: Any) -> Any:
-        _, budget, _, capacity, _ = rest  # low, budget, workers, capacity, deadline
-        calls.append((capacity, budget))
-        top = max(known[item.key] + item.size for item in free)
-        return cpsat._Answer(dict(known), top, 0, "UNKNOWN", budget, timed_out=True)
-
-    monkeypatch.setattr(cpsat, "_solve", unsolved)
-    items = towers(6, 8, 3)
-    cpsat.minimize(items, dict(place(items).offsets), 0, 0.0, 1, Deadline.after(6.0))
-    (decided, deciding), (minimized, _) = calls
-    assert decided == max_live(items) and minimized is None
-    assert deciding >= 6.0 * cpsat.TIMED_DECISION_SHARE * 0.9
-
-
 def test_a_time_limited_auto_solve_gives_the_search_its_share_at_the_bound(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

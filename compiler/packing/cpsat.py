@@ -62,11 +62,6 @@ MINIMIZE_UNITS = 1.0
 SECONDS_PER_UNIT = 120.0
 SECONDS_MARGIN = 60.0
 
-TIMED_DECISION_SHARE = 2 / 3
-"""Share of a time-limited :func:`minimize`'s seconds for the decision at the bound: the
-portfolio settles interlocking towers at max-live in a few seconds where minimizing
-from the hint stalls 3-7% above it (towers 8x12 #1 and #2: 2-3 s on two busy cores)."""
-
 DEADLINE_WORKERS = 4
 """Fewest CP-SAT workers of a time-limited solve: on interlocking towers (25 s on two
 busy cores) four find towers 8x12 #2 at max-live in 6 s where one ends 8.3% above it
@@ -148,13 +143,11 @@ def minimize(
     # settles that far faster (interlocking towers: found at max-live in 12k conflicts,
     # where minimizing from the hint had not reached it after 30k). It gets half of the
     # budget beyond the first MINIMIZE_UNITS: a small budget is better spent lowering
-    # the hint's peak (towers at 2 units: 1.078 with a decision, 1.063 without). A
-    # time-limited solve gives it TIMED_DECISION_SHARE of its seconds.
+    # the hint's peak (towers at 2 units: 1.078 with a decision, 1.063 without).
     target = max(bound, floor)
-    if deadline is None:
-        deciding = max(budget - MINIMIZE_UNITS, 0.0) / 2
-    else:
-        deciding = deadline.left() * TIMED_DECISION_SHARE
+    if deadline is not None:
+        budget = deadline.left()
+    deciding = max(budget - MINIMIZE_UNITS, 0.0) / 2
     decided = None
     if deciding > 0:
         decided = _solve(items, [], known, target, deciding, workers, target, deadline)
