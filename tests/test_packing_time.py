@@ -185,3 +185,29 @@ def test_a_time_limited_auto_solve_gives_the_search_its_share_at_the_bound(
     assert capacity == max_live(items) and order[0] == "search" and order[-1] == "cpsat"
     share = exact.TIMED_SEARCH_SHARE * search.TIMED_FIRST_TRY
     assert seconds >= 20.0 * share * 0.9
+
+
+def test_a_time_limited_decision_restarts_with_other_seeds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A decision's run time is heavy-tailed in the seed: short tries with new seeds,
+    # each longer, until one settles it; the model takes the items bottom first.
+    tries: list[tuple[int | None, float, int, list[str]]] = []
+
+    def third_time_lucky(free: list[Item], fixed: object, known: dict[str, int], *rest: Any) -> Any:
+        _, budget, _, capacity, _, seed = rest  # low, budget, workers, capacity, deadline, seed
+        tries.append((capacity, budget, seed, [item.key for item in free]))
+        top = max(known[item.key] + item.size for item in free)
+        status = "FEASIBLE" if seed == 2 else "UNKNOWN"
+        return cpsat._Answer(dict(known), top, 0, status, budget)
+
+    monkeypatch.setattr(cpsat, "_solve", third_time_lucky)
+    items = towers(6, 8, 3)
+    known = dict(place(items).offsets)
+    solved = cpsat.minimize(items, known, 0, 0.0, 1, Deadline.after(60.0))
+    assert solved.status == "FEASIBLE" and [seed for _, _, seed, _ in tries] == [0, 1, 2]
+    assert all(capacity == max_live(items) for capacity, *_ in tries)
+    budgets = [budget for _, budget, _, _ in tries]
+    assert budgets == sorted(budgets) and budgets[0] < budgets[-1]
+    bottom_first = sorted(items, key=lambda item: (known[item.key], item.start, item.key))
+    assert tries[0][3] == [item.key for item in bottom_first]

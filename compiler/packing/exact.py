@@ -41,7 +41,8 @@ the heuristic placement is never lost.
 
 Given a :class:`~.clock.Deadline` (``--time-limit``), the same steps share wall-clock
 seconds instead of units: the rounds get half of the time left, each part still above
-the bound an even share of what is then left, and the engines stop at their share's
+the bound an even share of what is then left (in ``auto``, the search gets
+:data:`TIMED_SEARCH_SHARE` of it, CP-SAT the rest), and the engines stop at their share's
 end, early enough to leave time for checking their result (:func:`_checking_seconds`);
 none starts when the heuristics took all the time. The report is then marked
 ``time_limited`` when a clock stopped any engine: the result is the best found in time,
@@ -613,8 +614,9 @@ def _exact_engines(
     def engine(part: list[Item], floor: int, attempt: _Attempt) -> None:
         if solver in ("search", "auto"):
             # In ``auto`` the search proves the easy sections fast or not at all: it gets
-            # half of the budget, at most AUTO_SEARCH_UNITS; CP-SAT (stronger on the
-            # hardest: interlocking towers) the rest.
+            # half of the budget, at most AUTO_SEARCH_UNITS (with a deadline,
+            # TIMED_SEARCH_SHARE of the time); CP-SAT (stronger on the hardest:
+            # interlocking towers) the rest.
             nodes_per_unit = _nodes_per_unit(part)
             units = budget
             if solver == "auto":
