@@ -211,3 +211,28 @@ def test_a_time_limited_decision_restarts_with_other_seeds(
     assert budgets == sorted(budgets) and budgets[0] < budgets[-1]
     bottom_first = sorted(items, key=lambda item: (known[item.key], item.start, item.key))
     assert tries[0][3] == [item.key for item in bottom_first]
+
+
+def test_a_time_limited_search_takes_the_items_bottom_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The value order's ties go by item index: bottom first in the known placement, a
+    # time-limited search settles towers it stalls on in (start, end) order. Without a
+    # deadline the order stays the caller's, and so do the plans.
+    orders: list[list[str]] = []
+
+    def stalled(
+        items: list[Item], capacity: int, node_budget: int, deadline: Deadline | None = None
+    ) -> search.Decision:
+        orders.append([item.key for item in items])
+        return search.Decision(None, exhausted=False, nodes=1)
+
+    monkeypatch.setattr(search, "fits", stalled)
+    items = sorted(towers(6, 8, 3), key=lambda item: (item.start, item.end, item.key))
+    known = dict(place(items).offsets)
+    search.minimize(items, known, 0, 100, Deadline.after(60.0))
+    bottom_first = sorted(items, key=lambda item: (known[item.key], item.start, item.key))
+    assert orders[0] == [item.key for item in bottom_first] != [item.key for item in items]
+    orders.clear()
+    search.minimize(items, known, 0, 100)
+    assert orders[0] == [item.key for item in items]
