@@ -15,9 +15,11 @@ import pytest
 from ortools.sat.python import cp_model
 from tierplan.compiler.cli import main
 from tierplan.compiler.errors import PipelineError
-from tierplan.compiler.packing import check_placement, cpsat, max_live, place, solve
+from tierplan.compiler.packing import check_placement, cpsat, exact, max_live, place, search, solve
 from tierplan.compiler.packing.clock import Deadline
+from tierplan.compiler.packing.exact import stacked_sections
 from tierplan.compiler.packing.instances import rectangle_cuts, towers
+from tierplan.compiler.packing.problem import Item
 from tierplan.compiler.packing.skyline import OutOfTime, by_length, skyline
 from tierplan.compiler.pass_manager import parse_pipeline
 
@@ -151,3 +153,86 @@ def test_only_a_time_limited_cpsat_solve_runs_a_portfolio(monkeypatch: pytest.Mo
     workers.clear()
     cpsat.minimize(items, known, 0, 0.0, 1, Deadline.after(1.0))
     assert workers and set(workers) == {cpsat.DEADLINE_WORKERS}
+
+
+def test_a_time_limited_auto_solve_gives_the_search_its_share_at_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The decision search at the bound ends interlocking towers in seconds or stalls
+    # (heavy-tailed): with a time limit it gets a slice of the section's time, then CP-SAT.
+    tries: list[tuple[int, float]] = []
+    order: list[str] = []
+
+    def stalled(
+        items: list[Item], capacity: int, node_budget: int, deadline: Deadline | None = None
+    ) -> search.Decision:
+        assert deadline is not None
+        order.append("search")
+        tries.append((capacity, deadline.left()))
+        return search.Decision(None, exhausted=False, nodes=1, timed_out=True)
+
+    def cpsat_minimize(items: list[Item], known: dict[str, int], *args: Any) -> cpsat.Solution:
+        order.append("cpsat")
+        return cpsat.Solution(known, max(known[i.key] + i.size for i in items), 0, "FEASIBLE")
+
+    monkeypatch.setattr(search, "fits", stalled)
+    monkeypatch.setattr(cpsat, "minimize", cpsat_minimize)
+    items = towers(6, 8, 3)
+    known = place(items)
+    assert known.peak > max_live(items) and len(stacked_sections(items)[1]) == 1
+    solve(items, known, "auto", 2.0, deadline=Deadline.after(20.0))
+    (capacity, seconds), *_ = tries
+    assert capacity == max_live(items) and order[0] == "search" and order[-1] == "cpsat"
+    share = exact.TIMED_SEARCH_SHARE * search.TIMED_FIRST_TRY
+    assert seconds >= 20.0 * share * 0.9
+
+
+def test_a_time_limited_decision_restarts_with_other_seeds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A decision's run time is heavy-tailed in the seed: short tries with new seeds,
+    # each longer, until one settles it; the model takes the items bottom first.
+    tries: list[tuple[int | None, float, int, list[str]]] = []
+
+    def third_time_lucky(free: list[Item], fixed: object, known: dict[str, int], *rest: Any) -> Any:
+        _, budget, _, capacity, _, seed = rest  # low, budget, workers, capacity, deadline, seed
+        tries.append((capacity, budget, seed, [item.key for item in free]))
+        top = max(known[item.key] + item.size for item in free)
+        status = "FEASIBLE" if seed == 2 else "UNKNOWN"
+        return cpsat._Answer(dict(known), top, 0, status, budget)
+
+    monkeypatch.setattr(cpsat, "_solve", third_time_lucky)
+    items = towers(6, 8, 3)
+    known = dict(place(items).offsets)
+    solved = cpsat.minimize(items, known, 0, 0.0, 1, Deadline.after(60.0))
+    assert solved.status == "FEASIBLE" and [seed for _, _, seed, _ in tries] == [0, 1, 2]
+    assert all(capacity == max_live(items) for capacity, *_ in tries)
+    budgets = [budget for _, budget, _, _ in tries]
+    assert budgets == sorted(budgets) and budgets[0] < budgets[-1]
+    bottom_first = sorted(items, key=lambda item: (known[item.key], item.start, item.key))
+    assert tries[0][3] == [item.key for item in bottom_first]
+
+
+def test_a_time_limited_search_takes_the_items_bottom_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The value order's ties go by item index: bottom first in the known placement, a
+    # time-limited search settles towers it stalls on in (start, end) order. Without a
+    # deadline the order stays the caller's, and so do the plans.
+    orders: list[list[str]] = []
+
+    def stalled(
+        items: list[Item], capacity: int, node_budget: int, deadline: Deadline | None = None
+    ) -> search.Decision:
+        orders.append([item.key for item in items])
+        return search.Decision(None, exhausted=False, nodes=1)
+
+    monkeypatch.setattr(search, "fits", stalled)
+    items = sorted(towers(6, 8, 3), key=lambda item: (item.start, item.end, item.key))
+    known = dict(place(items).offsets)
+    search.minimize(items, known, 0, 100, Deadline.after(60.0))
+    bottom_first = sorted(items, key=lambda item: (known[item.key], item.start, item.key))
+    assert orders[0] == [item.key for item in bottom_first] != [item.key for item in items]
+    orders.clear()
+    search.minimize(items, known, 0, 100)
+    assert orders[0] == [item.key for item in items]

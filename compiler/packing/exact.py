@@ -44,7 +44,8 @@ the heuristic placement is never lost.
 
 Given a :class:`~.clock.Deadline` (``--time-limit``), the same steps share wall-clock
 seconds instead of units: the rounds get half of the time left, each part still above
-the bound an even share of what is then left, and the engines stop at their share's
+the bound an even share of what is then left (in ``auto``, the search gets
+:data:`TIMED_SEARCH_SHARE` of it, CP-SAT the rest), and the engines stop at their share's
 end, early enough to leave time for checking their result (:func:`_checking_seconds`);
 none starts when the heuristics took all the time. The report is then marked
 ``time_limited`` when a clock stopped any engine: the result is the best found in time,
@@ -81,6 +82,12 @@ get proportionally fewer nodes per unit, so a unit stays about one second."""
 
 AUTO_SEARCH_UNITS = 2.0
 """Most units the search gets on one section in ``auto`` before CP-SAT takes over."""
+
+TIMED_SEARCH_SHARE = 0.3
+"""Share of a section's seconds the search gets in a time-limited ``auto`` solve, before
+CP-SAT: on interlocking towers the decision search at the bound often ends in a few
+seconds, or else stalls for long (its run times are heavy-tailed), so it gets a
+sizeable slice, and CP-SAT, which settles other towers, the rest."""
 
 ROUND_NODES = 128
 """Node limit of each part's first decision search; it doubles every round."""
@@ -613,10 +620,15 @@ def _exact_engines(
     def engine(part: list[Item], floor: int, attempt: _Attempt) -> None:
         if solver in ("search", "auto"):
             # In ``auto`` the search proves the easy sections fast or not at all: it gets
-            # half of the budget, at most AUTO_SEARCH_UNITS; CP-SAT (stronger on the
-            # hardest: interlocking towers) the rest.
+            # half of the budget, at most AUTO_SEARCH_UNITS (with a deadline,
+            # TIMED_SEARCH_SHARE of the time); CP-SAT (stronger on the hardest:
+            # interlocking towers) the rest.
             nodes_per_unit = _nodes_per_unit(part)
-            units = min(budget / 2, AUTO_SEARCH_UNITS) if solver == "auto" else budget
+            units = budget
+            if solver == "auto":
+                units = (
+                    budget * TIMED_SEARCH_SHARE if deadline else min(budget / 2, AUTO_SEARCH_UNITS)
+                )
             nodes = UNLIMITED_NODES if deadline else max(round(units * nodes_per_unit), 1)
             until = deadline.within(units) if deadline else None
             tell("search")
