@@ -50,6 +50,7 @@ from tierplan.compiler.cost import operator_flops
 from tierplan.compiler.errors import TierplanError
 from tierplan.compiler.fitting.budget import Budget, device_totals
 from tierplan.compiler.fitting.explain import Heaviest, heaviest_operator
+from tierplan.compiler.fitting.interactions import Interactions
 from tierplan.compiler.fitting.knobs import (
     Knob,
     Option,
@@ -276,36 +277,66 @@ class Search:
         if self.best() is None:
             self._compile_within(sorted(combos, key=lambda c: (excess(c), latency(c), c)))
         if self.budget.limited:
-            self._neighbours(latency)
+            self._neighbours()
         return self._finish(base)
 
-    def _neighbours(self, latency: Callable[[Choice], float]) -> None:
-        """Compile the neighbours (one knob changed) of the best plans that fit, the best
-        first, moving back to the best when a faster plan is found, until the compile
-        count runs out or every fitting plan's neighbours are compiled."""
+    def _neighbours(self) -> None:
+        """Compile, one at a time, the combination one or two knobs away from the best
+        plan that fits that :class:`Interactions` finds most promising (options whose
+        compile failed alone left out, and those predicted far over the budget); when
+        all of those are compiled, around the next best plan; until the compile count
+        runs out."""
+        usable = [
+            [i for i in range(len(knob.options)) if not self._single(k, i).error]
+            for k, knob in enumerate(self.knobs)
+        ]
         while len(self.points) < self.max_compiles and (best := self.best()) is not None:
             fitting = sorted(
                 (p for p in self.points.values() if p.fits and (p.exact or not best.exact)),
                 key=Point.key,
             )
-            untried = next(filter(None, (self._around(p.choice, best.exact) for p in fitting)), [])
-            if not untried:
+            around = next(filter(None, (self._around(p, best.exact, usable) for p in fitting)), [])
+            if not around:
                 return
-            for choice in sorted(untried, key=lambda c: (latency(c), c)):
-                if len(self.points) >= self.max_compiles:
-                    return
-                if self.point(choice).fits and self.best() is not best:
-                    break  # a faster plan: look around it first
+            valid = {choice: p.cost_s for choice, p in self.points.items() if not p.error}
+            model = Interactions.of(self.points[self.default].cost_s, valid)
+            self.point(min(around, key=lambda c: (model.optimistic(c), c)))
 
-    def _around(self, choice: Choice, exact: bool) -> list[Choice]:
-        """The combinations one knob away from ``choice`` not compiled yet (exact ones
-        only when ``exact``: a 16-bit plan would not be chosen over an exact one)."""
-        around = {
-            tuple(index if k == position else choice[k] for k in range(len(choice)))
-            for position, knob in enumerate(self.knobs)
-            for index in range(len(knob.options))
-        }
-        return [c for c in around if c not in self.points and (self._exact(c) or not exact)]
+    def _around(self, centre: Point, exact: bool, usable: list[list[int]]) -> list[Choice]:
+        """The combinations one or two knobs away from ``centre`` (to ``usable`` options)
+        not compiled yet, exact ones only when ``exact`` (a 16-bit plan would not be
+        chosen over an exact one), and predicted within the budget's slack (``centre``'s
+        excess times the changed options' ratios alone)."""
+        moves = [
+            (k, i) for k, options in enumerate(usable) for i in options if i != centre.choice[k]
+        ]
+        found = [_moved(centre.choice, [move]) for move in moves]
+        found += [
+            _moved(centre.choice, [first, second])
+            for first, second in itertools.combinations(moves, 2)
+            if first[0] != second[0]
+        ]
+        return sorted(
+            {
+                c
+                for c in found
+                if c not in self.points
+                and (self._exact(c) or not exact)
+                and self._excess_near(centre, c) <= 1 + PREDICTION_SLACK
+            }
+        )
+
+    def _excess_near(self, centre: Point, choice: Choice) -> float:
+        ratio = 1.0
+        for k, (was, now) in enumerate(zip(centre.choice, choice, strict=True)):
+            before = self._single(k, was).excess
+            if was != now and before:
+                ratio *= self._single(k, now).excess / before
+        return centre.excess * ratio
+
+    def _single(self, position: int, index: int) -> Point:
+        """The point of option ``index`` of knob ``position`` alone (compiled first)."""
+        return self.points[tuple(index if k == position else 0 for k in range(len(self.knobs)))]
 
     def _exact(self, choice: Choice) -> bool:
         return all(option.exact for option in self.options(choice))
@@ -359,8 +390,7 @@ class Search:
         """Predicted cost (latency or slowest stage: base + the options' changes) and
         excess (base times their ratios) of a combination, from the one-knob points."""
 
-        def single(position: int, index: int) -> Point:
-            return self.points[tuple(index if k == position else 0 for k in range(len(self.knobs)))]
+        single = self._single
 
         def latency(choice: Choice) -> float:
             return base.cost_s + sum(
@@ -438,6 +468,14 @@ def _same_plan(option: Point, default: Point) -> bool:
     order): combining it would only compile the same plans again."""
     measures = ("cost_s", "latency_s", "excess", "activation_peak", "device_peak", "flops")
     return all(getattr(option, name) == getattr(default, name) for name in measures)
+
+
+def _moved(choice: Choice, moves: Iterable[tuple[int, int]]) -> Choice:
+    """``choice`` with each (knob position, option index) of ``moves`` set."""
+    changed = list(choice)
+    for position, index in moves:
+        changed[position] = index
+    return tuple(changed)
 
 
 def _base(overrides: dict[str, str]) -> list[Pass]:
