@@ -310,34 +310,37 @@ class Search:
     def _around(self, centre: Point, exact: bool, usable: list[list[int]]) -> list[Choice]:
         """The combinations one or two knobs away from ``centre`` (to ``usable`` options)
         not compiled yet, exact ones only when ``exact`` (a 16-bit plan would not be
-        chosen over an exact one), and predicted within the budget's slack (``centre``'s
-        excess times the changed options' ratios alone)."""
+        chosen over an exact one), and predicted within the budget from the nearest
+        compiled combination (:meth:`_excess_from`)."""
         moves = [
             (k, i) for k, options in enumerate(usable) for i in options if i != centre.choice[k]
         ]
-        found = [_moved(centre.choice, [move]) for move in moves]
-        found += [
+        found = {_moved(centre.choice, [move]) for move in moves}
+        found |= {
             _moved(centre.choice, [first, second])
             for first, second in itertools.combinations(moves, 2)
             if first[0] != second[0]
-        ]
+        }
+        anchors = sorted((p for p in self.points.values() if not p.error), key=Point.key)
         return sorted(
-            {
-                c
-                for c in found
-                if c not in self.points
-                and (self._exact(c) or not exact)
-                and self._excess_near(centre, c) <= 1 + PREDICTION_SLACK
-            }
+            c
+            for c in found
+            if c not in self.points
+            and (self._exact(c) or not exact)
+            and self._excess_from(anchors, c) <= 1
         )
 
-    def _excess_near(self, centre: Point, choice: Choice) -> float:
+    def _excess_from(self, anchors: Sequence[Point], choice: Choice) -> float:
+        """The excess of ``choice`` predicted from the anchor fewest knobs away (the
+        first of ``anchors`` among those): its excess times the ratios, alone, of the
+        options that differ."""
+        anchor = min(anchors, key=lambda p: _distance(p.choice, choice))
         ratio = 1.0
-        for k, (was, now) in enumerate(zip(centre.choice, choice, strict=True)):
+        for k, (was, now) in enumerate(zip(anchor.choice, choice, strict=True)):
             before = self._single(k, was).excess
             if was != now and before:
                 ratio *= self._single(k, now).excess / before
-        return centre.excess * ratio
+        return anchor.excess * ratio
 
     def _single(self, position: int, index: int) -> Point:
         """The point of option ``index`` of knob ``position`` alone (compiled first)."""
@@ -473,6 +476,11 @@ def _same_plan(option: Point, default: Point) -> bool:
     order): combining it would only compile the same plans again."""
     measures = ("cost_s", "latency_s", "excess", "activation_peak", "device_peak", "flops")
     return all(getattr(option, name) == getattr(default, name) for name in measures)
+
+
+def _distance(first: Choice, second: Choice) -> int:
+    """How many knobs' options differ."""
+    return sum(a != b for a, b in zip(first, second, strict=True))
 
 
 def _moved(choice: Choice, moves: Iterable[tuple[int, int]]) -> Choice:
