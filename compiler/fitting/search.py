@@ -21,15 +21,15 @@ bounded by a count of compiles:
    faster than the best plan); when nothing fits yet, in order of predicted excess;
 5. under a budget, the last quarter of the compile count goes around the best plan
    that fits, one compile at a time: of the combinations one or two knobs away from
-   it (every option but those whose compile failed alone, step 2's dropped ones
-   included; predicted within the budget's slack from its own excess), the one
-   :class:`~.interactions.Interactions` predicts fastest, its pairs of options that
-   were never compiled together credited with the largest interaction measured
-   between the same knobs. Latencies do not add up (GPT-2 at 1024 tokens:
-   ``sequence=rows/4`` and ``attention=rows/2``, 11.0 and 11.7 ms alone, take 9.1
-   together, while ``attention=rows/8`` alone takes 9.9), so two knobs seen to
-   interact have their untried pairs compiled before additive guesses. When every
-   combination around the best is compiled, around the next best.
+   it (step 2's dropped options included, but not those that failed or measured as
+   the default did alone; predicted within the budget from the compiled combination
+   fewest knobs away), the one :class:`~.interactions.Interactions` predicts
+   fastest, its pairs of options never compiled together credited with the largest
+   interaction measured between the same knobs. Latencies do not add up (GPT-2 at
+   1024 tokens: ``sequence=rows/4`` and ``attention=rows/2``, 11.0 and 11.7 ms
+   alone, take 9.1 together, while ``attention=rows/8`` alone takes 9.9), so two
+   knobs seen to interact have their untried pairs compiled before additive
+   guesses. When every combination around the best is compiled, around the next.
 
 The compiles of steps 1 and 4 are announced to the runner, which keeps the states
 their pipelines share (the rewritten graph of a sequence or attention option).
@@ -288,11 +288,17 @@ class Search:
     def _neighbours(self) -> None:
         """Compile, one at a time, the combination one or two knobs away from the best
         plan that fits that :class:`Interactions` finds most promising (options whose
-        compile failed alone left out, and those predicted far over the budget); when
+        compile failed alone, or that measured as the default did, left out); when
         all of those are compiled, around the next best plan; until the compile count
         runs out."""
+        base = self.points[self.default]
         usable = [
-            [i for i in range(len(knob.options)) if not self._single(k, i).error]
+            [0]
+            + [
+                i
+                for i in range(1, len(knob.options))
+                if not self._single(k, i).error and not _same_plan(self._single(k, i), base)
+            ]
             for k, knob in enumerate(self.knobs)
         ]
         while len(self.points) < self.max_compiles and (best := self.best()) is not None:
@@ -304,7 +310,7 @@ class Search:
             if not around:
                 return
             valid = {choice: p.cost_s for choice, p in self.points.items() if not p.error}
-            model = Interactions.of(self.points[self.default].cost_s, valid)
+            model = Interactions.of(base.cost_s, valid)
             self.point(min(around, key=lambda c: (model.optimistic(c), c)))
 
     def _around(self, centre: Point, exact: bool, usable: list[list[int]]) -> list[Choice]:
