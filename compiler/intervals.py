@@ -194,7 +194,8 @@ def _start_order(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.n
     (``later_end[k]``: positions ``k + 1 .. later_end[k] - 1``)."""
     by_start = np.argsort(starts, kind="stable")
     later_end = np.searchsorted(starts[by_start], ends[by_start], side="right")
-    return by_start, later_end
+    # An interval that ends before it starts (a hostile plan's) meets no later one.
+    return by_start, np.maximum(later_end, np.arange(1, len(starts) + 1))
 
 
 def _step_pairs(

@@ -74,3 +74,8 @@ def test_the_overlap_sweep_finds_the_same_pairs_in_chunks_of_any_size(
     monkeypatch.setattr(intervals, "PAIR_CHUNK", chunk)
     assert list(sharing_pairs(boxes, 50)) == whole
     assert whole  # 200 boxes of 64 bytes in 2 KiB over 45 steps must meet somewhere
+
+
+def test_intervals_that_end_before_they_start_meet_nothing_later() -> None:
+    # A hostile plan's ranges (the validator reports them): no crash, no pair among them.
+    assert list(sharing_pairs([(5, 2, 0, 64), (6, 1, 0, 64), (7, 7, 32, 64)])) == []
