@@ -77,3 +77,44 @@ def test_untried_pairs_of_interacting_knobs_are_credited_as_gains() -> None:
     assert measured.optimistic((1, 2, 0)) == 13.0
     assert measured.optimistic((1, 1, 0)) == 9.0
     assert measured.optimistic((1, 0, 1)) == 11.5
+
+
+def test_an_option_another_one_made_redundant_is_dropped(search: Search) -> None:
+    # GPT-2 at 0.25x in miniature. Excess alone (used / allowed): sequence 1.38,
+    # attention 2.62, offload 3.03 (default 4). Sequence and offload together fit
+    # (0.75, 10.86 ms) but their ratios predict 1.05; all three fit (0.69) at 12.96 ms,
+    # attention chunks adding time to a sequence already in chunks. With 6 compiles
+    # (the default, three options alone, the three together, one more) the last goes
+    # to dropping attention, not to dropping offload (predicted 0.91, really 1.30).
+    knobs = [
+        Knob("sequence", (Option("off"), Option("rows/16"))),
+        Knob("attention", (Option("off"), Option("rows/8"))),
+        Knob("offload", (Option("off"), Option("on"))),
+    ]
+    measured = {
+        (0, 0, 0): (4.0, 11.55),
+        (1, 0, 0): (1.38, 13.63),
+        (0, 1, 0): (2.62, 9.92),
+        (0, 0, 1): (3.03, 8.48),
+        (1, 0, 1): (0.75, 10.86),
+        (1, 1, 1): (0.69, 12.96),
+        (1, 1, 0): (1.30, 15.0),
+        (0, 1, 1): (1.99, 6.9),
+    }
+    search.knobs, search.default, search.max_compiles = knobs, (0, 0, 0), 6
+
+    def compile_(
+        choice: Choice, pipeline: Sequence[Pass] | None = None
+    ) -> tuple[Point, CompileResult | None]:
+        labels = tuple(knob.options[i].label for knob, i in zip(knobs, choice, strict=True))
+        excess, milliseconds = measured[choice]
+        seconds = milliseconds / 1e3
+        point = Point(
+            choice, labels, excess, 1, 1, seconds, 0, True, stage_s=seconds, cost_s=seconds
+        )
+        return point, None
+
+    search.compile = compile_  # type: ignore[method-assign]
+    found = search.run()
+    assert found.chosen is not None and found.chosen.choice == (1, 0, 1)
+    assert len(search.points) == 6
