@@ -199,7 +199,7 @@ def test_a_time_limited_decision_restarts_with_other_seeds(
         tries.append((capacity, budget, seed, [item.key for item in free]))
         top = max(known[item.key] + item.size for item in free)
         status = "FEASIBLE" if seed == 2 else "UNKNOWN"
-        return cpsat._Answer(dict(known), top, 0, status, budget)
+        return cpsat.Answer(dict(known), top, 0, status, budget)
 
     monkeypatch.setattr(cpsat, "_solve", third_time_lucky)
     items = towers(6, 8, 3)

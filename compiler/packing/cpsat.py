@@ -105,7 +105,7 @@ class Solution:
 
 
 @dataclass(frozen=True, slots=True)
-class _Answer:
+class Answer:
     """One model's answer: the free items' offsets and top, the proven bound on it,
     the solver status, the budget units (or, with a deadline, seconds) it spent and
     whether a wall clock stopped it. Without a solution (status UNKNOWN, or INFEASIBLE
@@ -182,7 +182,7 @@ def minimize(
 
 def _decide_with_restarts(
     items: list[Item], known: dict[str, int], capacity: int, workers: int, deadline: Deadline
-) -> _Answer:
+) -> Answer:
     """Whether ``items`` fit under ``capacity``, by time-limited solves of growing length
     (:data:`RESTART_SECONDS`, then :data:`RESTART_GROWTH` times longer each), each with
     another seed, until one settles it or ``deadline`` passes. The model takes the items
@@ -317,7 +317,7 @@ def _solve(
     capacity: int | None = None,
     deadline: Deadline | None = None,
     seed: int = 0,
-) -> _Answer:
+) -> Answer:
     """Re-place ``free`` (from ``known``) around the ``fixed`` (item, offset) boxes,
     minimizing the free items' highest top down to ``low``, within ``budget``
     deterministic units, or, with a ``deadline``, ``budget`` seconds and not past it.
@@ -383,7 +383,7 @@ def _solve(
             solver.parameters.max_time_in_seconds,
             len(free),
         )
-        return _Answer(dict(known), known_top, 0, "UNKNOWN", budget, timed_out=True)
+        return Answer(dict(known), known_top, 0, "UNKNOWN", budget, timed_out=True)
     # With a deadline, a solve that ends without proving its answer was stopped by it.
     timed_out = deadline is not None and name not in ("OPTIMAL", "INFEASIBLE")
     spent = (
@@ -392,10 +392,10 @@ def _solve(
         else min(max(solver.deterministic_time, solver.num_conflicts / per_unit), budget)
     )
     if name == "INFEASIBLE" and capacity is not None:
-        return _Answer(dict(known), known_top, (height + 1) * unit, name, spent)
+        return Answer(dict(known), known_top, (height + 1) * unit, name, spent)
     if name not in ("OPTIMAL", "FEASIBLE"):
-        return _Answer(dict(known), known_top, 0, "UNKNOWN", spent, timed_out)
-    return _Answer(
+        return Answer(dict(known), known_top, 0, "UNKNOWN", spent, timed_out)
+    return Answer(
         offsets={key: solver.value(var) * unit for key, var in offsets.items()},
         top=max(
             (
@@ -427,16 +427,6 @@ def _symmetric_hint(items: list[Item], known: dict[str, int]) -> dict[str, int]:
     return hint
 
 
-@dataclass(frozen=True, slots=True)
-class Refit:
-    """:func:`refit`'s answer: the free items' offsets (None when it found none), the
-    units (with a deadline: seconds) spent, and whether a wall clock stopped it."""
-
-    offsets: dict[str, int] | None
-    spent: float
-    timed_out: bool
-
-
 def refit(
     free: list[Item],
     fixed: list[tuple[Item, int]],
@@ -445,9 +435,8 @@ def refit(
     budget: float,
     workers: int,
     deadline: Deadline | None = None,
-) -> Refit:
+) -> Answer:
     """Re-place ``free`` (from ``known``) around the ``fixed`` (item, offset) boxes,
     lowering their highest top down to ``low``, within ``budget`` units (with a
     ``deadline``: ``budget`` seconds and not past it): one window of a caller's own."""
-    answer = _solve(free, fixed, known, low, budget, workers, deadline=deadline)
-    return Refit(answer.offsets if answer.solved else None, answer.spent, answer.timed_out)
+    return _solve(free, fixed, known, low, budget, workers, deadline=deadline)

@@ -362,7 +362,7 @@ class _Search:
         self.timed_out |= answer.timed_out
         if not seconds:
             self.left -= max(answer.spent, cpsat.ROUND_UNITS)
-        if answer.offsets is None:
+        if not answer.solved:
             return None
         moved = lows.copy()
         moved[free] = [answer.offsets[self.items[i].key] + base for i in free.tolist()]
