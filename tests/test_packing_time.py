@@ -201,7 +201,7 @@ def test_a_time_limited_decision_restarts_with_other_seeds(
         status = "FEASIBLE" if seed == 2 else "UNKNOWN"
         return cpsat.Answer(dict(known), top, 0, status, budget)
 
-    monkeypatch.setattr(cpsat, "_solve", third_time_lucky)
+    monkeypatch.setattr(cpsat, "solve_window", third_time_lucky)
     items = towers(6, 8, 3)
     known = dict(place(items).offsets)
     solved = cpsat.minimize(items, known, 0, 0.0, 1, Deadline.after(60.0))

@@ -157,7 +157,7 @@ def minimize(
     decided = None
     if deciding > 0:
         decided = (
-            _solve(items, [], known, target, deciding, workers, target, deadline)
+            solve_window(items, [], known, target, deciding, workers, target, deadline)
             if deadline is None
             else _decide_with_restarts(items, known, target, workers, deadline.within(deciding))
         )
@@ -170,7 +170,7 @@ def minimize(
             bound = max(bound, decided.bound)
     spent = decided.spent if decided is not None and decided.status == "INFEASIBLE" else deciding
     left = deadline.left() if deadline else budget - spent
-    answer = _solve(items, [], known, max(bound, floor), left, workers, None, deadline)
+    answer = solve_window(items, [], known, max(bound, floor), left, workers, None, deadline)
     timed_out = answer.timed_out or (decided is not None and decided.timed_out)
     if not answer.solved:
         return Solution(dict(known), known_peak, bound, "FEASIBLE", timed_out=timed_out)
@@ -195,7 +195,9 @@ def _decide_with_restarts(
     seconds, seed = RESTART_SECONDS, 0
     items = sorted(items, key=lambda item: (known[item.key], item.start, item.key))
     while True:
-        answer = _solve(items, [], known, capacity, seconds, workers, capacity, deadline, seed)
+        answer = solve_window(
+            items, [], known, capacity, seconds, workers, capacity, deadline, seed
+        )
         if answer.status in ("OPTIMAL", "FEASIBLE", "INFEASIBLE") or deadline.passed():
             return answer
         seconds, seed = seconds * RESTART_GROWTH, seed + 1
@@ -242,7 +244,7 @@ def minimize_windows(
         chosen = np.zeros(len(items), dtype=bool)
         chosen[free] = True
         fixed = np.flatnonzero(~chosen & (starts <= span[1]) & (ends >= span[0]))
-        answer = _solve(
+        answer = solve_window(
             [items[i] for i in free.tolist()],
             [(items[i], int(lows[i])) for i in fixed.tolist()],
             {items[i].key: int(lows[i]) for i in free.tolist()},
@@ -307,7 +309,7 @@ def _alive(first: int, last: int, sorted_starts: np.ndarray, sorted_ends: np.nda
     return started - int(np.searchsorted(sorted_ends, first, side="left"))
 
 
-def _solve(
+def solve_window(
     free: list[Item],
     fixed: list[tuple[Item, int]],
     known: dict[str, int],
@@ -425,18 +427,3 @@ def _symmetric_hint(items: list[Item], known: dict[str, int]) -> dict[str, int]:
         for key, offset in zip(keys, sorted(known[key] for key in keys), strict=True):
             hint[key] = offset
     return hint
-
-
-def refit(
-    free: list[Item],
-    fixed: list[tuple[Item, int]],
-    known: dict[str, int],
-    low: int,
-    budget: float,
-    workers: int,
-    deadline: Deadline | None = None,
-) -> Answer:
-    """Re-place ``free`` (from ``known``) around the ``fixed`` (item, offset) boxes,
-    lowering their highest top down to ``low``, within ``budget`` units (with a
-    ``deadline``: ``budget`` seconds and not past it): one window of a caller's own."""
-    return _solve(free, fixed, known, low, budget, workers, deadline=deadline)

@@ -348,14 +348,14 @@ class _Search:
         seconds = self.deadline is not None
         share = min(BAND_SECONDS if seconds else BAND_UNITS, max(self.left, 0.01))
         until = self.deadline.within(share) if self.deadline is not None else None
-        answer = cpsat.refit(
+        answer = cpsat.solve_window(
             [self.items[i] for i in free.tolist()],
             boxes,
             known,
             self.bound - base,
             share,
             self.workers,
-            until,
+            deadline=until,
         )
         self.bands += 1
         self.band_items += len(free)
