@@ -635,7 +635,6 @@ def _exact_engines(
             deadline = share.deadline.within(units) if share.deadline else None
             start = dict(place(grouped.items, deadline=deadline).offsets)
             trial = _Attempt(start, max_live(grouped.items))
-            tell("grouped")
             _minimizer(solver, _Share(units, deadline), workers, report, tell)(
                 grouped.items, floor, trial
             )
