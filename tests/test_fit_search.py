@@ -97,7 +97,13 @@ def test_a_best_plan_two_knobs_from_every_faster_option_is_found(search: Search)
 
 
 def test_untried_pairs_of_interacting_knobs_are_credited_as_gains() -> None:
-    costs = {(0, 0, 0): 10.0, (1, 0, 0): 11.0, (0, 1, 0): 11.0, (0, 2, 0): 9.0, (0, 0, 1): 10.5}
+    costs: dict[tuple[int, ...], float] = {
+        (0, 0, 0): 10.0,
+        (1, 0, 0): 11.0,
+        (0, 1, 0): 11.0,
+        (0, 2, 0): 9.0,
+        (0, 0, 1): 10.5,
+    }
     additive = Interactions.of(10.0, costs)
     assert additive.optimistic((1, 1, 0)) == 12.0  # no pair of these knobs measured
     assert additive.optimistic((2, 0, 0)) == math.inf  # no measure alone
