@@ -76,10 +76,6 @@ RESTRICTED: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
             "a grid of chunk counts (rows/4 and rows/16 left out: the machine's time); "
             "`online` chunks: alone, 54 MiB and slower than every `rows` count (42-47 MiB)",
         ),
-        "tiles": (
-            ("L1", "L1/4"),
-            "a grid: L1/2 lies between the two (it saves at most 128 KiB of L1)",
-        ),
     },
 }
 
