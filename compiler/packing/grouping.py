@@ -1,7 +1,7 @@
 """Equal lifetimes stacked as one item: a smaller problem to try first.
 
 Items alive at exactly the same steps (a Split's outputs read by one Concat, the
-pieces of a column of bytes freed together) can always sit on top of each other: as
+pieces of a column of bytes freed together) may sit on top of each other: as
 one block they need the same bytes at the same steps, and the exact engines have far
 fewer ways to go wrong. A placement of the blocks is a placement of the items (each
 block's members stacked in it), so the grouped problem is a *restriction*: when it
@@ -9,10 +9,11 @@ fits under a capacity the items do, and when it does not, the items still may.
 
 Only groups no taller than the tallest item are stacked: a taller block would be a
 rectangle the original items never needed, and on interlocking towers (whose columns
-of several bands happen to share lifetimes) such blocks make the grouped problem
-infeasible at max-live. Measured on the towers of the challenging set, the grouped
-decision at max-live: 8x12 #4 in 0.1 s and 10x16 #1 in 0.1 s (search), 10x16 #3 in
-12 s (CP-SAT), where neither engine decides the original in 30 s.
+of several bands happen to share lifetimes) such blocks may not fit at max-live at all
+(towers 10x16 #3, every group stacked: CP-SAT undecided after 40 s). Measured on the
+towers of the challenging set, the grouped decision at max-live: 8x12 #4 in 0.1 s and
+10x16 #1 in 0.1 s (search), 10x16 #3 in 12 s (CP-SAT), where neither engine decides the
+original in 30 s.
 """
 
 from __future__ import annotations
